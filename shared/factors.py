@@ -1,0 +1,70 @@
+"""The factor vocabulary: which factors of variation a dataset has, their units, ranges and
+the latent group of the DC-IGN code that each one is tied to.
+
+The table is written into every store's attributes, and the trainer reads it from there, so
+latent groups are data, not code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+LATENT_SIZE = 200  # the paper's graphics code
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One factor of variation.
+
+    `column` is the factor's column in a store's `factors` array, or None for `intrinsic`,
+    whose value is the identity (stored in the `identity` array). `latents` is the half-open
+    slice [start, stop) of the code tied to the factor; stop None means "to the end".
+    """
+
+    name: str
+    unit: str
+    low: float | None
+    high: float | None
+    latents: tuple[int, int | None]
+    column: int | None
+    description: str
+
+    @property
+    def is_intrinsic(self) -> bool:
+        return self.column is None
+
+    def to_attrs(self) -> dict:
+        return asdict(self) | {"latents": list(self.latents)}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> Factor:
+        return cls(**(attrs | {"latents": tuple(attrs["latents"])}))
+
+
+FACE_FACTORS: tuple[Factor, ...] = (
+    Factor("azimuth", "degree", -86.0, 86.0, (0, 1), 0, "head rotation about the vertical axis"),
+    Factor("elevation", "degree", -23.0, 23.0, (1, 2), 1, "head rotation about the horizontal axis"),
+    Factor("light", "degree", -80.0, 80.0, (2, 3), 2, "azimuth of the directional light"),
+    Factor("intrinsic", "identity", None, None, (3, None), None, "shape and albedo of the face"),
+)
+
+DATASET_FACTORS: dict[str, tuple[Factor, ...]] = {"faces": FACE_FACTORS}
+
+
+def factor_table(dataset: str) -> tuple[Factor, ...]:
+    """The factor table of a dataset kind ('faces', ...)."""
+    return DATASET_FACTORS[dataset]
+
+
+def factor_names(factors: tuple[Factor, ...]) -> list[str]:
+    return [f.name for f in factors]
+
+
+def continuous_factors(factors: tuple[Factor, ...]) -> list[Factor]:
+    """The factors stored as values in the `factors` array, in column order."""
+    return sorted((f for f in factors if not f.is_intrinsic), key=lambda f: f.column)
+
+
+def latent_slice(factor: Factor, latent_size: int = LATENT_SIZE) -> slice:
+    start, stop = factor.latents
+    return slice(start, latent_size if stop is None else stop)
