@@ -43,7 +43,7 @@ class Factor:
 
 FACE_FACTORS: tuple[Factor, ...] = (
     Factor("azimuth", "degree", -86.0, 86.0, (0, 1), 0, "head rotation about the vertical axis"),
-    Factor("elevation", "degree", -23.0, 23.0, (1, 2), 1, "head rotation about the horizontal axis"),
+    Factor("elevation", "degree", -23.0, 23.0, (1, 2), 1, "head tilt about the horizontal axis"),
     Factor("light", "degree", -80.0, 80.0, (2, 3), 2, "azimuth of the directional light"),
     Factor("intrinsic", "identity", None, None, (3, None), None, "shape and albedo of the face"),
 )

@@ -1,0 +1,106 @@
+"""The faces dataset: morphable-model identities rendered in one-factor minibatches."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from dcign.shared.factors import FACE_FACTORS
+from dcign.shared.store import StoreSpec
+
+from . import face_model
+from .backend import Lighting, Renderer, light_direction, rotation_matrix
+from .face_model import MorphableModel
+from .scenes import IdentityPools, MinibatchPlan, identity_rng
+
+# Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
+GENERATOR_VERSION = 1
+GRAY_WEIGHTS = (0.21, 0.72, 0.07)  # the original dataset's RGB → gray
+FACE_HEIGHT = 2.0  # the mean face's vertical extent in scene units; camera framing assumes it
+FACE_LIGHTING = Lighting(background=0.0)
+
+
+@dataclass(frozen=True)
+class FaceRecipe:
+    """Everything that determines a faces store's images; picklable, for worker processes."""
+
+    seed: int = 0
+    image_size: int = 150
+    batch_size: int = 20
+    model_path: str | None = None  # None: the embedded model
+    lighting: Lighting = field(default_factory=lambda: FACE_LIGHTING)
+    identities: IdentityPools = field(default_factory=IdentityPools)
+
+    def load(self) -> FaceGenerator:
+        return FaceGenerator(self, face_model.load_face_model(self.model_path))
+
+
+class FaceGenerator:
+    """Turns minibatch plans into images; creates its GL context on first use."""
+
+    def __init__(self, recipe: FaceRecipe, model: MorphableModel):
+        self.recipe = recipe
+        self.model = model
+        self.factors = FACE_FACTORS
+        lo, hi = model.shape_mean.min(axis=0), model.shape_mean.max(axis=0)
+        # One fixed normalisation from the mean face, so bigger heads do render bigger.
+        self._centre = ((lo + hi) / 2).astype(np.float32)
+        self._scale = np.float32(FACE_HEIGHT / (hi[1] - lo[1]))
+        self._triangles = np.ascontiguousarray(model.triangles, dtype=np.uint32)
+        self._renderer: Renderer | None = None
+        self._shown_identity: int | None = None
+
+    @property
+    def spec(self) -> StoreSpec:
+        r = self.recipe
+        generator = {
+            "name": "dcign.render.faces",
+            "version": GENERATOR_VERSION,
+            "seed": r.seed,
+            "lighting": asdict(r.lighting),
+            "identities": asdict(r.identities),
+            "gray_weights": list(GRAY_WEIGHTS),
+        }
+        model = {
+            "name": self.model.name,
+            "fingerprint": self.model.fingerprint(),
+            "source": str(Path(r.model_path).resolve()) if r.model_path else "embedded",
+            "vertices": self.model.n_vertices,
+            "shape_components": self.model.n_shape,
+            "albedo_components": self.model.n_albedo,
+        }
+        return StoreSpec("faces", r.image_size, r.batch_size, self.factors, generator, model)
+
+    def face(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised vertices (N, 3) and grayscale albedo (N,) of one identity."""
+        shape, albedo = self.model.sample_coefficients(identity_rng(self.recipe.seed, identity))
+        vertices, rgb = self.model.instance(shape, albedo)
+        vertices = (vertices - self._centre) * self._scale
+        return vertices, rgb @ np.asarray(GRAY_WEIGHTS, np.float32)
+
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting)
+        return self._renderer
+
+    def render(self, plan: MinibatchPlan) -> np.ndarray:
+        """uint8 images (B, H, W) of one minibatch plan."""
+        renderer = self.renderer()
+        size = self.recipe.image_size
+        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
+        light_elevation = self.recipe.lighting.light_elevation
+        for i, (identity, (azimuth, elevation, light)) in enumerate(
+                zip(plan.identities, plan.values, strict=True)):
+            if identity != self._shown_identity:  # upload geometry once per identity
+                vertices, albedo = self.face(int(identity))
+                renderer.set_mesh(vertices, self._triangles, albedo)
+                self._shown_identity = int(identity)
+            images[i] = renderer.render(rotation_matrix(azimuth, elevation),
+                                        light_direction(light, light_elevation))
+        return images
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,31 @@
+#version 330 core
+// dcign's replacement for pyrender's PBR vertex shader: rigid transforms only, so the normal
+// matrix is the model matrix itself and no per-vertex inverse() is needed.
+layout(location = 0) in vec3 position;
+layout(location = NORMAL_LOC) in vec3 normal;
+#ifdef COLOR_0_LOC
+layout(location = COLOR_0_LOC) in vec4 color_0;
+#endif
+layout(location = INST_M_LOC) in mat4 inst_m;
+
+uniform mat4 M;
+uniform mat4 V;
+uniform mat4 P;
+
+out vec3 frag_position;
+out vec3 frag_normal;
+out float frag_albedo;
+
+void main()
+{
+    mat4 model = M * inst_m;
+    vec4 world = model * vec4(position, 1.0);
+    gl_Position = P * V * world;
+    frag_position = world.xyz;
+    frag_normal = mat3(model) * normal;
+#ifdef COLOR_0_LOC
+    frag_albedo = color_0.r;  // grayscale reflectance
+#else
+    frag_albedo = 0.7;
+#endif
+}

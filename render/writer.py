@@ -1,0 +1,137 @@
+"""Fills a store with rendered minibatches: resumable, extendable, parallel.
+
+The parent process creates or grows the arrays and decides which minibatches are missing
+(those whose completeness marker is unset); worker processes each hold one GL context,
+render whole minibatches and write them straight into their own chunks.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dcign.shared.errors import DcignError
+from dcign.shared.store import Store, create_or_open_store, open_store
+from tqdm import tqdm
+
+from .scenes import plan_minibatch
+
+Task = tuple[str, str, int]  # (split, factor, minibatch index)
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """How many minibatches of which factors a run should leave in the store."""
+
+    vary: tuple[str, ...]
+    batches: int  # training minibatches per varying factor
+    test_batches: int
+
+
+@dataclass
+class RenderSummary:
+    rendered: int  # minibatches rendered by this run
+    already_there: int  # minibatches the store held before
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return 0.0 if self.seconds == 0 else self.rendered / self.seconds
+
+
+def _missing(store: Store, request: RenderRequest) -> tuple[list[Task], int]:
+    """Create/grow arrays and list the minibatches not yet complete, in a fixed order."""
+    tasks, present = [], 0
+    for split, count in (("train", request.batches), ("test", request.test_batches)):
+        for factor in request.vary:
+            arrays = store.require_arrays(split, factor, count)
+            done = arrays.completed()[:count]
+            present += int(done.sum())
+            tasks += [(split, factor, int(k)) for k in np.flatnonzero(~done)]
+    return tasks, present
+
+
+# Worker state: one generator (and GL context) and one opened store per process.
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(recipe, store_path: str, gl_platform: str, threads_per_worker: int) -> None:
+    os.environ["PYOPENGL_PLATFORM"] = gl_platform
+    os.environ.setdefault("LP_NUM_THREADS", str(threads_per_worker))  # llvmpipe's threads
+    _worker["generator"] = recipe.load()
+    _worker["store"] = open_store(store_path, mode="r+")
+
+
+def _render_task(task: Task) -> Task:
+    split, factor_name, k = task
+    generator, store = _worker["generator"], _worker["store"]
+    recipe = generator.recipe
+    factor = store.spec.factor(factor_name)
+    plan = plan_minibatch(recipe.seed, split, factor, k, store.spec.factors,
+                          recipe.batch_size, recipe.identities)
+    images = generator.render(plan)
+    store.arrays(split, factor_name).write(k, images, plan.values, plan.identities)
+    return task
+
+
+def _run_in_process(tasks, recipe, store_path, gl_platform) -> Iterator[Task]:
+    _init_worker(recipe, store_path, gl_platform, threads_per_worker=0)
+    try:
+        yield from map(_render_task, tasks)
+    finally:
+        _worker.pop("generator").close()
+
+
+def _run_in_pool(tasks, recipe, store_path, gl_platform, workers) -> Iterator[Task]:
+    # spawn, not fork: each worker must make its own GL context from a clean process
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_init_worker,
+                  initargs=(recipe, store_path, gl_platform, threads)) as pool:
+        yield from pool.imap_unordered(_render_task, tasks, chunksize=1)
+
+
+def render_store(out: str | Path, recipe, request: RenderRequest, *, workers: int,
+                 gl_platform: str, overwrite: bool = False, progress: bool = True,
+                 config: dict | None = None) -> RenderSummary:
+    """Render every missing minibatch of `request` into the store at `out`."""
+    generator = recipe.load()
+    spec = generator.spec
+    for name in request.vary:
+        spec.factor(name)  # refuses unknown factors before anything is written
+    store = create_or_open_store(out, spec, overwrite=overwrite)
+    tasks, present = _missing(store, request)
+    started = time.perf_counter()
+    if tasks:
+        workers = max(1, min(workers, len(tasks)))
+        run = (_run_in_process(tasks, recipe, str(out), gl_platform) if workers == 1 else
+               _run_in_pool(tasks, recipe, str(out), gl_platform, workers))
+        with tqdm(total=len(tasks) * recipe.batch_size, unit="img", disable=not progress,
+                  desc=f"rendering {Path(out).name}", smoothing=0.1) as bar:
+            for _ in run:
+                bar.update(recipe.batch_size)
+    seconds = time.perf_counter() - started
+    store.append_history({
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config or {},
+        "rendered_minibatches": len(tasks),
+        "seconds": round(seconds, 2),
+    })
+    return RenderSummary(len(tasks), present, seconds)
+
+
+def check_counts(batch_size: int, batches: int, test_batches: int, size: int,
+                 workers: int) -> None:
+    """Refuse non-positive counts and sizes with one clear line."""
+    for name, value, minimum in (("--batch-size", batch_size, 2), ("--batches", batches, 1),
+                                 ("--test-batches", test_batches, 0), ("--size", size, 8),
+                                 ("--workers", workers, 1)):
+        if value < minimum:
+            raise DcignError(f"{name} must be at least {minimum} (got {value})")

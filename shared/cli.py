@@ -1,0 +1,36 @@
+"""What every dcign command does alike: user errors as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import click
+
+from .errors import DcignError
+
+
+class DcignGroup(click.Group):
+    """A click group whose commands report DcignError as `Error: ...` with no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DcignError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished work is kept; rerun the same command to resume",
+                       err=True)
+            ctx.exit(130)
+
+
+class DcignCommand(click.Command):
+    """The same error handling for a single command."""
+
+    invoke = DcignGroup.invoke
+
+
+def split_choices(values: tuple[str, ...], allowed: list[str], option: str) -> tuple[str, ...]:
+    """Accept `--opt a --opt b` and `--opt a,b`; refuse names outside `allowed` in one line."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    for name in names:
+        if name not in allowed:
+            raise DcignError(f"unknown {option} {name!r}: choose from {', '.join(allowed)}")
+    return tuple(dict.fromkeys(names))  # de-duplicated, order kept
