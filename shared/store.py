@@ -194,13 +194,17 @@ class Store:
         g = self.root.require_group(f"{split}/{factor}")
         b, h = s.batch_size, s.image_size
         if "complete" not in g:
-            def make(name, shape, chunks, dtype, fill):
+            def make(name, dims, shape, chunks, dtype, fill):
+                # dimension names let xarray open the arrays without this package
                 g.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                               compressors=_COMPRESSOR, fill_value=fill, overwrite=True)
-            make("images", (n, b, h, h), (1, b, h, h), "uint8", 0)
-            make("factors", (n, b, s.n_columns), (1, b, s.n_columns), "float32", np.nan)
-            make("identity", (n, b), (1, b), "int64", -1)
-            make("complete", (n,), (1,), "bool", False)
+                               compressors=_COMPRESSOR, fill_value=fill, overwrite=True,
+                               dimension_names=dims)
+            mb, im = "minibatch", "image"
+            make("images", (mb, im, "y", "x"), (n, b, h, h), (1, b, h, h), "uint8", 0)
+            make("factors", (mb, im, "factor"), (n, b, s.n_columns), (1, b, s.n_columns),
+                 "float32", np.nan)
+            make("identity", (mb, im), (n, b), (1, b), "int64", -1)
+            make("complete", (mb,), (n,), (1,), "bool", False)
         arrays = MinibatchArrays(g["images"], g["factors"], g["identity"], g["complete"])
         if len(arrays) < n:
             # complete grows last, so an interruption leaves no marker beyond the data arrays

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny faces stores rendered through the real `dcign-render` CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from dcign.render.cli import main as render_main
+from dcign.shared.store_cli import main as store_main
+
+# Small enough for CI, big enough that every code path runs: 4 factors x 2 splits.
+TINY = ["--size", "32", "--batch-size", "4", "--batches", "3", "--test-batches", "2",
+        "--workers", "1", "--quiet"]
+
+
+def invoke(command, args: list[str]) -> Result:
+    return CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=True)
+
+
+def render(args: list[str]) -> Result:
+    return invoke(render_main, ["faces", *args])
+
+
+def store_tool(args: list[str]) -> Result:
+    return invoke(store_main, args)
+
+
+def assert_one_line_error(result: Result, *needles: str) -> None:
+    """A user error: non-zero exit, a single `Error: ...` line naming the problem, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"uncaught {result.exception!r}")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def tree_digest(path: Path) -> str:
+    """A hash of every file's name and bytes: proves a store was left untouched."""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """All four factors, both splits, rendered once for the whole session. Read-only."""
+    out = tmp_path_factory.mktemp("stores") / "faces.zarr"
+    result = render([*TINY, "--out", out])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def fresh_store(tmp_path, tiny_store) -> Path:
+    """A private copy of the tiny store that a test may modify."""
+    import shutil
+
+    copy = tmp_path / "faces.zarr"
+    shutil.copytree(tiny_store, copy)
+    return copy
+
+
+def read_group(store: Path, split: str, factor: str) -> dict[str, np.ndarray]:
+    import zarr
+
+    g = zarr.open_group(str(store / split / factor), mode="r")
+    return {name: g[name][:] for name in ("images", "factors", "identity", "complete")}

@@ -1,0 +1,38 @@
+"""The two halves stay independent: the renderer never needs torch, the trainer never GL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+RENDER_MODULES = ["dcign.render.cli", "dcign.render.faces", "dcign.render.writer",
+                  "dcign.render.backend", "dcign.render.scenes", "dcign.render.face_model",
+                  "dcign.render.embedded_face", "dcign.render.basel", "dcign.shared.store_cli"]
+
+
+def _imported_after(modules: list[str]) -> set[str]:
+    code = ("import importlib, pkgutil, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def _train_modules() -> list[str]:
+    import pkgutil
+
+    import dcign.train
+
+    return ["dcign.train"] + [f"dcign.train.{m.name}"
+                              for m in pkgutil.iter_modules(dcign.train.__path__)]
+
+
+def test_the_renderer_never_imports_torch():
+    assert "torch" not in _imported_after(RENDER_MODULES)
+
+
+def test_the_trainer_never_imports_pyrender_or_opengl():
+    imported = _imported_after(_train_modules())
+    assert not {"pyrender", "OpenGL", "trimesh"} & imported
+    assert "torch" in imported  # the check did import the trainer
