@@ -1,0 +1,157 @@
+"""From the Zarr store to typed minibatches: validation, the batch-type schedule, the loader.
+
+A training step is a pure function of (seed, step): which batch types it shows and which
+stored minibatches it reads are drawn from `np.random.default_rng((seed, step))`. So the
+loader is a map-style dataset indexed by step number, any number of workers can prefetch
+steps in parallel, and a resumed run simply starts the index at the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from dcign.shared.errors import DcignError
+from dcign.shared.factors import Factor, latent_slice
+from dcign.shared.store import Store, StoreSpec, open_store
+from torch.utils.data import DataLoader, Dataset
+
+
+def default_ratio(factors: tuple[Factor, ...]) -> list[float]:
+    """The paper's ratio: 1 per extrinsic factor, 10 for intrinsic (faces 1:1:1:10, chairs 1:10)."""
+    return [10.0 if f.is_intrinsic else 1.0 for f in factors]
+
+
+def parse_ratio(text: str | None, factors: tuple[Factor, ...]) -> list[float]:
+    if text is None:
+        return default_ratio(factors)
+    names = ":".join(f.name for f in factors)
+    try:
+        weights = [float(w) for w in text.split(":")]
+    except ValueError:
+        raise DcignError(f"--ratio {text!r} is not numbers separated by ':' ({names})") from None
+    if len(weights) != len(factors) or min(weights) < 0 or sum(weights) <= 0:
+        raise DcignError(f"--ratio {text!r} needs {len(factors)} non-negative weights, "
+                         f"not all zero, for {names}")
+    return weights
+
+
+@dataclass(frozen=True)
+class BatchType:
+    """A kind of minibatch the schedule draws: the factor that varies in it."""
+
+    factor: Factor
+    weight: float
+    latents: slice  # the code's group tied to the factor: the active latents when clamping
+    indices: np.ndarray  # the complete train minibatches of this type
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    store: Store
+    types: tuple[BatchType, ...]
+    test_groups: tuple[str, ...]  # factors with complete test minibatches
+
+    @property
+    def spec(self) -> StoreSpec:
+        return self.store.spec
+
+
+def complete_indices(store: Store, split: str, factor: str) -> np.ndarray:
+    return np.flatnonzero(store.arrays(split, factor).completed())
+
+
+def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
+                       ) -> TrainingData:
+    """Open a store and check it can train `mode` ('dcign' or 'vae'); one-line errors."""
+    store = open_store(path)
+    factors = store.spec.factors
+    weights = parse_ratio(ratio, factors)
+    present = {f for s, f in store.groups() if s == "train"}
+    types = []
+    for f, w in zip(factors, weights, strict=True):
+        idx = complete_indices(store, "train", f.name) if f.name in present else np.empty(0, int)
+        if w > 0 and len(idx) == 0:
+            if mode == "vae" and ratio is None:
+                continue  # the baseline needs images, not every batch type
+            raise DcignError(
+                f"{path} has no complete train/{f.name} minibatches, which {mode} training "
+                f"with this ratio needs (give it weight 0 in --ratio to leave it out)")
+        if w > 0:
+            types.append(BatchType(f, w, latent_slice(f, latent_size), idx))
+    if not types:
+        raise DcignError(f"{path} has no complete train minibatches (empty train split)")
+    test = tuple(f for s, f in store.groups()
+                 if s == "test" and complete_indices(store, "test", f).size)
+    check_disjoint_identities(store, test)
+    return TrainingData(store, tuple(types), test)
+
+
+def _identities(store: Store, split: str, factor: str) -> np.ndarray:
+    a = store.arrays(split, factor)
+    return np.asarray(a.identity[:])[a.completed()].ravel()
+
+
+def check_disjoint_identities(store: Store, test_groups: tuple[str, ...]) -> None:
+    """Refuse a store whose test identities appear in training: held-out must mean unseen."""
+    train = [_identities(store, "train", f) for s, f in store.groups() if s == "train"]
+    test = [_identities(store, "test", f) for f in test_groups]
+    if not train or not test:
+        return
+    shared = np.intersect1d(np.concatenate(train), np.concatenate(test))
+    if shared.size:
+        raise DcignError(f"{store.path}: {shared.size} identities are in both the train and "
+                         f"the test split (e.g. {int(shared[0])}); refusing to train on test faces")
+
+
+def draw_step(types: tuple[BatchType, ...], seed: int, step: int, count: int
+              ) -> list[tuple[int, int]]:
+    """The (batch type, stored minibatch) pairs shown at `step`: a pure function of its args."""
+    rng = np.random.default_rng((seed, step))
+    w = np.array([t.weight for t in types], dtype=float)
+    kinds = rng.choice(len(types), size=count, p=w / w.sum())
+    return [(int(k), int(types[k].indices[rng.integers(len(types[k].indices))])) for k in kinds]
+
+
+class StepDataset(Dataset):
+    """Item `step` = that step's minibatches: a list of (type index, uint8 images (B, H, W)).
+
+    Zarr arrays are opened lazily in each worker process; `in_memory` reads every scheduled
+    minibatch once, up front, instead.
+    """
+
+    def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False):
+        self.path, self.types = str(data.store.path), data.types
+        self.seed, self.per_step = seed, per_step
+        self._arrays, self._pid = None, None
+        self.memory = None
+        if in_memory:
+            self.memory = [np.asarray(data.store.arrays("train", t.factor.name).images[:])
+                           for t in self.types]
+
+    def __len__(self) -> int:
+        return 2**62  # any step number; the sampler decides which are read
+
+    def _images(self, kind: int, k: int) -> np.ndarray:
+        if self.memory is not None:
+            return self.memory[kind][k]
+        if self._pid != os.getpid():  # first use in this (worker) process
+            store = open_store(self.path)
+            self._arrays = [store.arrays("train", t.factor.name).images for t in self.types]
+            self._pid = os.getpid()
+        return self._arrays[kind][k]
+
+    def __getitem__(self, step: int) -> list[tuple[int, torch.Tensor]]:
+        return [(kind, torch.from_numpy(np.ascontiguousarray(self._images(kind, k))))
+                for kind, k in draw_step(self.types, self.seed, step, self.per_step)]
+
+
+def make_loader(dataset: StepDataset, start: int, stop: int, workers: int, pin_memory: bool
+                ) -> DataLoader:
+    """Steps start..stop-1 in order, prefetched by `workers` processes."""
+    return DataLoader(dataset, batch_size=None, sampler=range(start, stop),
+                      num_workers=workers, pin_memory=pin_memory,
+                      prefetch_factor=4 if workers else None,
+                      persistent_workers=False)

@@ -1,0 +1,341 @@
+"""The training loop: store → typed minibatches → clamped VAE step → metrics and checkpoints.
+
+One optimiser step shows `minibatches_per_step` minibatches, each clamped separately (its own
+varying factor, its own batch means), with gradients accumulated; one per step is the paper.
+Checkpoints are written atomically (temporary file, then rename) every `checkpoint_every`
+steps and at the end, so a killed run loses at most the steps since the last one; a
+non-finite loss stops the run before the optimiser touches the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from dcign.shared.errors import DcignError
+from dcign.shared.factors import LATENT_SIZE
+from tqdm import tqdm
+
+from .clamping import active_mask, clamp
+from .config import TrainConfig
+from .data import StepDataset, TrainingData, make_loader, open_training_data
+from .latents import factor_correlations, test_elbo
+from .model import DCIGN, Architecture, architecture_for
+from .objective import kl_nats, reconstruction_nats, reparameterize
+
+CHECKPOINT_FORMAT = "dcign-train-checkpoint/1"
+
+
+class NonFiniteLoss(DcignError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    data: TrainingData
+    model: DCIGN
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    noise: torch.Generator  # ε of the reparameterisation, checkpointed for exact resumption
+    masks: list[torch.Tensor]  # active latents per batch type
+    step: int = 0
+    encode: object = None  # the model's encode/decode, compiled with --compile
+    decode: object = None
+    out: Path = field(default_factory=Path)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DcignError(f"--device {name}: no CUDA device is available")
+    return torch.device(name)
+
+
+def store_fingerprint(data: TrainingData) -> dict:
+    """What identifies the images trained on: spec (incl. generator and object model)."""
+    attrs = data.spec.to_attrs()
+    digest = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()[:16]
+    return {"sha256": digest, "model_fingerprint": data.spec.model.get("fingerprint"),
+            "generator": data.spec.generator, "spec": attrs}
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":  # what the released "rmsprop" file really implemented
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.beta2, eps=1e-8)
+    raise DcignError(f"unknown optimizer {cfg.optimizer!r} (choose adam or rmsprop)")
+
+
+def build_run(cfg: TrainConfig) -> Run:
+    if cfg.mode not in ("dcign", "vae"):
+        raise DcignError(f"unknown mode {cfg.mode!r} (choose dcign or vae)")
+    if cfg.clamp not in ("mean", "first"):
+        raise DcignError(f"unknown clamping rule {cfg.clamp!r} (choose mean or first)")
+    if cfg.minibatches_per_step < 1 or cfg.steps < 1:
+        raise DcignError("--steps and --minibatches-per-step must be at least 1")
+    device = pick_device(cfg.device)
+    data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
+    arch = architecture_for(cfg.arch, data.spec.image_size)
+    torch.manual_seed(cfg.seed)  # weight initialisation
+    model = DCIGN(arch).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    encode, decode = model.encode, model.decode
+    if cfg.compile:
+        encode, decode = torch.compile(encode), torch.compile(decode)
+    return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), device,
+               torch.Generator(device).manual_seed(cfg.seed),
+               [active_mask(t.latents, arch.latent_size, device) for t in data.types],
+               encode=encode, decode=decode, out=Path(cfg.out))
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":  # bf16 keeps fp32's range: no loss scaling needed
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(run: Run, batches: list[tuple[int, torch.Tensor]]) -> dict:
+    """One optimiser step over the given minibatches; returns summed nats and image count."""
+    cfg, dev = run.cfg, run.device
+    run.optimizer.zero_grad(set_to_none=True)
+    sums = torch.zeros(2, device=dev)
+    n = 0
+    for kind, images in batches:
+        x = images.to(dev, non_blocking=True).unsqueeze(1).float().div_(255)
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(dev):
+            mu, logvar = run.encode(x)
+        mu, logvar = mu.float(), logvar.float()
+        if cfg.mode == "dcign":  # clamp everything outside this minibatch's varying factor
+            mu = clamp(mu, run.masks[kind], cfg.clamp, cfg.invariance)
+            logvar = clamp(logvar, run.masks[kind], cfg.clamp, cfg.invariance)
+        z = reparameterize(mu, logvar, run.noise)
+        with _autocast(dev):
+            logits = run.decode(z)
+        terms = torch.stack([reconstruction_nats(logits, x), kl_nats(mu, logvar)])
+        terms.sum().backward()
+        sums += terms.detach()
+        n += len(images)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
+    bce, kl, gn = torch.cat([sums, grad_norm.reshape(1)]).tolist()  # the step's one sync
+    if not (math.isfinite(bce + kl) and math.isfinite(gn)):
+        raise NonFiniteLoss(f"loss became {bce + kl} (gradient norm {gn}) at step {run.step}")
+    run.optimizer.step()
+    run.step += 1
+    return {"bce": bce, "kl": kl, "images": n, "grad_norm": gn}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run: Run) -> Path:
+    """Write model, optimiser, step, RNG states, config and store fingerprint atomically."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": run.model.arch.to_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "step": run.step,
+        "rng": {"noise": run.noise.get_state(), "torch": torch.get_rng_state()},
+        "config": run.cfg.to_dict(),
+        "store": store_fingerprint(run.data),
+        "store_counts": {t.factor.name: len(t.indices) for t in run.data.types},
+    }
+    path = run.checkpoint_path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a reader sees the old checkpoint or the new, never half
+    return path
+
+
+def read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise DcignError(f"no checkpoint to resume at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for foreign or damaged files
+        raise DcignError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise DcignError(f"{path} is not a dcign-train checkpoint")
+    return state
+
+
+def restore(run: Run, state: dict, path: Path) -> None:
+    """Load a checkpoint into a freshly built run, refusing another architecture or store."""
+    theirs, ours = Architecture.from_dict(state["arch"]), run.model.arch
+    if theirs != ours:
+        raise DcignError(f"{path} holds a {theirs.name} {theirs.image_size}×{theirs.image_size} "
+                         f"network; this run builds {ours.name} {ours.image_size}×"
+                         f"{ours.image_size}")
+    fp = store_fingerprint(run.data)["sha256"]
+    if state["store"]["sha256"] != fp:
+        raise DcignError(f"{path} was trained on another store (fingerprint "
+                         f"{state['store']['sha256']}, this store {fp})")
+    counts = {t.factor.name: len(t.indices) for t in run.data.types}
+    if state.get("store_counts") != counts:
+        tqdm.write(f"note: the store's complete minibatches changed since the checkpoint "
+                   f"({state.get('store_counts')} → {counts}); the schedule differs from here on")
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.noise.set_state(state["rng"]["noise"])  # a CPU byte tensor for any device
+    torch.set_rng_state(state["rng"]["torch"])
+    run.step = int(state["step"])
+
+
+# ----------------------------------------------------------------------------- logging
+
+class Metrics:
+    """metrics.jsonl (one JSON object per line) and, when installed, TensorBoard."""
+
+    def __init__(self, out: Path):
+        self.path = out / "metrics.jsonl"
+        self.file = open(self.path, "a")  # noqa: SIM115 - held for the run's lifetime
+        self.tb = None
+        with contextlib.suppress(ImportError):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None and "event" not in record:  # training windows only
+            for k, v in record.items():
+                if isinstance(v, int | float) and k != "step":
+                    self.tb.add_scalar(f"train/{k}", v, record["step"])
+
+    def image(self, tag: str, grid: np.ndarray, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_image(tag, grid, step, dataformats="HW")
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class Result:
+    checkpoint: Path
+    metrics: Path
+    figures: list[Path]
+    evaluation: dict
+
+
+def prepare(cli: TrainConfig, resume: bool) -> Run:
+    """Build the run from the command line, or from its checkpoint with --resume."""
+    out = Path(cli.out)
+    ckpt = out / "checkpoint.pt"
+    if resume:
+        state = read_checkpoint(ckpt)
+        run = build_run(TrainConfig.from_dict(state["config"]).resumed_with(cli))
+        restore(run, state, ckpt)
+        return run
+    if ckpt.exists():
+        raise DcignError(f"{out} already holds a run; pass --resume to continue it or choose "
+                         f"another --out")
+    run = build_run(cli)
+    out.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def train(cli: TrainConfig, resume: bool = False) -> Result:
+    run = prepare(cli, resume)
+    cfg = run.cfg
+    metrics = Metrics(run.out)
+    if run.step >= cfg.steps:
+        tqdm.write(f"the checkpoint is already at step {run.step} of {cfg.steps}")
+    dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory)
+    workers = cfg.workers if cfg.workers >= 0 else (4 if run.device.type == "cuda" else 0)
+    loader = make_loader(dataset, run.step, cfg.steps, workers,
+                         pin_memory=run.device.type == "cuda")
+    metrics.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
+                 "device": str(run.device), "arch": run.model.arch.to_dict(),
+                 "batch_types": [t.factor.name for t in run.data.types]})
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step")
+    window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}
+    try:
+        for batches in loader:
+            out = train_step(run, batches)
+            for k in ("bce", "kl", "images"):
+                window[k] += out[k]
+            bar.update(1)
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                log_window(run, metrics, bar, window, out["grad_norm"])
+            if run.step % cfg.checkpoint_every == 0:
+                save_checkpoint(run)
+    except NonFiniteLoss as exc:
+        last = f"the last good checkpoint is {run.checkpoint_path}" \
+            if run.checkpoint_path.exists() else "no checkpoint was written yet"
+        metrics.log({"event": "non-finite", "step": run.step, "message": str(exc)})
+        raise NonFiniteLoss(f"{exc}; stopped, {last}") from None
+    except KeyboardInterrupt:
+        save_checkpoint(run)
+        raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
+                         f"{run.checkpoint_path}, --resume continues") from None
+    finally:
+        bar.close()
+        metrics.file.flush()
+    path = save_checkpoint(run)
+    evaluation, figures = evaluate(run, metrics)
+    metrics.close()
+    return Result(path, metrics.path, figures, evaluation)
+
+
+def log_window(run: Run, metrics: Metrics, bar: tqdm, window: dict, grad_norm: float) -> None:
+    now = time.perf_counter()
+    n = max(window["images"], 1)
+    loss = (window["bce"] + window["kl"]) / n
+    rate = window["images"] / max(now - window["t"], 1e-9)
+    metrics.log({"step": run.step, "images": window["images"],
+                 "loss_per_image": loss, "elbo_per_image": -loss,
+                 "bce_per_image": window["bce"] / n, "kl_per_image": window["kl"] / n,
+                 "grad_norm": grad_norm, "images_per_s": rate, "time": time.time()})
+    bar.set_postfix(loss=f"{loss:.1f}", img_s=f"{rate:.0f}")
+    window.update(bce=0.0, kl=0.0, images=0, t=now)
+
+
+def evaluate(run: Run, metrics: Metrics) -> tuple[dict, list[Path]]:
+    """Held-out ELBO, latent-factor correlations and figures, written beside the checkpoint."""
+    from .figures import reconstruction_grid, save_grid, save_latent_scatter
+
+    run.model.eval()
+    store, test = run.data.store, run.data.test_groups
+    if not test:
+        tqdm.write("note: the store has no complete test minibatches; skipping evaluation")
+        return {}, []
+    correlations, encoded = factor_correlations(run.model, store, test, run.device)
+    evaluation = {"event": "evaluation", "step": run.step, "split": "test",
+                  "elbo_per_image": test_elbo(run.model, store, test, run.device, run.cfg.seed),
+                  "correlations": correlations}
+    metrics.log(evaluation)
+    (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    first = store.arrays("test", test[0])
+    k = int(np.flatnonzero(first.completed())[0])
+    grid = reconstruction_grid(run.model, first.images[k][:10], run.device)
+    metrics.image("reconstructions", grid, run.step)
+    figures = [save_grid(grid, run.out / "reconstructions.png")]
+    if correlations:
+        factors = {f.name: f for f in store.spec.factors}
+        figures.append(save_latent_scatter(correlations, encoded, factors,
+                                           run.out / "latents_vs_factors.png"))
+    run.model.train()
+    return evaluation, figures
