@@ -10,7 +10,7 @@ from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.store import StoreSpec
 
 from . import face_model
-from .backend import Lighting, Renderer, light_direction, rotation_matrix
+from .backend import Lighting, Renderer, VertexNormals, light_direction, rotation_matrix
 from .face_model import MorphableModel
 from .scenes import IdentityPools, MinibatchPlan, identity_rng
 
@@ -48,6 +48,7 @@ class FaceGenerator:
         self._centre = ((lo + hi) / 2).astype(np.float32)
         self._scale = np.float32(FACE_HEIGHT / (hi[1] - lo[1]))
         self._triangles = np.ascontiguousarray(model.triangles, dtype=np.uint32)
+        self._normals = VertexNormals(model.triangles, model.n_vertices)
         self._renderer: Renderer | None = None
         self._shown_identity: int | None = None
 
@@ -94,7 +95,7 @@ class FaceGenerator:
                 zip(plan.identities, plan.values, strict=True)):
             if identity != self._shown_identity:  # upload geometry once per identity
                 vertices, albedo = self.face(int(identity))
-                renderer.set_mesh(vertices, self._triangles, albedo)
+                renderer.set_mesh(vertices, self._triangles, albedo, self._normals(vertices))
                 self._shown_identity = int(identity)
             images[i] = renderer.render(rotation_matrix(azimuth, elevation),
                                         light_direction(light, light_elevation))

@@ -131,7 +131,7 @@ def check_counts(batch_size: int, batches: int, test_batches: int, size: int,
                  workers: int) -> None:
     """Refuse non-positive counts and sizes with one clear line."""
     for name, value, minimum in (("--batch-size", batch_size, 2), ("--batches", batches, 1),
-                                 ("--test-batches", test_batches, 0), ("--size", size, 8),
+                                 ("--test-batches", test_batches, 1), ("--size", size, 8),
                                  ("--workers", workers, 1)):
         if value < minimum:
             raise DcignError(f"{name} must be at least {minimum} (got {value})")
