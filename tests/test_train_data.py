@@ -74,13 +74,14 @@ def test_a_zero_weight_leaves_a_batch_type_out(blobs):
 
 def test_an_item_is_a_steps_minibatches_each_read_whole_from_its_types_group(blobs):
     data = open_training_data(str(blobs), "dcign", None, 200)
-    step = StepDataset(data, seed=3, per_step=3)[11]
+    kinds, images = StepDataset(data, seed=3, per_step=3)[11]
+    assert images.dtype == torch.uint8 and images.shape == (3, 20, 32, 32)
     store = open_store(blobs)
-    for (kind, images), (kind2, k) in zip(step, draw_step(data.types, 3, 11, 3), strict=True):
-        assert kind == kind2
-        assert images.dtype == torch.uint8 and images.shape == (20, 32, 32)
+    drawn = draw_step(data.types, 3, 11, 3)
+    assert kinds.tolist() == [kind for kind, _ in drawn]
+    for stacked, (kind, k) in zip(images, drawn, strict=True):
         stored = store.arrays("train", data.types[kind].factor.name).images[k]
-        assert np.array_equal(images.numpy(), stored)
+        assert np.array_equal(stacked.numpy(), stored)
 
 
 def test_only_minibatches_marked_complete_are_drawn(tmp_path):
@@ -98,14 +99,13 @@ def test_in_memory_and_worker_loaders_yield_the_same_steps_as_direct_reads(blobs
 
     def steps(in_memory, workers):
         ds = StepDataset(data, seed=1, per_step=2, in_memory=in_memory)
-        return [[(k, im.clone()) for k, im in s] for s in make_loader(ds, 5, 11, workers, False)]
+        return [(k.clone(), im.clone()) for k, im in make_loader(ds, 5, 11, workers, False)]
 
     direct = steps(False, 0)
     for other in (steps(True, 0), steps(False, 2)):
         assert len(other) == len(direct) == 6
-        for a, b in zip(direct, other, strict=True):
-            assert [k for k, _ in a] == [k for k, _ in b]
-            assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a, b, strict=True))
+        for (ka, ia), (kb, ib) in zip(direct, other, strict=True):
+            assert torch.equal(ka, kb) and torch.equal(ia, ib)
 
 
 def test_a_store_whose_test_identities_appear_in_training_is_refused(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from dcign.shared.errors import DcignError
 
@@ -10,24 +12,25 @@ from .config import TrainConfig
 EPILOG = """\b
 Examples:
   # DC-IGN on a faces store, CPU-sized defaults (small network unless the store is 150×150)
-  dcign-train --store datasets/faces.zarr --out runs/faces-dcign
+  dcign-train --store datasets/faces.zarr               # → runs/faces-dcign/
 \b
   # the paper's entangled baseline: the same network and data, no clamping
-  dcign-train --store datasets/faces.zarr --mode vae --out runs/faces-vae
+  dcign-train --store datasets/faces.zarr --mode vae    # → runs/faces-vae/
 \b
   # the released network on 150×150 faces, 8 clamped minibatches per step to fill a GPU
   dcign-train --store datasets/faces150.zarr --arch paper150 --minibatches-per-step 8 --compile
 \b
   # continue a run that was stopped or killed, now up to 20000 steps
-  dcign-train --store datasets/faces.zarr --out runs/faces-dcign --resume --steps 20000
+  dcign-train --store datasets/faces.zarr --resume --steps 20000
 """
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
                                                  "max_content_width": 100})
 @click.option("--store", required=True, help="The dcign Zarr store to train on.")
-@click.option("--out", default="runs/dcign", show_default=True,
-              help="Run directory: checkpoint.pt, metrics.jsonl, figures.")
+@click.option("--out", default=None,
+              help="Run directory: checkpoint.pt, metrics.jsonl, figures. "
+                   "Default: runs/<store name>-<mode>.")
 @click.option("--mode", type=click.Choice(["dcign", "vae"]), default="dcign", show_default=True,
               help="dcign: clamped training (paper §3); vae: the entangled baseline.")
 @click.option("--clamp", "clamp_rule", type=click.Choice(["mean", "first"]), default="mean",
@@ -45,6 +48,8 @@ Examples:
               show_default=True, help="auto: paper150 for 150×150 stores, small otherwise.")
 @click.option("--steps", type=int, default=2000, show_default=True,
               help="Optimiser steps in total (a resumed run continues up to this).")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after this much wall time (then checkpoint and evaluate as at the end).")
 @click.option("--minibatches-per-step", type=int, default=1, show_default=True,
               help="Minibatches per optimiser step, each clamped separately; 1 is the paper.")
 @click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), default="adam",
@@ -65,9 +70,9 @@ Examples:
               help="Steps between checkpoints (a killed run loses at most these).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def main(store, out, mode, clamp_rule, invariance, ratio, arch, steps, minibatches_per_step,
-         optimizer, lr, seed, device, workers, in_memory, use_compile, log_every,
-         checkpoint_every, resume, no_progress):
+def main(store, out, mode, clamp_rule, invariance, ratio, arch, steps, max_minutes,
+         minibatches_per_step, optimizer, lr, seed, device, workers, in_memory, use_compile,
+         log_every, checkpoint_every, resume, no_progress):
     """Train the Deep Convolutional Inverse Graphics Network on a dcign store.
 
     Latent groups come from the store's factor table (faces: z1 azimuth, z2 elevation,
@@ -75,8 +80,10 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, steps, minibatch
     outside that factor's group is clamped to its batch mean. Prints where the checkpoint,
     metrics and figures are when done.
     """
+    if out is None:
+        out = str(Path("runs") / f"{Path(store).stem}-{mode}")
     cfg = TrainConfig(store=store, out=out, mode=mode, clamp=clamp_rule, invariance=invariance,
-                      ratio=ratio, arch=arch, steps=steps,
+                      ratio=ratio, arch=arch, steps=steps, max_minutes=max_minutes,
                       minibatches_per_step=minibatches_per_step, optimizer=optimizer, lr=lr,
                       seed=seed, device=device, workers=workers, in_memory=in_memory,
                       compile=use_compile, log_every=log_every,

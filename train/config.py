@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 
 # Fields that only change how fast or where a run executes, never its numbers on the CPU;
 # a resumed run takes them from the command line, everything else from the checkpoint.
-RUNTIME_FIELDS = ("steps", "device", "workers", "in_memory", "compile", "log_every",
+RUNTIME_FIELDS = ("steps", "max_minutes", "device", "workers", "in_memory", "compile", "log_every",
                   "checkpoint_every", "progress")
 
 
@@ -24,6 +24,7 @@ class TrainConfig:
     ratio: str | None = None  # batch-type weights in factor-table order, e.g. "1:1:1:10"
     arch: str = "auto"  # "auto", "paper150" or "small"
     steps: int = 2000
+    max_minutes: float | None = None  # stop early (checkpoint, evaluate) after this wall time
     minibatches_per_step: int = 1
     optimizer: str = "adam"  # "adam" (what the released "rmsprop" was) or "rmsprop"
     lr: float = 5e-4

@@ -116,10 +116,11 @@ def draw_step(types: tuple[BatchType, ...], seed: int, step: int, count: int
 
 
 class StepDataset(Dataset):
-    """Item `step` = that step's minibatches: a list of (type index, uint8 images (B, H, W)).
+    """Item `step` = that step's minibatches, stacked: (kinds int64 (M,), uint8 (M, B, H, W)).
 
-    Zarr arrays are opened lazily in each worker process; `in_memory` reads every scheduled
-    minibatch once, up front, instead.
+    kinds[i] indexes `types`: which factor varies in minibatch i. One stacked tensor per step
+    means one shared-memory transfer from a worker and one pinned copy. Zarr arrays are opened
+    lazily in each worker process; `in_memory` reads the train split once, up front, instead.
     """
 
     def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False):
@@ -143,9 +144,10 @@ class StepDataset(Dataset):
             self._pid = os.getpid()
         return self._arrays[kind][k]
 
-    def __getitem__(self, step: int) -> list[tuple[int, torch.Tensor]]:
-        return [(kind, torch.from_numpy(np.ascontiguousarray(self._images(kind, k))))
-                for kind, k in draw_step(self.types, self.seed, step, self.per_step)]
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        drawn = draw_step(self.types, self.seed, step, self.per_step)
+        images = np.stack([self._images(kind, k) for kind, k in drawn])
+        return torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images)
 
 
 def make_loader(dataset: StepDataset, start: int, stop: int, workers: int, pin_memory: bool

@@ -110,14 +110,18 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def train_step(run: Run, batches: list[tuple[int, torch.Tensor]]) -> dict:
-    """One optimiser step over the given minibatches; returns summed nats and image count."""
+def train_step(run: Run, step: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """One optimiser step over a step's minibatches (kinds (M,), uint8 images (M, B, H, W)).
+
+    Returns the summed nats and the image count."""
     cfg, dev = run.cfg, run.device
+    kinds, stacked = step
+    stacked = stacked.to(dev, non_blocking=True)
     run.optimizer.zero_grad(set_to_none=True)
     sums = torch.zeros(2, device=dev)
     n = 0
-    for kind, images in batches:
-        x = images.to(dev, non_blocking=True).unsqueeze(1).float().div_(255)
+    for kind, images in zip(kinds.tolist(), stacked, strict=True):
+        x = images.unsqueeze(1).float().div_(255)
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(dev):
@@ -136,7 +140,7 @@ def train_step(run: Run, batches: list[tuple[int, torch.Tensor]]) -> dict:
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
     bce, kl, gn = torch.cat([sums, grad_norm.reshape(1)]).tolist()  # the step's one sync
     if not (math.isfinite(bce + kl) and math.isfinite(gn)):
-        raise NonFiniteLoss(f"loss became {bce + kl} (gradient norm {gn}) at step {run.step}")
+        raise NonFiniteLoss(f"loss became {bce + kl} (gradient norm {gn}) at step {run.step + 1}")
     run.optimizer.step()
     run.step += 1
     return {"bce": bce, "kl": kl, "images": n, "grad_norm": gn}
@@ -272,9 +276,13 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
                  "batch_types": [t.factor.name for t in run.data.types]})
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step")
     window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
     try:
-        for batches in loader:
-            out = train_step(run, batches)
+        for step in loader:
+            if time.monotonic() > deadline:
+                tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
+                break
+            out = train_step(run, step)
             for k in ("bce", "kl", "images"):
                 window[k] += out[k]
             bar.update(1)
