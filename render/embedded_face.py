@@ -228,9 +228,7 @@ class _Head:
         self.triangles = np.concatenate(
             [self.skin_triangles, eye_tris + self.n_skin, eye_tris + self.n_skin + n_eye])
         self.n_eye = n_eye
-        x, y, z = self.skin.T
-        # How much a skin point belongs to the face (front) rather than the skull/neck.
-        self.front = _smoothstep(z, 0.5, 4.0)
+        self.front = _front(self.skin[:, 2])
 
 
 def _base_depth(x: float, y: float) -> float:
@@ -262,7 +260,7 @@ def _forehead_and_brow(x, y, p: _Params):
     ax = np.abs(x)
     ridge = (0.5 + 0.16 * p.brow_ridge) * np.exp(-(((ax - 2.7) / 2.2) ** 2)
                                                  - ((y - 1.85) / 0.7) ** 2)
-    glabella = (0.3 + 0.1 * p.brow_ridge) * _gauss(x, y, 0.0, 1.6, 0.9, 0.7)
+    glabella = (0.15 + 0.08 * p.brow_ridge) * _gauss(x, y, 0.0, 1.6, 1.0, 0.8)
     bossing = (0.2 + 0.12 * p.forehead_bossing) * _gauss(ax, y, 2.8, 5.2, 2.2, 2.0)
     # The orbit: a hollow under the brow in which the eyeball and lids sit.
     orbit = -(0.9 + 0.15 * p.eye_depth) * _gauss(ax, y, EYE_X, EYE_Y - 0.1, 1.7, 1.25)
@@ -331,8 +329,8 @@ def _ears(x, y, z, p: _Params):
     """Outward push on each side of the head: a pinna with helix rim, concha and lobe."""
     s, t = z + 1.3, y + 0.9
     rho = np.sqrt((s / 1.45) ** 2 + (t / 2.9) ** 2)
-    plate = _smoothstep(rho, 1.02, 0.8)
-    helix = np.exp(-(((rho - 0.86) / 0.1) ** 2)) * _smoothstep(t, -1.6, -0.6)
+    plate = _smoothstep(rho, 1.1, 0.72)  # wide enough an edge for the grid to draw smoothly
+    helix = np.exp(-(((rho - 0.84) / 0.14) ** 2)) * _smoothstep(t, -1.6, -0.6)
     concha = _gauss(s, t, 0.25, -0.3, 0.55, 0.85)
     stand_off = 1.0 + 0.35 * np.clip(-s / 1.45, -1, 1)  # the back of the ear stands out more
     height = (0.75 + 0.15 * p.ear_protrusion) * plate * stand_off + 0.3 * helix - 0.75 * concha
@@ -543,11 +541,11 @@ def _vertices(head: _Head, p: _Params) -> np.ndarray:
 # Albedo: regions painted on the mean face's vertices
 # ---------------------------------------------------------------------------------------------
 
-_SKIN = np.array([0.80, 0.60, 0.50])
+_SKIN = np.array([0.78, 0.58, 0.47])
 _LIP = np.array([0.66, 0.35, 0.35])
 _BROW = np.array([0.28, 0.2, 0.15])
 _SCLERA = np.array([0.92, 0.89, 0.85])
-_IRIS = np.array([0.36, 0.22, 0.12])
+_IRIS = np.array([0.3, 0.2, 0.12])
 
 
 def _lip_mask(x, y):
@@ -695,33 +693,38 @@ def _albedo_fields(head: _Head, mean: np.ndarray) -> np.ndarray:
     def on_skin(mask, rgb):
         return np.concatenate([mask, np.zeros(2 * n_eye)])[:, None] * np.asarray(rgb)
 
+    # Colour shifts stay on the skin's own axes (lighter/darker, pinker/sallower, golden/
+    # rosier) and stay small where their negative would turn a region green or grey.
+    pink = np.array([0.015, -0.01, -0.003])
+    lightness = np.array([1.0, 0.78, 0.62])
+    lip_contrast = _LIP - _SKIN  # + deeper red lips, - lips nearer the skin colour
     fields = [
         -0.14 * mean * skin_only[:, None] * np.array([1.0, 1.08, 1.15]),  # light ↔ dark
-        on_skin(not_dark, [0.025, -0.008, -0.004]),
-        on_skin(not_dark, [0.0, 0.01, -0.022]),  # olive/yellow ↔ pink
-        on_skin(r["lips"], [0.06, -0.03, -0.01]),
+        on_skin(not_dark, pink),
+        on_skin(not_dark, [0.006, 0.008, -0.016]),  # golden/olive ↔ rosy-pale
+        on_skin(r["lips"], 0.25 * lip_contrast),
         on_skin(r["brows"], [-0.07, -0.05, -0.04]),
-        on_skin(r["cheeks"], [0.04, -0.025, -0.015]),
-        iris_all[:, None] * np.array([-0.05, 0.03, 0.08]),  # brown ↔ blue-grey
+        on_skin(r["cheeks"], [0.014, -0.014, -0.01]),  # blush; -3 std just cancels the mean's
+        iris_all[:, None] * np.array([-0.012, 0.015, 0.04]),  # brown ↔ blue-grey
         iris_all[:, None] * np.array([-0.06, -0.045, -0.03]),
-        on_skin(r["under_eyes"], [-0.04, -0.04, -0.02]),
-        on_skin(r["beard"], [-0.05, -0.04, -0.02]),
-        on_skin(r["nose_tip"], [0.04, -0.02, -0.015]),
-        on_skin(_smoothstep(head.skin[:, 1], 2.0, 5.0) * head.front, [0.02, 0.02, 0.015]),
-        on_skin(r["ears"], [0.04, -0.02, -0.01]),
+        on_skin(r["under_eyes"], [-0.03, -0.03, -0.02]),
+        on_skin(r["beard"], [-0.04, -0.035, -0.025]),
+        on_skin(r["nose_tip"], 1.5 * pink),
+        on_skin(_smoothstep(head.skin[:, 1], 2.0, 5.0) * head.front, 0.02 * lightness),
+        on_skin(r["ears"], 1.5 * pink),
         on_skin(r["lashes"], [-0.04, -0.03, -0.03]),
-        on_skin(r["lips"], [-0.05, -0.04, -0.03]),
-        eyes_only[:, None] * (1 - iris_all[:, None]) * np.array([0.0, -0.02, -0.03]),
+        on_skin(r["lips"], -0.05 * lightness),
+        eyes_only[:, None] * (1 - iris_all[:, None]) * np.array([0.0, -0.015, -0.02]),
     ]
     rng = np.random.default_rng(_SEED + 1)
     x, y, z = head.skin.T
     for _ in range(_N_ALBEDO_LOCAL):
-        # A soft blob of colour somewhere on the head, e.g. a flushed or paler patch.
+        # A soft patch somewhere on the head, a little lighter/darker and pinker/sallower.
         centre = rng.uniform([-6, -12, -6], [6, 8, 9])
         size = rng.uniform(2.0, 4.0)
         blob = np.exp(-((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2)
                       / size ** 2)
-        rgb = rng.normal(0, 1, 3) * 0.01 + np.array([1.0, 0.8, 0.7]) * rng.normal(0, 0.025)
+        rgb = 0.025 * rng.normal() * lightness + rng.normal() * pink
         fields.append(on_skin(blob * not_dark, rgb))
     return np.stack(fields)
 
