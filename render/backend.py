@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from dcign.shared.errors import DcignError
 
 SHADER_DIR = Path(__file__).with_name("shaders")

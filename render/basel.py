@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from dcign.render.face_model import MorphableModel
 from dcign.shared.errors import ModelFileError
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 import click
+
 from dcign.shared.cli import DcignGroup, split_choices
 from dcign.shared.factors import FACE_FACTORS, factor_names
 

@@ -23,6 +23,7 @@ import functools
 
 import numpy as np
 import scipy.linalg
+
 from dcign.render.face_model import MorphableModel
 
 _SEED = 20150601  # fixes the small random localised components; any change changes the model
@@ -41,8 +42,8 @@ CHIN_Y = -10.6
 # Mesh layout
 # ---------------------------------------------------------------------------------------------
 
-_N_LAT = 104  # grid rows between the top and bottom poles
-_N_LON = 172  # grid columns around the vertical axis
+_N_LAT = 88  # grid rows between the top and bottom poles (render cost grows with the count)
+_N_LON = 144  # grid columns around the vertical axis
 _RAY_ORIGIN = np.array([0.0, -2.5, -1.5])  # the head is star-shaped around this point
 _EYE_RINGS = np.deg2rad([4, 8, 12, 16, 20, 23, 26, 29, 33, 40, 50, 62, 78, 96, 118, 142, 164])
 _EYE_SEGMENTS = 32

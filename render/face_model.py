@@ -68,10 +68,20 @@ class MorphableModel:
     def instance(self, shape_coef: np.ndarray, albedo_coef: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Vertices (N, 3) and RGB albedo (N, 3) in [0, 1] of one face."""
-        ws = (shape_coef * self.shape_std).astype(np.float32)
-        wa = (albedo_coef * self.albedo_std).astype(np.float32)
-        vertices = self.shape_mean + np.tensordot(ws, self.shape_basis, axes=1)
-        albedo = self.albedo_mean + np.tensordot(wa, self.albedo_basis, axes=1)
+        vertices, albedo = self.instances(shape_coef[None], albedo_coef[None])
+        return vertices[0], albedo[0]
+
+    def instances(self, shape_coefs: np.ndarray, albedo_coefs: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Vertices (M, N, 3) and RGB albedo (M, N, 3) of M faces in one matrix product each:
+        the bases are read from memory once for all M, not once per face."""
+        def combine(mean, basis, std, coefs):
+            weights = (np.atleast_2d(coefs) * std).astype(np.float32)
+            flat = basis.reshape(len(basis), -1)
+            return (mean.reshape(1, -1) + weights @ flat).reshape(len(weights), *mean.shape)
+
+        vertices = combine(self.shape_mean, self.shape_basis, self.shape_std, shape_coefs)
+        albedo = combine(self.albedo_mean, self.albedo_basis, self.albedo_std, albedo_coefs)
         return vertices.astype(np.float32), np.clip(albedo, 0.0, 1.0).astype(np.float32)
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.store import StoreSpec
 
@@ -50,7 +51,6 @@ class FaceGenerator:
         self._triangles = np.ascontiguousarray(model.triangles, dtype=np.uint32)
         self._normals = VertexNormals(model.triangles, model.n_vertices)
         self._renderer: Renderer | None = None
-        self._shown_identity: int | None = None
 
     @property
     def spec(self) -> StoreSpec:
@@ -73,12 +73,18 @@ class FaceGenerator:
         }
         return StoreSpec("faces", r.image_size, r.batch_size, self.factors, generator, model)
 
-    def face(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised vertices (N, 3) and grayscale albedo (N,) of one identity."""
-        shape, albedo = self.model.sample_coefficients(identity_rng(self.recipe.seed, identity))
-        vertices, rgb = self.model.instance(shape, albedo)
+    def faces(self, identities: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Normalised vertices (N, 3) and grayscale albedo (N,) of each identity."""
+        coefs = [self.model.sample_coefficients(identity_rng(self.recipe.seed, int(i)))
+                 for i in identities]
+        vertices, rgb = self.model.instances(np.stack([c[0] for c in coefs]),
+                                             np.stack([c[1] for c in coefs]))
         vertices = (vertices - self._centre) * self._scale
-        return vertices, rgb @ np.asarray(GRAY_WEIGHTS, np.float32)
+        gray = rgb @ np.asarray(GRAY_WEIGHTS, np.float32)
+        return list(zip(vertices, gray, strict=True))
+
+    def face(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.faces([identity])[0]
 
     def renderer(self) -> Renderer:
         if self._renderer is None:
@@ -91,12 +97,18 @@ class FaceGenerator:
         size = self.recipe.image_size
         images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
         light_elevation = self.recipe.lighting.light_elevation
+        # All faces of the minibatch in one product, and never reused from an earlier
+        # minibatch: a product's last bits depend on how many faces share it, and a
+        # minibatch's pixels must depend on its plan alone.
+        unique = [int(i) for i in dict.fromkeys(plan.identities)]
+        meshes = dict(zip(unique, self.faces(unique), strict=True))
+        shown = None
         for i, (identity, (azimuth, elevation, light)) in enumerate(
                 zip(plan.identities, plan.values, strict=True)):
-            if identity != self._shown_identity:  # upload geometry once per identity
-                vertices, albedo = self.face(int(identity))
+            if identity != shown:  # upload geometry once per identity
+                vertices, albedo = meshes[int(identity)]
                 renderer.set_mesh(vertices, self._triangles, albedo, self._normals(vertices))
-                self._shown_identity = int(identity)
+                shown = identity
             images[i] = renderer.render(rotation_matrix(azimuth, elevation),
                                         light_direction(light, light_elevation))
         return images

@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, continuous_factors
 from dcign.shared.store import SPLITS

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from dcign.shared.errors import DcignError
 from dcign.shared.store import Store, create_or_open_store, open_store
-from tqdm import tqdm
 
 from .scenes import plan_minibatch
 

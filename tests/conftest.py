@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+
 from dcign.render.cli import main as render_main
 from dcign.shared.store_cli import main as store_main
 

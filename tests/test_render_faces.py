@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import zarr
 from conftest import TINY, read_group, render, tree_digest
+
 from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dcign.render.scenes import IdentityPools, distinct_values, plan_minibatch
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import FACE_FACTORS
