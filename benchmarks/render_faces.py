@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dcign.render.backend import choose_gl_platform, rotation_matrix
+from dcign.render.backend import choose_gl_platform
 from dcign.render.faces import FaceRecipe
 from dcign.render.scenes import plan_minibatch
 from dcign.render.writer import RenderRequest, render_store
@@ -30,19 +30,6 @@ def _plans(recipe: FaceRecipe, batches: int, offset: int):
     return [plan_minibatch(recipe.seed, "train", f, offset + k, FACE_FACTORS, recipe.batch_size,
                            recipe.identities)
             for k in range(batches) for f in FACE_FACTORS]
-
-
-def _depth_only(generator, plans) -> None:
-    """The same uploads and poses as `generator.render`, without shading or read-back."""
-    renderer = generator.renderer()
-    shown = None
-    for plan in plans:
-        for identity, (azimuth, elevation, _) in zip(plan.identities, plan.values, strict=True):
-            if identity != shown:
-                vertices, albedo = generator.face(int(identity))
-                renderer.set_mesh(vertices, generator._triangles, albedo)
-                shown = identity
-            renderer.render_depth(rotation_matrix(azimuth, elevation))
 
 
 def _timed(fn) -> float:
@@ -60,8 +47,8 @@ def measure(size: int, batches: int, repeats: int) -> dict:
     generator.render(_plans(recipe, 1, 10_000)[0])  # warm-up: context, shaders
     for r in range(repeats):
         plans = _plans(recipe, batches, r * batches)
-        shaded.append(images / _timed(lambda p=plans: [generator.render(x) for x in p]))
-        floor.append(images / _timed(lambda p=plans: _depth_only(generator, p)))
+        floor.append(images / _timed(lambda p=plans: list(map(generator.rasterise_depth_only, p))))
+        shaded.append(images / _timed(lambda p=plans: list(map(generator.render, p))))
     generator.close()
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from dcign.shared.errors import DcignError
 
+from .geometry import vertex_normals
+
 SHADER_DIR = Path(__file__).with_name("shaders")
 GL_PLATFORMS = ("egl", "osmesa")
 _PLATFORM_HELP = (
@@ -87,36 +89,6 @@ def light_direction(azimuth: float, elevation: float) -> np.ndarray:
     return np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])
 
 
-class VertexNormals:
-    """Area-weighted unit vertex normals for one fixed triangle topology.
-
-    The vertex-by-triangle incidence matrix is built once, so each new identity costs one
-    sparse product instead of a scatter-add (a third of an identity upload otherwise).
-    """
-
-    def __init__(self, triangles: np.ndarray, n_vertices: int):
-        from scipy.sparse import csr_matrix
-
-        triangles = np.asarray(triangles, dtype=np.int64)
-        t = len(triangles)
-        self._incidence = csr_matrix(
-            (np.ones(3 * t, np.float32), (triangles.ravel(), np.repeat(np.arange(t), 3))),
-            shape=(n_vertices, t))
-        # contiguous corner indices: gathering through strided columns costs 4x more
-        self._corners = [np.ascontiguousarray(triangles[:, i], dtype=np.intp) for i in range(3)]
-
-    def __call__(self, vertices: np.ndarray) -> np.ndarray:
-        v0, v1, v2 = (np.take(vertices, c, axis=0) for c in self._corners)
-        normals = self._incidence @ np.cross(v1 - v0, v2 - v0)  # |cross| = 2 × area
-        length = np.linalg.norm(normals, axis=1, keepdims=True)
-        return (normals / np.maximum(length, 1e-12)).astype(np.float32)
-
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals of one mesh."""
-    return VertexNormals(triangles, len(vertices))(vertices)
-
-
 def _pose(rotation: np.ndarray) -> np.ndarray:
     pose = np.eye(4)
     pose[:3, :3] = rotation
@@ -172,7 +144,6 @@ class Renderer:
 
         cache.get_program = get_program
         self._gl._renderer._program_cache = cache
-        self._read_depth_and_rgb = self._gl._renderer._read_main_framebuffer
         self._gl._renderer._read_main_framebuffer = self._read_gray
 
     def set_mesh(self, vertices: np.ndarray, triangles: np.ndarray, albedo: np.ndarray,
@@ -194,8 +165,9 @@ class Renderer:
         also resolves, reads and linearises depth, a third of the frame time in software GL."""
         from OpenGL import GL
 
-        if flags & self._pyrender.RenderFlags.DEPTH_ONLY:
-            return self._read_depth_and_rgb(scene, flags)
+        if flags & self._pyrender.RenderFlags.DEPTH_ONLY:  # the floor: rasterise, read nothing
+            GL.glFinish()
+            return None
         inner, n = self._gl._renderer, self.size
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb_ms)
         GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, inner._main_fb)
@@ -213,10 +185,11 @@ class Renderer:
         gray, _ = self._gl.render(self.scene)
         return gray
 
-    def render_depth(self, rotation: np.ndarray) -> np.ndarray:
-        """Depth only, same mesh and context: the rasterisation floor benchmarks compare to."""
+    def rasterise_depth_only(self, rotation: np.ndarray) -> None:
+        """The floor benchmarks compare `render` to: the same mesh, pose and context through
+        the same pyrender calls, depth only, waited for but not read back."""
         self.scene.set_pose(self._mesh_node, _pose(rotation))
-        return self._gl.render(self.scene, flags=self._pyrender.RenderFlags.DEPTH_ONLY)
+        self._gl.render(self.scene, flags=self._pyrender.RenderFlags.DEPTH_ONLY)
 
     def close(self) -> None:
         self._gl.delete()

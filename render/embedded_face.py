@@ -25,6 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from dcign.render.face_model import MorphableModel
+from dcign.render.geometry import vertex_normals
 
 _SEED = 20150601  # fixes the small random localised components; any change changes the model
 
@@ -122,15 +123,6 @@ def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    a, b, c = (vertices[triangles[:, i]] for i in range(3))
-    face = np.cross(b - a, c - a)  # area-weighted
-    normals = np.zeros_like(vertices)
-    for i in range(3):
-        np.add.at(normals, triangles[:, i], face)
-    return _unit(normals)
-
-
 # ---------------------------------------------------------------------------------------------
 # The base head: a smooth union of ellipsoids, ray-cast from inside
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +208,7 @@ class _Head:
             dirs = _magnify(dirs, _unit(np.asarray(centre) - _RAY_ORIGIN), radius, strength)
         self.skin = _RAY_ORIGIN + dirs * _base_radius(dirs)[:, None]
         self.skin_triangles = _sphere_triangles(_N_LAT, _N_LON, 0)
-        self.normals = _vertex_normals(self.skin, self.skin_triangles)
+        self.normals = vertex_normals(self.skin, self.skin_triangles)
         self.n_skin = len(self.skin)
         # One unit eyeball, gaze +z; its polar angle from the gaze drives the iris albedo.
         alpha, beta = _EYE_RINGS[:, None], (np.arange(_EYE_SEGMENTS) * 2 * np.pi / _EYE_SEGMENTS)

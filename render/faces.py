@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,8 +12,9 @@ from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.store import StoreSpec
 
 from . import face_model
-from .backend import Lighting, Renderer, VertexNormals, light_direction, rotation_matrix
+from .backend import Lighting, Renderer, light_direction, rotation_matrix
 from .face_model import MorphableModel
+from .geometry import VertexNormals
 from .scenes import IdentityPools, MinibatchPlan, identity_rng
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
@@ -48,8 +50,8 @@ class FaceGenerator:
         # One fixed normalisation from the mean face, so bigger heads do render bigger.
         self._centre = ((lo + hi) / 2).astype(np.float32)
         self._scale = np.float32(FACE_HEIGHT / (hi[1] - lo[1]))
-        self._triangles = np.ascontiguousarray(model.triangles, dtype=np.uint32)
-        self._normals = VertexNormals(model.triangles, model.n_vertices)
+        self.triangles = np.ascontiguousarray(model.triangles, dtype=np.uint32)
+        self.normals = VertexNormals(model.triangles, model.n_vertices)
         self._renderer: Renderer | None = None
 
     @property
@@ -91,11 +93,9 @@ class FaceGenerator:
             self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting)
         return self._renderer
 
-    def render(self, plan: MinibatchPlan) -> np.ndarray:
-        """uint8 images (B, H, W) of one minibatch plan."""
+    def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Upload each identity's mesh once; yield (image index, rotation, light) per image."""
         renderer = self.renderer()
-        size = self.recipe.image_size
-        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
         light_elevation = self.recipe.lighting.light_elevation
         # All faces of the minibatch in one product, and never reused from an earlier
         # minibatch: a product's last bits depend on how many faces share it, and a
@@ -105,13 +105,24 @@ class FaceGenerator:
         shown = None
         for i, (identity, (azimuth, elevation, light)) in enumerate(
                 zip(plan.identities, plan.values, strict=True)):
-            if identity != shown:  # upload geometry once per identity
+            if identity != shown:
                 vertices, albedo = meshes[int(identity)]
-                renderer.set_mesh(vertices, self._triangles, albedo, self._normals(vertices))
+                renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
                 shown = identity
-            images[i] = renderer.render(rotation_matrix(azimuth, elevation),
-                                        light_direction(light, light_elevation))
+            yield i, rotation_matrix(azimuth, elevation), light_direction(light, light_elevation)
+
+    def render(self, plan: MinibatchPlan) -> np.ndarray:
+        """uint8 images (B, H, W) of one minibatch plan."""
+        size = self.recipe.image_size
+        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
+        for i, rotation, toward_light in self._posed(plan):
+            images[i] = self.renderer().render(rotation, toward_light)
         return images
+
+    def rasterise_depth_only(self, plan: MinibatchPlan) -> None:
+        """The same work as `render` up to rasterisation, depth only: the benchmark floor."""
+        for _, rotation, _ in self._posed(plan):
+            self.renderer().rasterise_depth_only(rotation)
 
     def close(self) -> None:
         if self._renderer is not None:
