@@ -83,7 +83,7 @@ def _render_task(task: Task) -> Task:
 
 
 def _run_in_process(tasks, recipe, store_path, gl_platform) -> Iterator[Task]:
-    _init_worker(recipe, store_path, gl_platform, threads_per_worker=0)
+    _init_worker(recipe, store_path, gl_platform, threads_per_worker=os.cpu_count() or 1)
     try:
         yield from map(_render_task, tasks)
     finally:
