@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from . import face_model
 from .backend import Lighting, Renderer, light_direction, rotation_matrix
 from .face_model import MorphableModel
 from .geometry import VertexNormals
-from .scenes import IdentityPools, MinibatchPlan, identity_rng
+from .scenes import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
@@ -54,8 +55,9 @@ class FaceGenerator:
         self.normals = VertexNormals(model.triangles, model.n_vertices)
         self._renderer: Renderer | None = None
 
-    @property
+    @cached_property
     def spec(self) -> StoreSpec:
+        """What the store records; hashing the model makes it worth computing once."""
         r = self.recipe
         generator = {
             "name": "dcign.render.faces",
@@ -74,6 +76,12 @@ class FaceGenerator:
             "albedo_components": self.model.n_albedo,
         }
         return StoreSpec("faces", r.image_size, r.batch_size, self.factors, generator, model)
+
+    def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:
+        """Minibatch `index` of (split, factor): a pure function of these and the seed."""
+        r = self.recipe
+        return plan_minibatch(r.seed, split, self.spec.factor(factor), index, self.factors,
+                              r.batch_size, r.identities)
 
     def faces(self, identities: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Normalised vertices (N, 3) and grayscale albedo (N,) of each identity."""

@@ -1,5 +1,9 @@
 """Fills a store with rendered minibatches: resumable, extendable, parallel.
 
+A dataset is a picklable *recipe* whose `load()` gives a *generator* with `spec` (the
+StoreSpec), `plan(split, factor, k)` (a pure function), `render(plan)` (uint8 images) and
+`close()`; faces are one such dataset.
+
 The parent process creates or grows the arrays and decides which minibatches are missing
 (those whose completeness marker is unset); worker processes each hold one GL context,
 render whole minibatches and write them straight into their own chunks.
@@ -21,8 +25,6 @@ from tqdm import tqdm
 
 from dcign.shared.errors import DcignError
 from dcign.shared.store import Store, create_or_open_store, open_store
-
-from .scenes import plan_minibatch
 
 Task = tuple[str, str, int]  # (split, factor, minibatch index)
 
@@ -73,10 +75,7 @@ def _init_worker(recipe, store_path: str, gl_platform: str, threads_per_worker: 
 def _render_task(task: Task) -> Task:
     split, factor_name, k = task
     generator, store = _worker["generator"], _worker["store"]
-    recipe = generator.recipe
-    factor = store.spec.factor(factor_name)
-    plan = plan_minibatch(recipe.seed, split, factor, k, store.spec.factors,
-                          recipe.batch_size, recipe.identities)
+    plan = generator.plan(split, factor_name, k)
     images = generator.render(plan)
     store.arrays(split, factor_name).write(k, images, plan.values, plan.identities)
     return task
