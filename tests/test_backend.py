@@ -1,0 +1,70 @@
+"""The renderer's conventions and image quality, on meshes simple enough to reason about."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dcign.render.backend import (
+    Lighting,
+    Renderer,
+    choose_gl_platform,
+    light_direction,
+    rotation_matrix,
+)
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    choose_gl_platform()
+    r = Renderer(64, Lighting())
+    yield r
+    r.close()
+
+
+def _tilted_square() -> tuple[np.ndarray, np.ndarray]:
+    """A flat square facing the camera, turned 30° in the image plane so no edge is
+    pixel-aligned."""
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32) * 0.8
+    xy = corners @ np.array([[c, s], [-s, c]], np.float32)
+    vertices = np.column_stack([xy, np.zeros(4, np.float32)])
+    return vertices, np.array([[0, 1, 2], [0, 2, 3]], np.uint32)
+
+
+def test_silhouette_edges_are_antialiased(renderer):
+    vertices, triangles = _tilted_square()
+    renderer.set_mesh(vertices, triangles, np.full(4, 0.8, np.float32))
+    image = renderer.render(np.eye(3), light_direction(0, 0)).astype(int)
+    inside = image[32, 32]
+    assert image[0, 0] == 0 and inside > 150  # black background, a lit square
+    partial = ((image > 10) & (image < inside - 10)).sum()
+    assert partial > 40, "edge pixels should blend square and background"
+
+
+def test_the_front_faces_the_camera_and_the_back_is_culled(renderer):
+    vertices, triangles = _tilted_square()
+    renderer.set_mesh(vertices, triangles, np.full(4, 0.8, np.float32))
+    assert renderer.render(rotation_matrix(180, 0), light_direction(0, 0)).max() == 0
+
+
+def test_positive_azimuth_turns_the_front_toward_image_right():
+    assert np.allclose(rotation_matrix(90, 0) @ [0, 0, 1], [1, 0, 0])
+
+
+def test_positive_elevation_turns_the_front_up():
+    assert np.allclose(rotation_matrix(0, 90) @ [0, 0, 1], [0, 1, 0])
+
+
+def test_light_azimuth_and_elevation_point_toward_the_light():
+    assert np.allclose(light_direction(90, 0), [1, 0, 0])
+    assert np.allclose(light_direction(0, 90), [0, 1, 0])
+    assert np.allclose(light_direction(0, 0), [0, 0, 1])  # from the camera
+
+
+def test_brightness_follows_the_cosine_of_the_light_angle(renderer):
+    vertices, triangles = _tilted_square()
+    renderer.set_mesh(vertices, triangles, np.full(4, 0.8, np.float32))
+    frontal, grazing = (int(renderer.render(np.eye(3), light_direction(a, 0))[32, 32])
+                        for a in (0, 80))
+    assert frontal > grazing + 40
