@@ -7,24 +7,30 @@ import click
 from .errors import DcignError
 
 
+def _reporting_errors(invoke, ctx: click.Context):
+    try:
+        return invoke(ctx)
+    except DcignError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished work is kept; rerun the same command to resume",
+                   err=True)
+        ctx.exit(130)
+
+
 class DcignGroup(click.Group):
     """A click group whose commands report DcignError as `Error: ...` with no traceback."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except DcignError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted: finished work is kept; rerun the same command to resume",
-                       err=True)
-            ctx.exit(130)
+        return _reporting_errors(super().invoke, ctx)
 
 
 class DcignCommand(click.Command):
-    """The same error handling for a single command."""
+    """The same error handling for a single command (its own super(): the group's zero-argument
+    super() cannot be borrowed by another class)."""
 
-    invoke = DcignGroup.invoke
+    def invoke(self, ctx: click.Context):
+        return _reporting_errors(super().invoke, ctx)
 
 
 def split_choices(values: tuple[str, ...], allowed: list[str], option: str) -> tuple[str, ...]:

@@ -97,3 +97,16 @@ def test_sap_is_the_r2_of_a_fitted_single_latent_regression(factors, random_code
 def test_metrics_are_deterministic_given_their_seeds(factors, random_code):
     code = factors + 0.3 * random_code[:, :K]
     assert all_scores(code, factors) == all_scores(code, factors)
+
+
+def test_mutual_information_matches_scikit_learn_pair_by_pair(factors, random_code):
+    from sklearn.metrics import mutual_info_score
+
+    from dcign.train.metrics import mutual_information
+
+    codes_d = discretize(np.hstack([factors[:, :1] + random_code[:, :1], random_code]), 7)
+    factors_d = discretize(factors, 5)
+    mi = mutual_information(codes_d, factors_d)
+    expected = [[mutual_info_score(factors_d[:, k], codes_d[:, i]) for k in range(K)]
+                for i in range(codes_d.shape[1])]
+    assert np.allclose(mi, expected, atol=1e-12)

@@ -1,0 +1,216 @@
+"""`dcign-eval` as a user meets it: real checkpoints from `dcign-train`, one report folder with
+figures, metrics.json and a self-contained report.html; `--compare`; one-line errors."""
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from click.testing import CliRunner
+from conftest import assert_one_line_error
+
+from dcign.shared.store import open_store
+from dcign.train.cli import main as train_main
+from dcign.train.evaluate import main as eval_main
+from dcign.train.latents import encode_split
+from dcign.train.synthetic import write_blob_store
+from dcign.train.trained import load_trained
+
+FAST = ["--sweep", "-3:3:3", "--traversal-images", "2", "--samples", "200"]
+FIGURES = ["traversal_azimuth.png", "traversal_elevation.png", "traversal_light.png",
+           "traversal_intrinsic.png", "inferred_vs_true.png", "novel_views_azimuth.png"]
+
+
+def run_eval(*args):
+    return CliRunner().invoke(eval_main, [str(a) for a in args])
+
+
+def train(store, out, *args):
+    result = CliRunner().invoke(train_main, ["--store", str(store), "--out", str(out),
+                                             "--steps", "3", "--no-progress", *args])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A blob store, a DC-IGN run and a VAE-baseline run trained on it (3 steps each)."""
+    root = tmp_path_factory.mktemp("eval")
+    store = write_blob_store(root / "blobs.zarr", 32, train_batches=2, test_batches=2)
+    return {"store": store, "dcign": train(store, root / "dcign"),
+            "vae": train(store, root / "vae", "--mode", "vae"), "root": root}
+
+
+@pytest.fixture(scope="module")
+def report(runs):
+    out = runs["root"] / "report"
+    result = run_eval("--checkpoint", runs["dcign"], "--baseline", runs["vae"],
+                      "--store", runs["store"], "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    return {"out": out, "output": result.output,
+            "metrics": json.loads((out / "metrics.json").read_text())}
+
+
+def test_the_report_folder_holds_small_figures_metrics_and_a_page(report):
+    out = report["out"]
+    for name in FIGURES:
+        assert (out / name).stat().st_size < 200_000, name
+    assert sorted(report["metrics"]["figures"]) == sorted(FIGURES)
+    assert (out / "report.html").is_file()
+
+
+def test_report_html_inlines_every_figure_and_loads_nothing_from_outside(report):
+    page = (report["out"] / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    pngs = {base64.b64decode(s.split(",", 1)[1]) for s in sources}
+    assert pngs == {(report["out"] / name).read_bytes() for name in FIGURES}
+    assert "<table>" in page and "href=" not in page
+
+
+def test_metrics_json_states_how_each_number_was_computed_with_counts_and_seeds(report):
+    m = report["metrics"]
+    d = m["disentanglement"]
+    assert d["samples"] == 160 and d["seed"] == 0 and d["bins"] == 20
+    assert d["pooled_from"] == {"azimuth": 40, "elevation": 40, "light": 40, "intrinsic": 40}
+    assert "identity" in d and "default_rng(0)" in d["sampling"]
+    for score in (d["mig"], d["sap"], d["factorvae"], *d["dci"].values()):
+        assert 0.0 <= score <= 1.0
+    rec = m["reconstruction"]
+    assert set(rec["per_type"]) == {"azimuth", "elevation", "light", "intrinsic"}
+    assert 0.0 < rec["overall"]["mse_per_pixel"] < 1.0 and rec["overall"]["elbo_per_image"] < 0
+    assert "2.7722e-4" in rec["how"] and "3" in rec["how"]
+    assert set(m["inferred_vs_true"]) == {"azimuth", "elevation", "light"}
+    assert m["latents"]["azimuth"]["latent"] == 0 and m["latents"]["light"]["latent"] == 2
+    assert m["traversal"]["values"] == [-3.0, 0.0, 3.0]
+
+
+def test_the_terminal_shows_a_table_and_the_report_path(report):
+    lines = report["output"].splitlines()
+    assert lines[-1] == f"report: {report['out'] / 'report.html'}"
+    for name in ("MSE/pixel all", "MIG", "DCI-D", "SAP", "FactorVAE", "azimuth z1 Pearson"):
+        assert any(line.startswith(name) for line in lines), name
+
+
+def test_the_vae_baselines_factor_latent_is_the_one_of_largest_variance(report, runs):
+    chosen = report["metrics"]["baseline"]["latents"]["azimuth"]
+    store = open_store(runs["store"])
+    trained = load_trained(runs["vae"], torch.device("cpu"))
+    mu = encode_split(trained.model, store, "test", "azimuth", torch.device("cpu")).mu
+    within = mu.reshape(-1, store.spec.batch_size, mu.shape[1]).var(axis=1).mean(axis=0)
+    assert chosen["latent"] == int(np.argmax(within)) and "largest" in chosen["rule"]
+    assert report["metrics"]["baseline"]["novel_views"]["factor"] == "azimuth"
+
+
+def test_a_previous_report_folder_is_replaced_but_another_folder_is_refused(runs, tmp_path):
+    out = tmp_path / "again"
+    args = ["--checkpoint", runs["dcign"], "--store", runs["store"], *FAST]
+    assert run_eval(*args, "--out", out).exit_code == 0
+    assert run_eval(*args, "--out", out).exit_code == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert_one_line_error(run_eval(*args, "--out", tmp_path / "mine"),
+                          "not a dcign-eval report")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_default_report_folder_is_beside_the_run(runs):
+    result = run_eval("--checkpoint", runs["dcign"], "--store", runs["store"], *FAST)
+    assert result.exit_code == 0, result.output
+    assert (runs["dcign"] / "report" / "report.html").is_file()
+
+
+def test_compare_puts_several_runs_in_one_table_and_one_plot(runs, tmp_path):
+    result = run_eval("--compare", runs["dcign"], runs["vae"], "--store", runs["store"],
+                      "--out", tmp_path, "--samples", "200")
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["run"] for r in m["runs"]] == ["dcign", "vae"]
+    assert [r["mode"] for r in m["runs"]] == ["dcign", "vae"]
+    assert m["figures"] == ["compare.png"] and (tmp_path / "compare.png").is_file()
+    table = result.output.splitlines()
+    assert any(line.startswith("dcign ") for line in table)
+    assert any(line.startswith("vae ") for line in table)
+    assert table[0].split()[:3] == ["run", "mode", "step"]
+
+
+def test_a_rendered_faces_store_is_evaluated_without_code_changes(tiny_store, tmp_path):
+    run = train(tiny_store, tmp_path / "run")
+    result = run_eval("--checkpoint", run, "--store", tiny_store, "--out", tmp_path / "r",
+                      *FAST)
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["dataset"] == "faces"
+    assert m["disentanglement"]["factors"] == ["azimuth", "elevation", "light"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.fixture(scope="module")
+def bad(runs):
+    """Stores and checkpoints that must be refused."""
+    root = runs["root"] / "bad"
+    root.mkdir()
+    no_test = shutil.copytree(runs["store"], root / "no-test.zarr")
+    s = open_store(no_test, mode="r+")
+    for factor in ("azimuth", "elevation", "light", "intrinsic"):
+        s.arrays("test", factor).complete[:] = np.zeros(2, bool)
+    other_kind = shutil.copytree(runs["store"], root / "kind.zarr")
+    group = zarr.open_group(str(other_kind), mode="r+")
+    group.attrs["dcign"] = group.attrs["dcign"] | {"dataset": "chairs"}
+    state = torch.load(runs["dcign"] / "checkpoint.pt", weights_only=True)
+    state["arch"]["enc_channels"] = [8, 8, 8]
+    (root / "arch").mkdir()
+    torch.save(state, root / "arch" / "checkpoint.pt")
+    (root / "junk").mkdir()
+    (root / "junk" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    return {"no_test": no_test, "kind": other_kind, "arch": root / "arch",
+            "junk": root / "junk", "big": write_blob_store(root / "64.zarr", 64, 1, 1)}
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing checkpoint", "no checkpoint at"),
+    ("missing store", "no store at"),
+    ("store without a test split", "no complete test minibatches"),
+    ("store of another kind", "trained on a 'blobs' store"),
+    ("store of another image size", "holds a 32×32 network"),
+    ("checkpoint of another architecture", "does not hold a network"),
+    ("file that is not a checkpoint", "not a readable checkpoint"),
+    ("bad sweep", "is not START:STOP:N"),
+    ("compare with one run", "at least two runs"),
+    ("no checkpoint given", "give --checkpoint"),
+])
+def test_bad_input_is_one_line_with_a_non_zero_exit(case, needle, runs, bad, tmp_path):
+    ckpt, store = runs["dcign"], runs["store"]
+    args = {
+        "missing checkpoint": ["--checkpoint", tmp_path / "none", "--store", store],
+        "missing store": ["--checkpoint", ckpt, "--store", tmp_path / "none.zarr"],
+        "store without a test split": ["--checkpoint", ckpt, "--store", bad["no_test"]],
+        "store of another kind": ["--checkpoint", ckpt, "--store", bad["kind"]],
+        "store of another image size": ["--checkpoint", ckpt, "--store", bad["big"]],
+        "checkpoint of another architecture": ["--checkpoint", bad["arch"], "--store", store],
+        "file that is not a checkpoint": ["--checkpoint", bad["junk"], "--store", store],
+        "bad sweep": ["--checkpoint", ckpt, "--store", store, "--sweep", "1:2"],
+        "compare with one run": ["--compare", ckpt, "--store", store],
+        "no checkpoint given": ["--store", store],
+    }[case]
+    assert_one_line_error(run_eval(*args, "--out", tmp_path / "out"), needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_installed_command_reports_errors_in_one_line(tmp_path):
+    exe = shutil.which("dcign-eval", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("dcign-eval is not installed in this environment")
+    proc = subprocess.run([exe, "--checkpoint", tmp_path, "--store", tmp_path / "none.zarr"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [f"Error: no store at {tmp_path / 'none.zarr'}"]

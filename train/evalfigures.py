@@ -1,0 +1,103 @@
+"""The evaluation's figures (matplotlib, Agg): latent traversals, inferred vs true, the
+entangled-vs-disentangled novel views, and a comparison of runs. Small PNGs (dpi 100)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+GAP = 2  # pixels between tiles
+
+
+def mosaic(grid: np.ndarray) -> np.ndarray:
+    """uint8 (R, C, H, W) → one gray image with thin white gaps between tiles."""
+    rows, cols, h, w = grid.shape
+    out = np.full((rows * (h + GAP) - GAP, cols * (w + GAP) - GAP), 255, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            out[r * (h + GAP): r * (h + GAP) + h, c * (w + GAP): c * (w + GAP) + w] = grid[r, c]
+    return out
+
+
+def column_labels(values: np.ndarray) -> list[str]:
+    return ["input", "recon."] + [f"{v:+.3g}" for v in values]
+
+
+def tile_axes(ax, grid: np.ndarray, labels: list[str]) -> None:
+    _, cols, _, w = grid.shape
+    ax.imshow(mosaic(grid), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([c * (w + GAP) + w / 2 for c in range(cols)], labels, fontsize=7)
+    ax.set_yticks([])
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
+def _figure_for(grid: np.ndarray, blocks: int = 1):
+    rows, cols = grid.shape[:2]
+    width = min(12.0, 0.75 * cols + 0.6)
+    return plt.subplots(blocks, 1, figsize=(width, 0.75 * rows * blocks + 0.8 * blocks),
+                        squeeze=False)
+
+
+def save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def traversal_figure(grid: np.ndarray, values: np.ndarray, title: str, path: Path) -> Path:
+    """Paper figures 4, 5, 7: rows of held-out images, one latent swept along the columns."""
+    fig, axes = _figure_for(grid)
+    tile_axes(axes[0, 0], grid, column_labels(values))
+    axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def novel_view_figure(blocks: list[tuple[str, np.ndarray]], values: np.ndarray,
+                      path: Path) -> Path:
+    """Paper figure 5b: the same inputs and sweep through each model, one block per model."""
+    fig, axes = _figure_for(blocks[0][1], len(blocks))
+    for ax, (title, grid) in zip(axes[:, 0], blocks, strict=True):
+        tile_axes(ax, grid, column_labels(values))
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def scatter_figure(panels: list[dict], path: Path) -> Path:
+    """Paper figure 6: per factor, the tied latent's posterior mean against the true value.
+
+    Each panel: {truth, inferred, factor, unit, latent, pearson, spearman}.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.1), squeeze=False)
+    for ax, p in zip(axes[0], panels, strict=True):
+        ax.scatter(p["truth"], p["inferred"], s=3, alpha=0.4, linewidths=0)
+        ax.set_xlabel(f"true {p['factor']} ({p['unit']})", fontsize=8)
+        ax.set_ylabel(f"inferred z{p['latent'] + 1}", fontsize=8)
+        ax.set_title(f"{p['factor']}: Pearson {p['pearson']:+.2f}, Spearman "
+                     f"{p['spearman']:+.2f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def compare_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
+    """Grouped bars: one group per metric, one bar per run (values in [0, 1])."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(columns) + 1.5), 3.2))
+    width = 0.8 / max(1, len(rows))
+    x = np.arange(len(columns))
+    for i, row in enumerate(rows):
+        heights = [row["values"].get(c, np.nan) for c in columns]
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, heights, width, label=row["name"])
+    ax.set_xticks(x, columns, fontsize=7, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score (higher is better)", fontsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return save(fig, path)

@@ -1,0 +1,284 @@
+"""`dcign-eval`: did the network learn a graphics code? The paper's figures and today's
+disentanglement metrics for a checkpoint on a store's test split, in one report folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from dcign.shared.cli import DcignCommand
+from dcign.shared.errors import DcignError
+from dcign.shared.factors import Factor
+from dcign.shared.store import Store, open_store
+
+from . import report
+from .evaluation import (
+    TestSet,
+    choose_latents,
+    disentanglement,
+    encode_test,
+    inferred_vs_true,
+    reconstruction,
+    traversal_inputs,
+)
+from .trained import Trained, check_same_kind, load_trained, parse_values, sweep
+
+EPILOG = """\b
+Examples:
+  # one run: figures, metrics.json and report.html in runs/faces64-dcign/report/
+  dcign-eval --checkpoint runs/faces64-dcign --store datasets/faces64.zarr
+\b
+  # with the entangled baseline's novel views beside DC-IGN's (paper §4.1.1)
+  dcign-eval --checkpoint runs/faces64-dcign --baseline runs/faces64-vae \\
+             --store datasets/faces64.zarr --out report/
+\b
+  # several runs' numbers in one table and one plot
+  dcign-eval --compare runs/faces64-dcign runs/faces64-vae --store datasets/faces64.zarr
+"""
+
+MODE_NAMES = {"dcign": "DC-IGN", "vae": "VAE baseline"}
+
+
+@dataclass
+class Options:
+    store: Store
+    device: torch.device
+    seed: int
+    samples: int
+    bins: int
+
+
+@dataclass
+class Measured:
+    trained: Trained
+    test: TestSet
+    reconstruction: dict
+    latents: dict
+    inferred: dict
+    disentanglement: dict
+
+
+def measure(run: str | Path, opts: Options) -> Measured:
+    """Everything numeric about one run on the store's test split."""
+    trained = load_trained(run, opts.device)
+    check_same_kind(trained, opts.store.spec, opts.store.path)
+    test = encode_test(trained, opts.store, opts.device)
+    latents = choose_latents(trained, opts.store, test)
+    codes = np.concatenate([e.mu for e in test.encoded.values()])
+    for entry in latents.values():
+        z = entry["latent"]
+        if z is not None:  # the observed range tells what a sweep of ±15 means for this net
+            entry["observed_range"] = [float(codes[:, z].min()), float(codes[:, z].max())]
+    return Measured(trained, test,
+                    reconstruction(trained, opts.store, test, opts.device, opts.seed),
+                    latents, inferred_vs_true(opts.store, test, latents),
+                    disentanglement(opts.store, test, opts.seed, opts.samples, opts.bins))
+
+
+def run_summary(m: Measured) -> dict:
+    t = m.trained
+    return {"checkpoint": str(t.checkpoint), "run": t.name, "mode": t.mode, "step": t.step,
+            "architecture": t.model.arch.name, "image_size": t.image_size,
+            "reconstruction": m.reconstruction, "latents": m.latents,
+            "inferred_vs_true": m.inferred, "disentanglement": m.disentanglement}
+
+
+def metric_values(m: Measured) -> dict[str, float]:
+    """The headline numbers in [0, 1] (and MSE), for tables and the comparison plot."""
+    d = m.disentanglement
+    values = {f"|r| {k}": abs(v["pearson"]) for k, v in m.inferred.items()}
+    values |= {"MIG": d["mig"], "DCI-D": d["dci"]["disentanglement"],
+               "DCI-C": d["dci"]["completeness"], "DCI-I": d["dci"]["informativeness"],
+               "SAP": d["sap"], "FactorVAE": d["factorvae"]}
+    return values
+
+
+# ----------------------------------------------------------------------------- one run
+
+def traversal_figures(m: Measured, factors: list[Factor], values: np.ndarray, images: int,
+                      opts: Options, out: Path) -> list[tuple[Path, str]]:
+    from .evalfigures import traversal_figure
+
+    inputs = traversal_inputs(opts.store, m.test, images)
+    figures = []
+    for f in factors:
+        z = m.latents.get(f.name, {}).get("latent")
+        if z is None:
+            continue
+        grid = sweep(m.trained.model, inputs, z, values, opts.device)
+        title = (f"{MODE_NAMES[m.trained.mode]}: z{z + 1} ({f.name}) swept, all other latents "
+                 "at the posterior mean")
+        path = traversal_figure(grid, values, title, out / f"traversal_{f.name}.png")
+        figures.append((path, f"Latent traversal for {f.name} (paper figures 4, 5, 7): held-out "
+                              f"images, their reconstructions, then z{z + 1} set to each value."))
+    return figures
+
+
+def scatter(m: Measured, factors: list[Factor], out: Path) -> list[tuple[Path, str]]:
+    from .evalfigures import scatter_figure
+
+    panels = []
+    for f in factors:
+        if f.name not in m.inferred:
+            continue
+        r, enc = m.inferred[f.name], m.test.encoded[f.name]
+        panels.append({"truth": enc.values[:, f.column], "inferred": enc.mu[:, r["latent"]],
+                       "factor": f.name, "unit": f.unit} | r)
+    if not panels:
+        return []
+    path = scatter_figure(panels, out / "inferred_vs_true.png")
+    return [(path, "Inferred vs ground truth (paper figure 6): each factor's latent (posterior "
+                   "mean) against its true value over the held-out minibatches where it varies.")]
+
+
+def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, images: int,
+                opts: Options, out: Path) -> tuple[list[tuple[Path, str]], dict]:
+    """Paper §4.1.1 / figure 5b: the same sweep of the first factor both models tie."""
+    from .evalfigures import novel_view_figure
+
+    inputs = traversal_inputs(opts.store, main_run.test, images)
+    for f in opts.store.spec.factors:
+        za = main_run.latents.get(f.name, {}).get("latent")
+        zb = baseline.latents.get(f.name, {}).get("latent")
+        if za is None or zb is None or f.is_intrinsic:
+            continue
+        blocks = [(f"{MODE_NAMES[m.trained.mode]} ({m.trained.name}): z{z + 1} swept",
+                   sweep(m.trained.model, inputs, z, values, opts.device))
+                  for m, z in ((main_run, za), (baseline, zb))]
+        path = novel_view_figure(blocks, values, out / f"novel_views_{f.name}.png")
+        caption = (f"Entangled vs disentangled (paper §4.1.1, figure 5b): the same held-out "
+                   f"images re-rendered at new {f.name} values by each model; the baseline's "
+                   f"{f.name} latent is z{zb + 1}, chosen as {baseline.latents[f.name]['rule']}.")
+        return [(path, caption)], {"factor": f.name, "latents": {main_run.trained.name: za,
+                                                                 baseline.trained.name: zb}}
+    return [], {}
+
+
+def evaluate_one(checkpoint: str, baseline: str | None, values: np.ndarray, images: int,
+                 opts: Options, out: Path | None) -> tuple[Path, str]:
+    main_run = measure(checkpoint, opts)
+    out = report.prepare_out(out or main_run.trained.checkpoint.parent / "report")
+    factors = list(opts.store.spec.factors)
+    figures = traversal_figures(main_run, factors, values, images, opts, out)
+    figures += scatter(main_run, factors, out)
+    data = run_summary(main_run) | {
+        "store": str(opts.store.path), "dataset": opts.store.spec.dataset,
+        "device": str(opts.device), "seed": opts.seed,
+        "traversal": {"values": values.tolist(), "images": images,
+                      "inputs": "the first held-out identity minibatch, evenly spaced images"},
+    }
+    if baseline is not None:
+        base = measure(baseline, opts)
+        nv_figures, nv = novel_views(main_run, base, values, images, opts, out)
+        figures += nv_figures
+        data["baseline"] = run_summary(base) | {"novel_views": nv}
+    data["figures"] = [p.name for p, _ in figures]
+    report.write_json(data, out)
+    rows = single_rows(main_run)
+    html = report.write_html(f"dcign-eval: {main_run.trained.name}", [
+        {"heading": "Numbers", "tables": [(["quantity", "value"], rows)],
+         "notes": [main_run.reconstruction["how"], main_run.reconstruction["elbo_how"],
+                   main_run.disentanglement["sampling"], main_run.disentanglement["identity"],
+                   main_run.disentanglement["factorvae_how"]]
+         + [f"{k}: latent {'–' if v['latent'] is None else 'z' + str(v['latent'] + 1)} "
+            f"({v['rule']})" for k, v in main_run.latents.items()]},
+        {"heading": "Figures", "figures": figures},
+    ], out)
+    return html, report.text_table(["quantity", "value"], rows)
+
+
+def single_rows(m: Measured) -> list[list]:
+    rec = m.reconstruction
+    rows = [[f"MSE/pixel {k}", v["mse_per_pixel"]] for k, v in rec["per_type"].items()]
+    rows += [["MSE/pixel all", rec["overall"]["mse_per_pixel"]],
+             ["ELBO/image all (nats)", rec["overall"]["elbo_per_image"]]]
+    rows += [[f"{k} z{v['latent'] + 1} Pearson / Spearman",
+              f"{v['pearson']:+.3f} / {v['spearman']:+.3f}"] for k, v in m.inferred.items()]
+    rows += [[k, v] for k, v in metric_values(m).items() if not k.startswith("|r|")]
+    return rows
+
+
+# ----------------------------------------------------------------------------- several runs
+
+def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Path, str]:
+    from .evalfigures import compare_figure
+
+    measured = [measure(r, opts) for r in runs]
+    out = report.prepare_out(out or measured[0].trained.checkpoint.parent.parent / "compare")
+    rows = [{"name": m.trained.name, "values": metric_values(m)} for m in measured]
+    columns = list(dict.fromkeys(c for r in rows for c in r["values"]))
+    plot = compare_figure(rows, columns, out / "compare.png")
+    header = ["run", "mode", "step", "MSE/pixel", "ELBO/image", *columns]
+    table = [[m.trained.name, m.trained.mode, m.trained.step,
+              m.reconstruction["overall"]["mse_per_pixel"],
+              m.reconstruction["overall"]["elbo_per_image"],
+              *[r["values"].get(c) for c in columns]] for m, r in zip(measured, rows, strict=True)]
+    report.write_json({"store": str(opts.store.path), "device": str(opts.device),
+                       "seed": opts.seed, "runs": [run_summary(m) for m in measured],
+                       "figures": [plot.name]}, out)
+    html = report.write_html("dcign-eval: comparison", [
+        {"heading": "Runs", "tables": [(header, table)],
+         "figures": [(plot, "Each run's scores on the same test split (|r|: Pearson of the "
+                            "factor's latent with its true value).")],
+         "notes": [measured[0].reconstruction["how"],
+                   measured[0].disentanglement["sampling"]]}], out)
+    return html, report.text_table(header, table)
+
+
+# ----------------------------------------------------------------------------- the command
+
+@click.command(cls=DcignCommand, epilog=EPILOG,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("runs", nargs=-1)
+@click.option("--checkpoint", default=None, help="Run directory or checkpoint.pt to evaluate.")
+@click.option("--store", required=True, help="The dcign store whose test split is used.")
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="Report folder. Default: report/ beside the checkpoint (compare: "
+                   "compare/ beside the runs). A non-empty folder that is not a previous "
+                   "report is refused.")
+@click.option("--baseline", default=None,
+              help="A second run (e.g. the VAE baseline) for the side-by-side novel views.")
+@click.option("--compare", "compare_runs", is_flag=True,
+              help="Compare the RUNS given as arguments: one table and one plot.")
+@click.option("--sweep", "sweep_text", default="-15:15:9", show_default=True,
+              help="Traversal values START:STOP:N (the paper sweeps -15 … +15).")
+@click.option("--traversal-images", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Held-out images per traversal figure.")
+@click.option("--samples", type=click.IntRange(100), default=10000, show_default=True,
+              help="Test images (at most) pooled for the disentanglement metrics.")
+@click.option("--bins", type=click.IntRange(2), default=20, show_default=True,
+              help="Equal-width bins per factor (and per latent for MIG).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the metric sampling and the ELBO's noise.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
+def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, traversal_images,
+         samples, bins, seed, device):
+    """Evaluate a DC-IGN (or VAE baseline) checkpoint on a store's held-out minibatches.
+
+    Writes PNG figures (latent traversals, inferred vs true factors, optionally the
+    entangled-vs-disentangled novel views), metrics.json (reconstruction MSE and ELBO per
+    minibatch type, Pearson/Spearman r, MIG, DCI, SAP, FactorVAE, with sample counts and
+    seeds) and a self-contained report.html; prints a table and the report's path.
+    """
+    if compare_runs:
+        if len(runs) < 2:
+            raise DcignError("--compare needs at least two runs as arguments")
+    elif runs:
+        raise DcignError(f"unexpected argument {runs[0]!r} (give runs with --compare, or one "
+                         "run with --checkpoint)")
+    elif checkpoint is None:
+        raise DcignError("give --checkpoint RUN (or --compare RUN_A RUN_B …)")
+    values = parse_values(sweep_text, "--sweep")
+    from .loop import pick_device
+
+    opts = Options(open_store(store), pick_device(device), seed, samples, bins)
+    if compare_runs:
+        html, table = compare(runs, opts, out)
+    else:
+        html, table = evaluate_one(checkpoint, baseline, values, traversal_images, opts, out)
+    click.echo(table)
+    click.echo(f"report: {html}")

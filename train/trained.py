@@ -1,0 +1,134 @@
+"""A trained network as evaluation and re-rendering meet it: loaded from a run, checked
+against a store, swept along one latent.
+
+Shared by `dcign-eval` and `dcign-rerender`; reads the trainer's checkpoints through
+`loop.read_checkpoint`, so both refuse what the trainer would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dcign.shared.errors import DcignError
+from dcign.shared.factors import Factor
+from dcign.shared.store import StoreSpec
+
+from .loop import read_checkpoint
+from .model import DCIGN, Architecture
+
+
+@dataclass
+class Trained:
+    """A checkpoint's network in eval mode, and what it was trained on."""
+
+    checkpoint: Path
+    model: DCIGN
+    mode: str  # "dcign" or "vae"
+    step: int
+    store_spec: StoreSpec  # the training store's spec
+
+    @property
+    def name(self) -> str:
+        """The run's name: its directory (runs/faces64-dcign → faces64-dcign)."""
+        return self.checkpoint.parent.name or str(self.checkpoint)
+
+    @property
+    def image_size(self) -> int:
+        return self.model.arch.image_size
+
+
+def checkpoint_file(run: str | Path) -> Path:
+    """A run directory or a checkpoint file → the checkpoint file; one-line error if absent."""
+    path = Path(run)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise DcignError(f"no checkpoint at {file}")
+    return file
+
+
+def load_trained(run: str | Path, device: torch.device) -> Trained:
+    file = checkpoint_file(run)
+    state = read_checkpoint(file)
+    try:
+        arch = Architecture.from_dict(state["arch"])
+        model = DCIGN(arch)
+        model.load_state_dict(state["model"])
+        spec = StoreSpec.from_attrs(state["store"]["spec"])
+        mode = state["config"]["mode"]
+    except DcignError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        # RuntimeError: weights that do not fit the architecture the checkpoint names
+        raise DcignError(f"{file} does not hold a network this dcign can build "
+                         f"({type(exc).__name__})") from None
+    model.to(device).eval()
+    return Trained(file, model, mode, int(state["step"]), spec)
+
+
+def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
+    """Refuse a store of another dataset kind, image size or factor table than trained on."""
+    ours = trained.store_spec
+    if ours.dataset != spec.dataset:
+        raise DcignError(f"{trained.checkpoint} was trained on a {ours.dataset!r} store; "
+                         f"{store_path} is a {spec.dataset!r} store")
+    if trained.image_size != spec.image_size:
+        s, t = trained.image_size, spec.image_size
+        raise DcignError(f"{trained.checkpoint} holds a {s}×{s} network; {store_path} has "
+                         f"{t}×{t} images")
+    if [f.to_attrs() for f in ours.factors] != [f.to_attrs() for f in spec.factors]:
+        raise DcignError(f"{trained.checkpoint} was trained with another factor table than "
+                         f"{store_path}'s ({', '.join(f.name for f in spec.factors)})")
+
+
+def parse_values(text: str, option: str = "--values") -> np.ndarray:
+    """'START:STOP:N' → N evenly spaced latent values from START to STOP inclusive."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise DcignError(f"{option} {text!r} is not START:STOP:N (e.g. -15:15:9)") from None
+    if n < 1 or not (np.isfinite(start) and np.isfinite(stop)):
+        raise DcignError(f"{option} {text!r}: N must be at least 1 and the ends finite")
+    return np.linspace(start, stop, n)
+
+
+@torch.no_grad()
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W) → float (N, 1, H, W) in [0, 1]."""
+    # a writable copy: torch warns on read-only (zarr, PIL) arrays
+    return torch.from_numpy(np.array(images, dtype=np.uint8)).to(device).unsqueeze(1).float() / 255
+
+
+@torch.no_grad()
+def decode_images(model: DCIGN, z: torch.Tensor) -> np.ndarray:
+    """Latents → uint8 (N, H, W) from the decoder's mean output (no sampling)."""
+    out = torch.sigmoid(model.decode(z)).squeeze(1).float().cpu().numpy()
+    return (out * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def sweep(model: DCIGN, images: np.ndarray, latent: int, values: np.ndarray,
+          device: torch.device) -> np.ndarray:
+    """uint8 (N, 2 + V, H, W): each image, its reconstruction, then its code with one latent
+    set to each value (all other latents at the posterior mean) decoded."""
+    mu = model.encode(to_tensor(images, device))[0].float()
+    rows = [images, decode_images(model, mu)]
+    for v in values:
+        z = mu.clone()
+        z[:, latent] = float(v)
+        rows.append(decode_images(model, z))
+    return np.stack(rows, axis=1)
+
+
+def tied_latent(factor: Factor, latent_size: int) -> int | None:
+    """The first latent of a factor's group in the store's table; None for 'stored only'."""
+    from dcign.shared.factors import latent_slice
+
+    s = latent_slice(factor, latent_size)
+    return s.start if s.stop > s.start else None
