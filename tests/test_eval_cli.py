@@ -16,6 +16,7 @@ import zarr
 from click.testing import CliRunner
 from conftest import assert_one_line_error
 
+from dcign.shared.factors import Factor
 from dcign.shared.store import open_store
 from dcign.train.cli import main as train_main
 from dcign.train.evaluate import main as eval_main
@@ -150,6 +151,23 @@ def test_a_rendered_faces_store_is_evaluated_without_code_changes(tiny_store, tm
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["dataset"] == "faces"
     assert m["disentanglement"]["factors"] == ["azimuth", "elevation", "light"]
+
+
+def test_a_factor_stored_without_a_latent_gets_no_traversal_and_no_scatter_panel(tmp_path):
+    # the chairs' grid layout: elevation is stored for every image but tied to no latent
+    table = (Factor("azimuth", "degree", -86.0, 86.0, (0, 1), 0, "turn"),
+             Factor("elevation", "degree", -23.0, 23.0, (1, 1), 1, "stored only"),
+             Factor("light", "degree", -80.0, 80.0, (1, 2), 2, "light"),
+             Factor("intrinsic", "identity", None, None, (2, None), None, "identity"))
+    store = write_blob_store(tmp_path / "s.zarr", 32, 2, 1, factors=table)
+    run = train(store, tmp_path / "run", "--ratio", "1:0:1:10")
+    result = run_eval("--checkpoint", run, "--store", store, "--out", tmp_path / "r", *FAST)
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["latents"]["elevation"] == {"latent": None, "rule": "stored only, no latent"}
+    assert set(m["inferred_vs_true"]) == {"azimuth", "light"}
+    assert "traversal_elevation.png" not in m["figures"]
+    assert "elevation" in m["disentanglement"]["factors"]  # still ground truth for metrics
 
 
 # ----------------------------------------------------------------------------- bad input

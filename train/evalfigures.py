@@ -45,8 +45,14 @@ def _figure_for(grid: np.ndarray, blocks: int = 1):
 
 
 def save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
+    """Write the figure as a 256-colour PNG: the tiles are gray and the plots use few colours,
+    so this keeps each file small (docs/ and report.html carry them) at no visible cost."""
+    from PIL import Image
+
+    fig.canvas.draw()
+    rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     plt.close(fig)
+    rgb.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
 
 
