@@ -38,6 +38,21 @@ class IdentityPools:
 
 
 @dataclass(frozen=True)
+class ListedPools:
+    """Identity pools given as explicit id lists (e.g. a seeded split of a mesh folder)."""
+
+    train: tuple[int, ...]
+    test: tuple[int, ...]
+
+    def pool(self, split: str) -> tuple[int, ...]:
+        return self.train if split == "train" else self.test
+
+    def to_attrs(self) -> dict:
+        """As a store records it (JSON lists, so a reopened store compares equal)."""
+        return {"train": list(self.train), "test": list(self.test)}
+
+
+@dataclass(frozen=True)
 class MinibatchPlan:
     split: str
     factor: str
@@ -67,22 +82,41 @@ def distinct_values(rng: np.random.Generator, low: float, high: float, n: int) -
     return values
 
 
+def check_grid(factor: Factor, grid: dict[str, np.ndarray] | None, batch_size: int) -> None:
+    """Refuse a minibatch that needs more distinct values than the factor's grid has."""
+    if grid and factor.name in grid and batch_size > len(grid[factor.name]):
+        raise DcignError(f"a minibatch varying {factor.name} needs {batch_size} distinct values "
+                         f"but the view grid has {len(grid[factor.name])}: use --batch-size "
+                         f"{len(grid[factor.name])} or less, or --views continuous")
+
+
 def plan_minibatch(seed: int, split: str, factor: Factor, index: int,
                    factors: tuple[Factor, ...], batch_size: int,
-                   pools: IdentityPools) -> MinibatchPlan:
-    """The identities and factor values of minibatch `index` in which only `factor` varies."""
+                   pools: IdentityPools | ListedPools,
+                   grid: dict[str, np.ndarray] | None = None) -> MinibatchPlan:
+    """The identities and factor values of minibatch `index` in which only `factor` varies.
+
+    `grid` optionally restricts factors to discrete values (e.g. the chairs' 30 azimuths and
+    2 elevations): a fixed factor then takes one grid value, a varying one `batch_size`
+    distinct grid values drawn without replacement. Factors not in `grid` are continuous.
+    """
+    grid = grid or {}
+    check_grid(factor, grid, batch_size)
     rng = minibatch_rng(seed, split, factor.name, index)
     columns = continuous_factors(factors)
-    fixed = np.array([rng.uniform(f.low, f.high) for f in columns], dtype=np.float32)
+    fixed = np.array([rng.choice(grid[f.name]) if f.name in grid else rng.uniform(f.low, f.high)
+                      for f in columns], dtype=np.float32)
     pool = pools.pool(split)
-    identity = pool.start + int(rng.integers(len(pool)))
+    identity = pool[int(rng.integers(len(pool)))]
     values = np.tile(fixed, (batch_size, 1))
     identities = np.full(batch_size, identity, dtype=np.int64)
     if factor.is_intrinsic:
         if batch_size > len(pool):
             raise DcignError(f"a {split} minibatch of {batch_size} distinct identities needs "
                              f"at least that many {split} identities (have {len(pool)})")
-        identities = pool.start + rng.choice(len(pool), size=batch_size, replace=False)
+        identities = np.asarray(pool)[rng.choice(len(pool), size=batch_size, replace=False)]
+    elif factor.name in grid:
+        values[:, factor.column] = rng.choice(grid[factor.name], size=batch_size, replace=False)
     else:
         values[:, factor.column] = distinct_values(rng, factor.low, factor.high, batch_size)
     return MinibatchPlan(split, factor.name, index, identities.astype(np.int64), values)

@@ -48,7 +48,38 @@ FACE_FACTORS: tuple[Factor, ...] = (
     Factor("intrinsic", "identity", None, None, (3, None), None, "shape and albedo of the face"),
 )
 
-DATASET_FACTORS: dict[str, tuple[Factor, ...]] = {"faces": FACE_FACTORS}
+CHAIR_VIEWS = ("grid", "continuous")
+CHAIR_ELEVATIONS = (20.0, 30.0)  # the Aubry renders' two camera elevations
+CONTINUOUS_ELEVATIONS = (10.0, 40.0)
+
+
+def chair_factors(views: str = "grid", elevations: tuple[float, float] = CHAIR_ELEVATIONS
+                  ) -> tuple[Factor, ...]:
+    """The chairs' factor table, which depends on how views are sampled.
+
+    On the paper's grid only azimuth is a latent group (z1) and elevation is stored for every
+    image but tied to no latent (the empty slice (1, 1)); z2.. hold the chair. With continuous
+    views elevation varies on its own and gets z2.
+    """
+    azimuth = Factor("azimuth", "degree", 0.0, 360.0, (0, 1), 0,
+                     "chair rotation about the vertical axis, seen from the camera")
+    if views == "grid":
+        low, high = elevations
+        return (azimuth,
+                Factor("elevation", "degree", low, high, (1, 1), 1,
+                       "camera height above the seat: stored, held fixed within a minibatch"),
+                Factor("intrinsic", "identity", None, None, (1, None), None,
+                       "the chair: its design, proportions and materials"))
+    low, high = CONTINUOUS_ELEVATIONS
+    return (azimuth,
+            Factor("elevation", "degree", low, high, (1, 2), 1,
+                   "camera height above the seat (positive: the seat seen from above)"),
+            Factor("intrinsic", "identity", None, None, (2, None), None,
+                   "the chair: its design, proportions and materials"))
+
+
+DATASET_FACTORS: dict[str, tuple[Factor, ...]] = {"faces": FACE_FACTORS,
+                                                  "chairs": chair_factors("grid")}
 
 
 def factor_table(dataset: str) -> tuple[Factor, ...]:
