@@ -147,13 +147,20 @@ class Renderer:
         self._gl._renderer._read_main_framebuffer = self._read_gray
 
     def set_mesh(self, vertices: np.ndarray, triangles: np.ndarray, albedo: np.ndarray,
-                 normals: np.ndarray | None = None) -> None:
-        """Upload one object: vertices (N, 3), triangles (T, 3), grayscale albedo (N,)."""
+                 normals: np.ndarray | None = None, material: np.ndarray | None = None) -> None:
+        """Upload one object: vertices (N, 3), triangles (T, 3), grayscale albedo (N,).
+
+        `material` (N, 2), optional: per-vertex solid-texture code and pattern scale, carried
+        in colour channels g and b (see shaders/mesh.frag); none means plain albedo.
+        """
         pr = self._pyrender
         if normals is None:
             normals = vertex_normals(vertices, triangles)
-        colors = np.repeat(np.asarray(albedo, np.float32)[:, None], 4, axis=1)
-        colors[:, 3] = 1.0
+        colors = np.zeros((len(vertices), 4), np.float32)
+        colors[:, 0] = albedo
+        if material is not None:
+            colors[:, 1:3] = material
+        colors[:, 3] = 1.0  # opaque: pyrender would blend any vertex with alpha < 1
         primitive = pr.Primitive(positions=vertices, normals=normals, color_0=colors,
                                  indices=triangles, mode=pr.constants.GLTF.TRIANGLES)
         if self._mesh_node is not None:

@@ -15,6 +15,8 @@ uniform mat4 P;
 out vec3 frag_position;
 out vec3 frag_normal;
 out float frag_albedo;
+out vec3 frag_object;          // object-space position: solid textures turn with the object
+flat out vec2 frag_material;   // (texture code / 8, pattern scale), constant per part
 
 void main()
 {
@@ -23,9 +25,12 @@ void main()
     gl_Position = P * V * world;
     frag_position = world.xyz;
     frag_normal = mat3(model) * normal;
+    frag_object = position;
 #ifdef COLOR_0_LOC
     frag_albedo = color_0.r;  // grayscale reflectance
+    frag_material = color_0.gb;
 #else
     frag_albedo = 0.7;
+    frag_material = vec2(0.0);
 #endif
 }
