@@ -1,0 +1,224 @@
+"""The chairs dataset: procedural CAD chairs (or a folder of the user's meshes) rendered in
+one-factor minibatches on white, as the Aubry "Seeing 3D chairs" renders are.
+
+Views follow the paper by default: a grid of 30 azimuths (every 12 degrees) by 2 elevations
+(20 and 30 degrees). An azimuth minibatch shows one chair at one elevation from 20 distinct
+grid azimuths; an intrinsic minibatch shows 20 distinct chairs from one grid view. With
+`views="continuous"` azimuth covers the full circle and elevation a range, and elevation may
+vary on its own.
+
+Camera convention: the chair turns, the camera and light stay. Azimuth turns the chair about
+its vertical axis (positive: its front turns toward image right); a positive elevation then
+tips the chair's top toward the camera, i.e. the camera looks down at the seat from above.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from dcign.shared.errors import DcignError
+from dcign.shared.factors import CHAIR_ELEVATIONS, chair_factors
+from dcign.shared.store import StoreSpec
+
+from .backend import Lighting, Renderer, light_direction, rotation_matrix
+from .chair_model import build_chair
+from .scenes import (
+    IdentityPools,
+    ListedPools,
+    MinibatchPlan,
+    check_grid,
+    identity_rng,
+    plan_minibatch,
+)
+
+# Bump when the images for a given (seed, options) would change: stores refuse to mix.
+GENERATOR_VERSION = 1
+CHAIR_RADIUS = 1.2  # every chair's bounding sphere, in scene units: fits the frame at any view
+CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=0.8,
+                          ambient=0.32)
+LIGHT_AZIMUTH = -35.0  # the light comes from the camera's upper left, fixed as the chair turns
+GRID_AZIMUTHS = tuple(float(a) for a in range(0, 360, 12))  # the paper's 30 azimuths
+
+
+@dataclass(frozen=True)
+class ChairMesh:
+    vertices: np.ndarray  # (N, 3) float32, normalised
+    triangles: np.ndarray  # (T, 3) uint32
+    normals: np.ndarray  # (N, 3) float32
+    albedo: np.ndarray  # (N,) float32
+    material: np.ndarray | None  # (N, 2) shader texture codes, None: plain albedo
+
+
+def normalise(vertices: np.ndarray) -> np.ndarray:
+    """Centre the bounding box on the origin and scale the bounding sphere to CHAIR_RADIUS."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    centred = vertices - (lo + hi) / 2
+    radius = float(np.linalg.norm(centred, axis=1).max())
+    return (centred * (CHAIR_RADIUS / max(radius, 1e-9))).astype(np.float32)
+
+
+def procedural_chair(seed: int, identity: int, textures: bool = True) -> ChairMesh:
+    """Chair `identity` of the procedural generator: a pure function of (seed, identity)."""
+    chair = build_chair(identity_rng(seed, identity))
+    vertices, triangles, normals, albedo, material = chair.mesh()
+    return ChairMesh(normalise(vertices), triangles.astype(np.uint32), normals, albedo,
+                     material if textures else None)
+
+
+@dataclass(frozen=True)
+class ChairRecipe:
+    """Everything that determines a chairs store's images; picklable, for worker processes.
+
+    `meshes` (paths of readable mesh files, in identity order) replaces the procedural chairs
+    with the user's; `mesh_root` and `mesh_fingerprint` describe that folder.
+    """
+
+    seed: int = 0
+    image_size: int = 150
+    batch_size: int = 20
+    views: str = "grid"
+    chairs: int = 1357
+    test_chairs: int = 150
+    textures: bool = True
+    lighting: Lighting = field(default_factory=lambda: CHAIR_LIGHTING)
+    meshes: tuple[str, ...] = ()
+    mesh_root: str = ""
+    mesh_fingerprint: str = ""
+    up_axis: str = "y"
+
+    def load(self) -> ChairGenerator:
+        return ChairGenerator(self)
+
+    @property
+    def pools(self) -> IdentityPools | ListedPools:
+        if self.meshes:
+            from .mesh_folder import split_files
+
+            return split_files(len(self.meshes), self.test_chairs, self.seed)
+        return IdentityPools(train=self.chairs - self.test_chairs, test=self.test_chairs)
+
+
+class ChairGenerator:
+    """Turns minibatch plans into images; creates its GL context on first use."""
+
+    def __init__(self, recipe: ChairRecipe):
+        self.recipe = recipe
+        self.factors = chair_factors(recipe.views)
+        self.pools = recipe.pools
+        self.grid = ({"azimuth": np.float32(GRID_AZIMUTHS),
+                      "elevation": np.float32(CHAIR_ELEVATIONS)}
+                     if recipe.views == "grid" else {})
+        self._check()
+        self._renderer: Renderer | None = None
+        self._folder = None
+
+    def _check(self) -> None:
+        """Refuse requests no minibatch could satisfy, before a store is touched."""
+        r = self.recipe
+        if r.views not in ("grid", "continuous"):
+            raise DcignError(f"unknown --views {r.views!r}: choose grid or continuous")
+        # on the grid only azimuth varies (elevation, with 2 values, is held fixed)
+        check_grid(self.factors[0], self.grid, r.batch_size)
+        for split in ("train", "test"):
+            have = len(self.pools.pool(split))
+            if have < r.batch_size:
+                raise DcignError(f"an intrinsic minibatch of {r.batch_size} needs at least "
+                                 f"{r.batch_size} {split} chairs (have {have}): lower "
+                                 "--batch-size or add chairs")
+
+    @cached_property
+    def spec(self) -> StoreSpec:
+        r = self.recipe
+        generator = {
+            "name": "dcign.render.chairs",
+            "version": GENERATOR_VERSION,
+            "seed": r.seed,
+            "views": r.views,
+            "grid": {k: v.tolist() for k, v in self.grid.items()},
+            "textures": r.textures,
+            "lighting": asdict(r.lighting),
+            "light_azimuth": LIGHT_AZIMUTH,
+            "chair_radius": CHAIR_RADIUS,
+            "identities": (self.pools.to_attrs() if isinstance(self.pools, ListedPools)
+                           else asdict(self.pools)),
+        }
+        if r.meshes:
+            generator["up_axis"] = r.up_axis
+            model = {"name": "mesh folder", "fingerprint": r.mesh_fingerprint,
+                     "source": r.mesh_root, "files": len(r.meshes)}
+        else:
+            model = {"name": "procedural chairs", "fingerprint": self._procedural_fingerprint(),
+                     "source": "dcign.render.chair_model", "chairs": r.chairs}
+        return StoreSpec("chairs", r.image_size, r.batch_size, self.factors, generator, model)
+
+    def _procedural_fingerprint(self) -> str:
+        """A hash of a few chairs' geometry: changes whenever the generator's shapes do."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for i in range(4):
+            h.update(np.round(procedural_chair(self.recipe.seed, i).vertices, 4).tobytes())
+        return h.hexdigest()[:16]
+
+    def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:
+        """Minibatch `index` of (split, factor): a pure function of these and the seed."""
+        return plan_minibatch(self.recipe.seed, split, self.spec.factor(factor), index,
+                              self.factors, self.recipe.batch_size, self.pools, self.grid)
+
+    def chair(self, identity: int) -> ChairMesh:
+        r = self.recipe
+        if r.meshes:
+            if self._folder is None:
+                from .mesh_folder import MeshFolder
+
+                self._folder = MeshFolder(r.meshes, r.up_axis)
+            return self._folder.chair(identity)
+        return procedural_chair(r.seed, identity, r.textures)
+
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting)
+        return self._renderer
+
+    def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray]]:
+        """Upload each chair once; yield (image index, rotation) per image."""
+        renderer = self.renderer()
+        elevation_column = self.spec.factor("elevation").column
+        shown = None
+        for i, (identity, values) in enumerate(zip(plan.identities, plan.values, strict=True)):
+            if identity != shown:
+                m = self.chair(int(identity))
+                renderer.set_mesh(m.vertices, m.triangles, m.albedo, m.normals, m.material)
+                shown = identity
+            yield i, chair_rotation(float(values[0]), float(values[elevation_column]))
+
+    def render(self, plan: MinibatchPlan) -> np.ndarray:
+        """uint8 images (B, H, W) of one minibatch plan."""
+        size = self.recipe.image_size
+        light = light_direction(LIGHT_AZIMUTH, self.recipe.lighting.light_elevation)
+        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
+        for i, rotation in self._posed(plan):
+            images[i] = self.renderer().render(rotation, light)
+        return images
+
+    def rasterise_depth_only(self, plan: MinibatchPlan) -> None:
+        """The same work as `render` up to rasterisation, depth only: the benchmark floor."""
+        for _, rotation in self._posed(plan):
+            self.renderer().rasterise_depth_only(rotation)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+
+def chair_rotation(azimuth: float, elevation: float) -> np.ndarray:
+    """Turn the chair by `azimuth` about its own vertical axis, then tip its top toward the
+    camera by `elevation`: the view from a camera `elevation` degrees above the seat.
+    (`rotation_matrix`'s positive elevation lifts a face's nose, tipping its top away, hence
+    the minus sign.)"""
+    return rotation_matrix(0.0, -elevation) @ rotation_matrix(azimuth, 0.0)

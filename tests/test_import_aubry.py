@@ -1,0 +1,148 @@
+"""`dcign-render import-aubry`: the public "Seeing 3D chairs" renders into a chairs store.
+
+The fake archive has the real naming (`<model-id>/renders/image_NNN_pEEE_tAAA_r096.png`,
+600x600 RGB on white): each chair is a coloured block of its own colour whose width grows with
+the azimuth, inside a black frame that the crop must remove.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, invoke, read_group, tree_digest
+from PIL import Image
+
+from dcign.render.aubry import to_gray
+from dcign.render.cli import main as render_main
+from dcign.shared.store import open_store
+from dcign.shared.verify import verify_store
+
+CHAIRS = 6
+AZIMUTHS = [int(a) for a in np.arange(0, 360, 30)]  # 12 per elevation
+ELEVATIONS = [20, 30]
+COLOURS = [(200, 40, 40), (40, 160, 60), (30, 60, 200), (120, 120, 20), (90, 10, 140),
+           (10, 130, 130)]
+SMALL = ["--size", "32", "--batch-size", "3", "--batches", "2", "--test-batches", "1",
+         "--test-chairs", "3", "--quiet"]
+
+
+def fake_render(colour, azimuth: int, elevation: int) -> np.ndarray:
+    image = np.full((600, 600, 3), 255, np.uint8)
+    image[:40], image[-40:], image[:, :40], image[:, -40:] = 0, 0, 0, 0  # outside any crop
+    width = 60 + azimuth // 3
+    top = 220 if elevation == 20 else 240
+    image[top:top + 160, 300 - width // 2:300 + width // 2] = colour
+    return image
+
+
+@pytest.fixture(scope="module")
+def aubry_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rendered_chairs")
+    for c, colour in enumerate(COLOURS[:CHAIRS]):
+        renders = root / f"model_{c:03d}" / "renders"
+        renders.mkdir(parents=True)
+        n = 0
+        for p in ELEVATIONS:
+            for t in AZIMUTHS:
+                Image.fromarray(fake_render(colour, t, p)).save(
+                    renders / f"image_{n:03d}_p{p:03d}_t{t:03d}_r096.png")
+                n += 1
+    (root / "model_000" / "renders" / "image_bad_p20_t10.png").write_bytes(b"")
+    return root
+
+
+def aubry(args: list):
+    return invoke(render_main, ["import-aubry", *args])
+
+
+@pytest.fixture(scope="module")
+def aubry_store(tmp_path_factory, aubry_tree):
+    out = tmp_path_factory.mktemp("aubry") / "chairs-aubry.zarr"
+    result = aubry([aubry_tree, *SMALL, "--out", out])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_the_imported_store_passes_every_check(aubry_store):
+    out, _ = aubry_store
+    store = open_store(out)
+    assert store.spec.dataset == "chairs"
+    assert sorted(store.groups()) == sorted((s, f) for s in ("train", "test")
+                                            for f in ("azimuth", "intrinsic"))
+    report = verify_store(store)
+    assert report.ok and report.checked == 6, report.problems
+
+
+def test_views_come_from_the_file_names(aubry_store):
+    out, _ = aubry_store
+    for factor in ("azimuth", "intrinsic"):
+        values = read_group(out, "train", factor)["factors"]
+        assert set(np.unique(values[..., 0])) <= set(map(float, AZIMUTHS))
+        assert set(np.unique(values[..., 1])) <= {20.0, 30.0}
+        assert (values[..., 1] == values[:, :1, 1]).all()
+
+
+def test_images_show_the_file_they_name_cropped_and_in_gray(aubry_store):
+    """The block's gray is 0.21 R + 0.72 G + 0.07 B of the chair's colour; the black frame
+    outside the central crop is gone; the block's width follows the stored azimuth."""
+    out, _ = aubry_store
+    group = read_group(out, "train", "azimuth")
+    images, values, identity = group["images"], group["factors"], group["identity"]
+    chairs = open_store(out).spec.model["chairs"]
+    for k in range(len(images)):
+        colour = np.float32(COLOURS[int(chairs[identity[k, 0]][-3:])])
+        expected = round(float(colour @ np.float32([0.21, 0.72, 0.07])))
+        for image, (azimuth, elevation) in zip(images[k], values[k], strict=True):
+            assert abs(int(image[16, 16]) - expected) <= 1
+            assert image[0].min() == 255 and image[:, 0].min() == 255  # frame cropped away
+            reference = to_gray(fake_render(tuple(colour.astype(int)), int(azimuth),
+                                            int(elevation)), 450, 32)
+            assert np.array_equal(image, reference)
+
+
+def test_the_crop_keeps_the_central_square_and_resizes_to_the_requested_size():
+    rgb = np.full((600, 600, 3), 255, np.uint8)
+    rgb[:75] = 0  # the band a 450 crop cuts off
+    rgb[75:150] = (100, 100, 100)  # the top sixth of the crop
+    gray = to_gray(rgb, 450, 30)
+    assert gray.shape == (30, 30)
+    assert (gray[:5] == 100).all() and (gray[5:] == 255).all()
+
+
+def test_chairs_are_disjoint_between_splits_and_fixed_by_the_seed(tmp_path, aubry_tree,
+                                                                  aubry_store):
+    out, _ = aubry_store
+    ids = {s: set(np.concatenate([read_group(out, s, f)["identity"].ravel()
+                                  for f in ("azimuth", "intrinsic")]).tolist())
+           for s in ("train", "test")}
+    assert ids["train"] and ids["test"] and not ids["train"] & ids["test"]
+    again = tmp_path / "again.zarr"
+    assert aubry([aubry_tree, *SMALL, "--out", again]).exit_code == 0
+    for split in ("train", "test"):
+        assert np.array_equal(read_group(again, split, "intrinsic")["images"],
+                              read_group(out, split, "intrinsic")["images"])
+
+
+def test_malformed_file_names_are_reported_not_guessed(aubry_store):
+    _, output = aubry_store
+    assert "warning: skipping model_000/renders/image_bad_p20_t10.png" in output
+    assert "skipped 1 files with malformed names" in output
+
+
+def test_a_tree_that_is_not_the_aubry_layout_is_refused(tmp_path):
+    (tmp_path / "chairs" / "model_1").mkdir(parents=True)
+    (tmp_path / "chairs" / "model_1" / "picture.png").write_bytes(b"")
+    out = tmp_path / "x.zarr"
+    assert_one_line_error(aubry([tmp_path / "chairs", *SMALL, "--out", out]),
+                          "not the Aubry layout")
+    assert not out.exists()
+
+
+def test_minibatches_the_views_cannot_fill_are_refused_and_the_store_is_untouched(
+        aubry_tree, aubry_store):
+    out, _ = aubry_store
+    before = tree_digest(out)
+    args = [aubry_tree, *SMALL, "--batch-size", "13", "--test-chairs", "1", "--vary", "azimuth",
+            "--out", out]
+    assert_one_line_error(aubry(args), "13 distinct azimuths", "at most 12")
+    assert tree_digest(out) == before
