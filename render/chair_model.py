@@ -204,9 +204,9 @@ class Palette:
 
 def _palette(rng: np.random.Generator) -> Palette:
     return Palette(frame=int(rng.choice([WOOD_Y, METAL, PLASTIC], p=[0.6, 0.25, 0.15])),
-                   frame_albedo=float(rng.uniform(0.25, 0.75)),
+                   frame_albedo=float(rng.uniform(0.25, 0.72)),
                    soft=int(rng.choice([FABRIC, LEATHER])),
-                   soft_albedo=float(rng.uniform(0.15, 0.85)),
+                   soft_albedo=float(rng.uniform(0.15, 0.78)),
                    metal_albedo=float(rng.uniform(0.5, 0.8)))
 
 
@@ -488,7 +488,7 @@ def sled(rng, pal: Palette) -> list[Part]:
                 (x, under, -depth / 2 + 0.04)]
         parts += sweep(loop, r, METAL, pal.metal_albedo)
     shell = int(rng.choice([PLASTIC, WOOD_Z, pal.soft]))
-    albedo = float(rng.uniform(0.1, 0.9))
+    albedo = float(rng.uniform(0.1, 0.78))
     parts.append(cushion((-width / 2, under + r * 0.5, -depth / 2), (width / 2, height + 0.01,
                          depth / 2), 0.2, shell, albedo))
     tilt = rng.uniform(6, 16)

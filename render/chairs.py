@@ -38,8 +38,9 @@ from .scenes import (
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
 CHAIR_RADIUS = 1.2  # every chair's bounding sphere, in scene units: fits the frame at any view
-CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=0.8,
-                          ambient=0.32)
+# Light enough that dark chairs show their form, dim enough that pale seats stay off-white.
+CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=0.7,
+                          ambient=0.3)
 LIGHT_AZIMUTH = -35.0  # the light comes from the camera's upper left, fixed as the chair turns
 GRID_AZIMUTHS = tuple(float(a) for a in range(0, 360, 12))  # the paper's 30 azimuths
 

@@ -1,0 +1,113 @@
+"""What every rendering benchmark measures, for any dataset recipe (see render_faces.py and
+render_chairs.py): one worker, two workers, and the depth-only rasterisation floor.
+
+Per-worker figures render minibatches of every factor type in equal shares (as the default
+datasets hold them) in this process; the floor rasterises the same meshes at the same poses
+depth-only in the same GL context. The two-worker figure is the whole `render_store` pipeline
+(planning, rendering, compression, Zarr writes) into a temporary store. Medians of repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dcign.render.backend import choose_gl_platform
+from dcign.render.writer import RenderRequest, render_store
+
+
+def _plans(generator, factors: list[str], batches: int, offset: int):
+    return [generator.plan("train", f, offset + k) for k in range(batches) for f in factors]
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(recipe, factors: list[str], vertices: Callable[[object], float], batches: int,
+            repeats: int, default_images: int, vertices_label: str = "vertices") -> dict:
+    """Throughput figures of `recipe` rendering minibatches that vary each of `factors`."""
+    # A worker's share of this machine: with one worker per core, as `render_store` runs them,
+    # each worker's llvmpipe rasterises on one thread.
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    os.environ["LP_NUM_THREADS"] = str(threads)
+    platform = choose_gl_platform()
+    generator = recipe.load()
+    images = batches * len(factors) * recipe.batch_size
+    shaded, floor = [], []
+    generator.render(_plans(generator, factors, 1, 10_000)[0])  # warm-up: context, shaders
+    for r in range(repeats):
+        plans = _plans(generator, factors, batches, r * batches)
+        floor.append(images / _timed(lambda p=plans: list(map(generator.rasterise_depth_only, p))))
+        shaded.append(images / _timed(lambda p=plans: list(map(generator.render, p))))
+    generator.close()
+    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    pipeline = []
+    # large enough that worker start-up (spawn, model build, GL context) is a small share
+    request = RenderRequest(tuple(factors), batches * 4, 1)
+    for _ in range(max(1, repeats // 2)):
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = render_store(Path(tmp) / "bench.zarr", recipe, request, workers=2,
+                                   gl_platform=platform, progress=False)
+            pipeline.append(summary.rendered * recipe.batch_size / summary.seconds)
+    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    one = statistics.median(shaded)
+    return {
+        "device": f"{os.cpu_count()} CPU cores, {platform} (software GL unless a GPU is used), "
+                  f"{threads} rasteriser thread(s) per worker",
+        "image_size": recipe.image_size, "batch_size": recipe.batch_size,
+        "vertices": vertices(generator), "vertices_label": vertices_label,
+        "images_per_s_one_worker": one,
+        "images_per_s_depth_only_floor": statistics.median(floor),
+        "ratio_to_floor": statistics.median(floor) / one,
+        "images_per_s_two_workers_pipeline": statistics.median(pipeline),
+        "peak_rss_mib_in_process_worker": self_peak,
+        "peak_rss_mib_pool_worker": worker_peak,
+        "default_dataset_images": default_images,
+        "minutes_for_default_dataset": default_images / statistics.median(pipeline) / 60,
+        "repeats": repeats, "images_per_repeat": images,
+    }
+
+
+def print_table(result: dict, repeats: int) -> None:
+    r = result
+    rows = [
+        ("images/s, one worker (shaded, in-process)", f"{r['images_per_s_one_worker']:.0f}"),
+        ("images/s, depth-only floor, same context", f"{r['images_per_s_depth_only_floor']:.0f}"),
+        ("floor / shaded (time ratio)", f"{r['ratio_to_floor']:.2f}"),
+        ("images/s, two workers, whole pipeline",
+         f"{r['images_per_s_two_workers_pipeline']:.0f}"),
+        ("peak memory, in-process worker (MiB)", f"{r['peak_rss_mib_in_process_worker']:.0f}"),
+        ("peak memory, pool worker (MiB)", f"{r['peak_rss_mib_pool_worker']:.0f}"),
+        (f"default dataset ({r['default_dataset_images']:,} images), minutes",
+         f"{r['minutes_for_default_dataset']:.1f}"),
+    ]
+    print(f"# {r['device']}; {r['image_size']}x{r['image_size']}, minibatches of "
+          f"{r['batch_size']}, {r['vertices']:.0f} {r['vertices_label']}; medians of {repeats}")
+    width = max(len(row[0]) for row in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>8}")
+
+
+def main(description: str, run: Callable[[int, int, int], dict]) -> None:
+    """The command line every rendering benchmark shares: `run(size, batches, repeats)`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--size", type=int, default=150)
+    parser.add_argument("--batches", type=int, default=3, help="minibatches per factor a repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    result = run(args.size, args.batches, args.repeats)
+    print_table(result, args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
