@@ -19,7 +19,7 @@ import torch
 from scipy.stats import spearmanr
 
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import continuous_factors
+from dcign.shared.factors import continuous_factors, latent_slice
 from dcign.shared.store import Store
 
 from . import metrics
@@ -107,10 +107,17 @@ def choose_latents(trained: Trained, store: Store, test: TestSet) -> dict:
                                       f"{f.name}-varying minibatches (paper §4.1.1)"}
         else:
             z = tied_latent(f, size)
-            chosen[f.name] = {"latent": z,
-                              "rule": "stored only, no latent" if z is None else
-                              f"factor table: latents {list(f.latents)}"}
+            chosen[f.name] = {"latent": z, "rule": _table_rule(f, z, size)}
     return chosen
+
+
+def _table_rule(factor, z: int | None, size: int) -> str:
+    if z is None:
+        return "stored only, no latent"
+    stop = latent_slice(factor, size).stop
+    if stop == z + 1:
+        return f"factor table: z{z + 1}"
+    return f"factor table: z{z + 1}…z{stop} (traversals sweep z{z + 1})"
 
 
 def inferred_vs_true(store: Store, test: TestSet, latents: dict) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import Factor
+from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import StoreSpec
 
 from .loop import read_checkpoint
@@ -128,7 +128,5 @@ def sweep(model: DCIGN, images: np.ndarray, latent: int, values: np.ndarray,
 
 def tied_latent(factor: Factor, latent_size: int) -> int | None:
     """The first latent of a factor's group in the store's table; None for 'stored only'."""
-    from dcign.shared.factors import latent_slice
-
     s = latent_slice(factor, latent_size)
     return s.start if s.stop > s.start else None
