@@ -21,8 +21,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .geometry import VertexNormals
-
 # Material codes the shader understands (render/shaders/mesh.frag).
 PLAIN, WOOD_X, WOOD_Y, WOOD_Z, FABRIC, METAL, LEATHER, PLASTIC = range(8)
 DESIGNS = ("dining", "armchair", "office", "stool", "cantilever", "sled", "lounge")
@@ -88,8 +86,9 @@ def _unit_box() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def box(lo, hi, material: int = PLAIN, albedo: float = 0.6) -> Part:
-    """An axis-aligned box filling [lo, hi]."""
-    lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+    """An axis-aligned box between two opposite corners (in either order: normals face out)."""
+    a, b = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
     unit, triangles, normals = _unit_box()
     return Part(lo + unit * (hi - lo), triangles, normals, material, albedo)
 
@@ -125,31 +124,38 @@ def tube(p0, p1, r0: float, r1: float | None = None, material: int = PLAIN,
 
 
 @lru_cache(maxsize=4)
-def _sphere(rows: int, columns: int) -> tuple[np.ndarray, np.ndarray, VertexNormals]:
-    """A UV sphere's unit directions and triangles (no degenerate pole triangles), and the
-    normal computation for its topology, built once per resolution."""
+def _sphere(rows: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """A UV sphere's unit directions and triangles (no degenerate pole triangles), built once
+    per resolution."""
     theta = np.linspace(0, np.pi, rows + 1)
     phi = np.linspace(0, 2 * np.pi, columns, endpoint=False)
     t, p = np.meshgrid(theta, phi, indexing="ij")
     sphere = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], -1).reshape(-1, 3)
     r, c = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
     a, b = (r * columns + c).ravel(), (r * columns + (c + 1) % columns).ravel()
-    triangles = np.concatenate([np.stack([a, b + columns, b], 1),
-                                np.stack([a, a + columns, b + columns], 1)])
+    # counter-clockwise seen from outside: GL culls the other side
+    triangles = np.concatenate([np.stack([a, b, b + columns], 1),
+                                np.stack([a, b + columns, a + columns], 1)])
     v = sphere[triangles]
     area = np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
     triangles = triangles[area > 1e-12]
-    return sphere, triangles, VertexNormals(triangles, len(sphere))
+    return sphere, triangles
 
 
 def cushion(lo, hi, roundness: float = 0.3, material: int = FABRIC, albedo: float = 0.6,
             rows: int = 10, columns: int = 16) -> Part:
     """A rounded box (a superellipsoid) filling [lo, hi]: upholstery that looks padded."""
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
-    sphere, triangles, normals = _sphere(rows, columns)
-    unit = np.sign(sphere) * np.abs(sphere) ** max(0.08, roundness)
-    vertices = ((lo + hi) / 2 + unit * (hi - lo) / 2).astype(np.float32)
-    return Part(vertices, triangles, normals(vertices), material, albedo)
+    sphere, triangles = _sphere(rows, columns)
+    exponent = max(0.08, roundness)
+    half = np.maximum((hi - lo) / 2, 1e-9)
+    unit = np.sign(sphere) * np.abs(sphere) ** exponent
+    vertices = ((lo + hi) / 2 + unit * half).astype(np.float32)
+    # the surface's own normals (gradient of sum |x_i / h_i| ** (2 / exponent)): averaged
+    # triangle normals would shade the flat top's pole fan as a visible square
+    normals = np.sign(sphere) * np.abs(sphere) ** (2 - exponent) / half
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return Part(vertices, triangles, normals.astype(np.float32), material, albedo)
 
 
 def sweep(points, radius: float, material: int = METAL, albedo: float = 0.7) -> list[Part]:
@@ -387,7 +393,7 @@ def office(rng, pal: Palette) -> list[Part]:
     tilt = rng.uniform(4, 15)
     gap = rng.uniform(0.06, 0.12)
     z = -depth / 2
-    support = [box((-0.03, height - 0.05, -0.1), (0.03, height - 0.02, z - 0.01), METAL, metal),
+    support = [box((-0.03, height - 0.05, z - 0.035), (0.03, height - 0.02, -0.06), METAL, metal),
                box((-0.03, height - 0.05, z - 0.035), (0.03, height + gap + 0.08, z - 0.01),
                    METAL, metal)]
     back = cushion((-width / 2 + 0.02, height + gap, z - 0.04),

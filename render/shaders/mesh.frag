@@ -72,7 +72,7 @@ float brushed(vec3 p, float scale)
 float leather(vec3 p, float scale)
 {
     float grain = value_noise(p * scale * 3.0) * 0.6 + value_noise(p * scale * 7.0) * 0.4;
-    return 0.8 + 0.3 * grain + 0.12 * value_noise(p * scale * 0.4);
+    return 0.82 + 0.3 * grain;  // no coarse term: value noise's cells would show as squares
 }
 
 void main()
