@@ -103,7 +103,8 @@ def up_rotation(up_axis: str) -> np.ndarray:
 def _gray_albedo(mesh) -> np.ndarray:
     """Per-vertex gray from texture or material colours where trimesh has them, else neutral."""
     try:
-        colors = np.asarray(mesh.visual.to_color().vertex_colors, np.float32)[:, :3] / 255
+        visual = mesh.visual.to_color() if mesh.visual.kind == "texture" else mesh.visual
+        colors = np.asarray(visual.vertex_colors, np.float32)[:, :3] / 255
         if len(colors) == len(mesh.vertices):
             return colors @ GRAY_WEIGHTS
     except Exception:  # visuals trimesh cannot convert: fall back to a neutral gray

@@ -77,6 +77,16 @@ def test_the_same_command_gives_byte_identical_chairs(tmp_path, chairs_store):
             assert np.array_equal(first[key], second[key], equal_nan=True), (split, key)
 
 
+def test_a_minibatch_depends_only_on_seed_split_factor_and_index(tmp_path, chairs_store):
+    """Rendering one factor alone with two worker processes gives the same minibatches."""
+    alone = tmp_path / "azimuth.zarr"
+    result = chairs([*TINY_CHAIRS, "--vary", "azimuth", "--workers", "2", "--out", alone])
+    assert result.exit_code == 0, result.output
+    for split in ("train", "test"):
+        assert np.array_equal(read_group(alone, split, "azimuth")["images"],
+                              read_group(chairs_store, split, "azimuth")["images"])
+
+
 def test_continuous_views_cover_the_circle_and_let_elevation_vary_alone(tmp_path):
     out = tmp_path / "continuous.zarr"
     result = chairs([*TINY_CHAIRS, "--views", "continuous", "--vary", "azimuth,elevation",
@@ -209,6 +219,28 @@ def test_the_shapenet_layout_is_found(mesh_folder):
     scan = scan_folder(mesh_folder, warn=lambda m: None)
     assert any(p.endswith("1a2b3c/models/model_normalized.obj") for p in scan.readable)
     assert [name for name, _ in scan.skipped] == ["broken.ply"]
+
+
+def test_mesh_colours_become_gray_albedo_with_the_dataset_weights(tmp_path):
+    import trimesh
+
+    from dcign.render.mesh_folder import load_chair
+
+    mesh = trimesh.creation.box((0.5, 0.9, 0.4))
+    mesh.visual.vertex_colors = np.tile([255, 0, 0, 255], (len(mesh.vertices), 1))
+    mesh.export(tmp_path / "red.ply")
+    assert np.allclose(load_chair(tmp_path / "red.ply").albedo, 0.21, atol=1e-3)
+    # an OBJ whose MTL names a green texture image
+    from PIL import Image
+
+    textured = trimesh.creation.box((0.5, 0.9, 0.4))
+    textured.visual = trimesh.visual.TextureVisuals(
+        uv=np.random.default_rng(0).random((len(textured.vertices), 2)),
+        image=Image.new("RGB", (8, 8), (0, 255, 0)))
+    (tmp_path / "obj").mkdir()
+    textured.export(tmp_path / "obj" / "green.obj")
+    assert (tmp_path / "obj" / "material.mtl").exists()
+    assert np.allclose(load_chair(tmp_path / "obj" / "green.obj").albedo, 0.72, atol=1e-3)
 
 
 def test_the_up_axis_option_turns_the_named_axis_up(mesh_folder):
