@@ -157,12 +157,16 @@ class ChairGenerator:
         return StoreSpec("chairs", r.image_size, r.batch_size, self.factors, generator, model)
 
     def _procedural_fingerprint(self) -> str:
-        """A hash of a few chairs' geometry: changes whenever the generator's shapes do."""
+        """A hash of a few whole chairs (geometry, normals, winding, materials): it changes
+        whenever the generator's output does, so such stores are not mixed."""
         import hashlib
 
         h = hashlib.sha256()
         for i in range(4):
-            h.update(np.round(procedural_chair(self.recipe.seed, i).vertices, 4).tobytes())
+            m = procedural_chair(self.recipe.seed, i)
+            for array in (m.vertices, m.normals, m.albedo, m.material):
+                h.update(np.round(array, 4).tobytes())
+            h.update(m.triangles.tobytes())
         return h.hexdigest()[:16]
 
     def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:

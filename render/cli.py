@@ -131,7 +131,7 @@ is held fixed; with --views continuous elevation may vary too. Rerunning resumes
 @main.command(epilog=CHAIRS_EPILOG)
 @render_options("datasets/chairs.zarr", 1800, 225,
                 "Factor(s) to vary, one per minibatch type: azimuth, intrinsic (and elevation "
-                "with --views continuous). Default: azimuth and intrinsic.")
+                "with --views continuous). Default: every one the views allow.")
 @click.option("--views", type=click.Choice(CHAIR_VIEWS), default="grid", show_default=True,
               help="grid: 30 azimuths x elevations 20 and 30 degrees, as the paper; "
                    "continuous: azimuth over the full circle, elevation over 10-40 degrees.")
@@ -154,7 +154,7 @@ def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, ov
         if any("elevation" in v for v in vary):
             raise DcignError("elevation is held fixed on the grid's 2 elevations: vary it "
                              "with --views continuous")
-    vary = split_choices(vary, allowed, "factor") or ("azimuth", "intrinsic")
+    vary = split_choices(vary, allowed, "factor") or tuple(allowed)
     workers = workers if workers is not None else (os.cpu_count() or 1)
     check_counts(batch_size, batches, test_batches, size, workers)
     scan = None
