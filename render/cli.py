@@ -138,7 +138,7 @@ is held fixed; with --views continuous elevation may vary too. Rerunning resumes
 @click.option("--chairs", default=1357, show_default=True,
               help="Procedural chairs in all (train + test).")
 @click.option("--test-chairs", default=None, type=int,
-              help="Chairs kept for the test split. Default: 150, or 11%% of a --meshes "
+              help="Chairs kept for the test split. Default: 150, or 11% of a --meshes "
                    "folder.")
 @click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False), default=None,
               help="Render your own chairs: a folder of OBJ/GLB/glTF/PLY/OFF meshes "
@@ -207,7 +207,7 @@ train and test from --seed; rerunning resumes.
 @click.option("--crop", default=450, show_default=True,
               help="Side of the central square kept from each 600x600 render.")
 @click.option("--test-chairs", default=None, type=int,
-              help="Chairs kept for the test split. Default: 11%% (the paper's 150 of 1357).")
+              help="Chairs kept for the test split. Default: 11% (the paper's 150 of 1357).")
 @click.option("--seed", default=0, show_default=True,
               help="Seed of the chair split and the minibatch draws.")
 @click.option("--overwrite", is_flag=True,
