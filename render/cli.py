@@ -159,8 +159,9 @@ def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, ov
     check_counts(batch_size, batches, test_batches, size, workers)
     scan = None
     if meshes_dir is not None:
-        scan = scan_folder(meshes_dir, up_axis, warn=lambda m: click.echo(f"warning: {m}",
-                                                                          err=True))
+        scan = scan_folder(meshes_dir, up_axis)
+        for name, reason in scan.skipped:
+            click.echo(f"warning: skipping {name}: {reason}", err=True)
         chairs = len(scan.readable)
         test_chairs = default_test_files(chairs) if test_chairs is None else test_chairs
     test_chairs = 150 if test_chairs is None else test_chairs

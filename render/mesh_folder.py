@@ -11,8 +11,6 @@ folder is the same data).
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +45,9 @@ def mesh_files(root: Path) -> list[Path]:
                    MESH_SUFFIXES), key=lambda p: p.relative_to(root).as_posix())
 
 
-def scan_folder(root: str | Path, up_axis: str = "y",
-                warn: Callable[[str], None] = logging.warning) -> FolderScan:
-    """Read every mesh once: keep the readable ones, warn about each one that is not."""
+def scan_folder(root: str | Path, up_axis: str = "y") -> FolderScan:
+    """Read every mesh once: keep the readable ones, list the others with their reasons
+    (the caller warns about each); refuse a folder with no readable mesh in one line."""
     root = Path(root)
     if not root.is_dir():
         raise DcignError(f"--meshes {root}: no such folder")
@@ -64,14 +62,15 @@ def scan_folder(root: str | Path, up_axis: str = "y",
             load_chair(path, up_axis)
         except Exception as exc:  # trimesh raises many kinds for broken files
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-            warn(f"skipping {rel}: {reason}")
             skipped.append((rel, reason))
             continue
         readable.append(str(path.resolve()))
         h.update(rel.encode())
         h.update(path.read_bytes())
     if not readable:
-        raise DcignError(f"--meshes {root}: none of its {len(files)} mesh files could be read")
+        name, reason = skipped[0]
+        raise DcignError(f"--meshes {root}: none of its {len(files)} mesh files could be read "
+                         f"(first: {name}: {reason})")
     return FolderScan(root, tuple(readable), tuple(skipped), h.hexdigest()[:16])
 
 

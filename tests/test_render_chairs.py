@@ -216,7 +216,7 @@ def test_a_mesh_folder_renders_every_readable_file_and_reports_the_corrupt_one(
 def test_the_shapenet_layout_is_found(mesh_folder):
     from dcign.render.mesh_folder import scan_folder
 
-    scan = scan_folder(mesh_folder, warn=lambda m: None)
+    scan = scan_folder(mesh_folder)
     assert any(p.endswith("1a2b3c/models/model_normalized.obj") for p in scan.readable)
     assert [name for name, _ in scan.skipped] == ["broken.ply"]
 
@@ -281,10 +281,8 @@ def test_a_folder_of_unreadable_meshes_is_refused(tmp_path):
     for name in ("a.obj", "b.ply"):
         (folder / name).write_bytes(b"\x00garbage")
     out = tmp_path / "x.zarr"
-    result = chairs([*TINY_CHAIRS, "--meshes", folder, "--out", out])
-    assert result.exit_code != 0 and "Traceback" not in result.output
-    assert result.output.strip().splitlines()[-1].startswith("Error: ")
-    assert "none of its 2 mesh files could be read" in result.output
+    assert_one_line_error(chairs([*TINY_CHAIRS, "--meshes", folder, "--out", out]),
+                          "none of its 2 mesh files could be read", "a.obj")
     assert not out.exists()
 
 
