@@ -103,6 +103,14 @@ def test_continuous_views_cover_the_circle_and_let_elevation_vary_alone(tmp_path
     assert factors["elevation"].latents == (1, 2) and factors["intrinsic"].latents == (2, None)
 
 
+def test_the_default_dataset_is_the_papers_1357_chairs_on_a_30_by_2_view_grid():
+    spec = ChairRecipe().load().spec
+    assert spec.generator["identities"] == {"train": 1207, "test": 150}
+    assert spec.model["chairs"] == 1357 and spec.image_size == 150 and spec.batch_size == 20
+    assert spec.generator["grid"]["azimuth"] == [float(a) for a in range(0, 360, 12)]
+    assert spec.generator["grid"]["elevation"] == [20.0, 30.0]
+
+
 def test_the_generator_builds_many_distinct_chairs_of_every_design():
     sample = [build_chair(identity_rng(0, i)) for i in range(0, 1357, 3)]
     assert len({c.shape_hash() for c in sample}) == len(sample)
