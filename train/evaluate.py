@@ -103,7 +103,7 @@ def traversal_figures(m: Measured, factors: list[Factor], values: np.ndarray, im
                       opts: Options, out: Path) -> list[tuple[Path, str]]:
     from .evalfigures import traversal_figure
 
-    inputs = traversal_inputs(opts.store, m.test, images)
+    inputs = traversal_inputs(m.test, images)
     figures = []
     for f in factors:
         z = m.latents.get(f.name, {}).get("latent")
@@ -140,7 +140,7 @@ def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, imag
     """Paper §4.1.1 / figure 5b: the same sweep of the first factor both models tie."""
     from .evalfigures import novel_view_figure
 
-    inputs = traversal_inputs(opts.store, main_run.test, images)
+    inputs = traversal_inputs(main_run.test, images)
     for f in opts.store.spec.factors:
         za = main_run.latents.get(f.name, {}).get("latent")
         zb = baseline.latents.get(f.name, {}).get("latent")

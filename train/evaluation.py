@@ -24,7 +24,7 @@ from dcign.shared.store import Store
 
 from . import metrics
 from .latents import Encoded, encode_split, pearson, test_elbo
-from .trained import Trained, decode_images, tied_latent, to_tensor
+from .trained import Trained, tied_latent, to_tensor
 
 PAPER_CHAIRS_MSE = 2.7722e-4
 RECONSTRUCTION_NOTE = (
@@ -177,15 +177,10 @@ def disentanglement(store: Store, test: TestSet, seed: int, samples: int, bins: 
     }
 
 
-@torch.no_grad()
-def traversal_inputs(store: Store, test: TestSet, count: int) -> np.ndarray:
+def traversal_inputs(test: TestSet, count: int) -> np.ndarray:
     """`count` held-out images of different faces when the store has identity minibatches."""
     name = "intrinsic" if "intrinsic" in test.encoded else next(iter(test.encoded))
     images = test.encoded[name].images
     step = max(1, len(images[:test.batch_size]) // count)
     return images[: test.batch_size][::step][:count]
 
-
-@torch.no_grad()
-def reconstructions(trained: Trained, images: np.ndarray, device: torch.device) -> np.ndarray:
-    return decode_images(trained.model, trained.model.encode(to_tensor(images, device))[0])
