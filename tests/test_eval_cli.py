@@ -205,6 +205,7 @@ def bad(runs):
     ("bad sweep", "is not START:STOP:N"),
     ("compare with one run", "at least two runs"),
     ("no checkpoint given", "give --checkpoint"),
+    ("compare with --checkpoint too", "not --checkpoint or --baseline"),
 ])
 def test_bad_input_is_one_line_with_a_non_zero_exit(case, needle, runs, bad, tmp_path):
     ckpt, store = runs["dcign"], runs["store"]
@@ -219,6 +220,8 @@ def test_bad_input_is_one_line_with_a_non_zero_exit(case, needle, runs, bad, tmp
         "bad sweep": ["--checkpoint", ckpt, "--store", store, "--sweep", "1:2"],
         "compare with one run": ["--compare", ckpt, "--store", store],
         "no checkpoint given": ["--store", store],
+        "compare with --checkpoint too": ["--compare", ckpt, ckpt, "--checkpoint", ckpt,
+                                          "--store", store],
     }[case]
     assert_one_line_error(run_eval(*args, "--out", tmp_path / "out"), needle)
     assert not (tmp_path / "out").exists()

@@ -267,6 +267,9 @@ def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, trave
     if compare_runs:
         if len(runs) < 2:
             raise DcignError("--compare needs at least two runs as arguments")
+        if checkpoint or baseline:
+            raise DcignError("--compare takes its runs as arguments, not --checkpoint or "
+                             "--baseline")
     elif runs:
         raise DcignError(f"unexpected argument {runs[0]!r} (give runs with --compare, or one "
                          "run with --checkpoint)")
