@@ -111,22 +111,21 @@ def test_the_vae_baselines_factor_latent_is_the_one_of_largest_variance(report, 
     assert report["metrics"]["baseline"]["novel_views"]["factor"] == "azimuth"
 
 
-def test_a_previous_report_folder_is_replaced_but_another_folder_is_refused(runs, tmp_path):
-    out = tmp_path / "again"
+def test_the_default_report_folder_is_beside_the_run_and_a_rerun_replaces_it(runs):
     args = ["--checkpoint", runs["dcign"], "--store", runs["store"], *FAST]
-    assert run_eval(*args, "--out", out).exit_code == 0
-    assert run_eval(*args, "--out", out).exit_code == 0
+    for _ in range(2):
+        result = run_eval(*args)
+        assert result.exit_code == 0, result.output
+    assert (runs["dcign"] / "report" / "report.html").is_file()
+
+
+def test_a_folder_that_is_not_a_report_is_refused_before_any_work(runs, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    assert_one_line_error(run_eval(*args, "--out", tmp_path / "mine"),
-                          "not a dcign-eval report")
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
-
-
-def test_the_default_report_folder_is_beside_the_run(runs):
-    result = run_eval("--checkpoint", runs["dcign"], "--store", runs["store"], *FAST)
-    assert result.exit_code == 0, result.output
-    assert (runs["dcign"] / "report" / "report.html").is_file()
+    result = run_eval("--checkpoint", runs["dcign"], "--store", runs["store"],
+                      "--out", tmp_path / "mine", *FAST)
+    assert_one_line_error(result, "not a dcign-eval report")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
 def test_compare_puts_several_runs_in_one_table_and_one_plot(runs, tmp_path):

@@ -25,7 +25,14 @@ from .evaluation import (
     reconstruction,
     traversal_inputs,
 )
-from .trained import Trained, check_same_kind, load_trained, parse_values, sweep
+from .trained import (
+    Trained,
+    check_same_kind,
+    checkpoint_file,
+    load_trained,
+    parse_values,
+    sweep,
+)
 
 EPILOG = """\b
 Examples:
@@ -160,8 +167,9 @@ def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, imag
 
 def evaluate_one(checkpoint: str, baseline: str | None, values: np.ndarray, images: int,
                  opts: Options, out: Path | None) -> tuple[Path, str]:
+    out = report.check_out(out or checkpoint_file(checkpoint).parent / "report")
     main_run = measure(checkpoint, opts)
-    out = report.prepare_out(out or main_run.trained.checkpoint.parent / "report")
+    report.prepare_out(out)
     factors = list(opts.store.spec.factors)
     figures = traversal_figures(main_run, factors, values, images, opts, out)
     figures += scatter(main_run, factors, out)
@@ -207,8 +215,9 @@ def single_rows(m: Measured) -> list[list]:
 def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Path, str]:
     from .evalfigures import compare_figure
 
+    out = report.check_out(out or checkpoint_file(runs[0]).parent.parent / "compare")
     measured = [measure(r, opts) for r in runs]
-    out = report.prepare_out(out or measured[0].trained.checkpoint.parent.parent / "compare")
+    report.prepare_out(out)
     rows = [{"name": m.trained.name, "values": metric_values(m)} for m in measured]
     columns = list(dict.fromkeys(c for r in rows for c in r["values"]))
     plot = compare_figure(rows, columns, out / "compare.png")

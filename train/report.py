@@ -13,14 +13,20 @@ from dcign.shared.errors import DcignError
 REPORT_FORMAT = "dcign-eval-report/1"
 
 
-def prepare_out(out: Path) -> Path:
-    """Create the report folder; refuse a file or a non-empty folder that is not a report."""
+def check_out(out: Path) -> Path:
+    """Refuse a file or a non-empty folder that is not a previous report (before any work)."""
     if out.exists():
         if not out.is_dir():
             raise DcignError(f"{out} exists and is not a folder; choose another --out")
         if any(out.iterdir()) and not is_report(out):
             raise DcignError(f"{out} is a non-empty folder that is not a dcign-eval report; "
                              "choose another --out")
+    return out
+
+
+def prepare_out(out: Path) -> Path:
+    """Create the report folder, refusing what `check_out` refuses."""
+    check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
