@@ -33,6 +33,13 @@ class Factor:
     def is_intrinsic(self) -> bool:
         return self.column is None
 
+    @property
+    def ties_latents(self) -> bool:
+        """False for a factor stored with every image but tied to no latent group (the empty
+        slice, e.g. chairs' elevation on the view grid): no minibatch type varies it."""
+        start, stop = self.latents
+        return stop is None or stop > start
+
     def to_attrs(self) -> dict:
         return asdict(self) | {"latents": list(self.latents)}
 

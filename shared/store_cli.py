@@ -45,7 +45,7 @@ def info(store_path: str) -> None:
     for f in s.factors:
         span = f"[{f.low:g}, {f.high:g}] {f.unit}" if not f.is_intrinsic else f.unit
         stop = "end" if f.latents[1] is None else f"z{f.latents[1]}"
-        tied = ("stored, no latent" if f.latents[1] == f.latents[0]
+        tied = ("stored, no latent" if not f.ties_latents
                 else f"latents z{f.latents[0] + 1}..{stop}")
         click.echo(f"  {f.name:<10} {span:<24} {tied}")
     click.echo(f"{'split':<6} {'factor':<10} {'complete':>10} {'images':>9}")

@@ -13,15 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
+
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import Store, StoreSpec, open_store
-from torch.utils.data import DataLoader, Dataset
 
 
 def default_ratio(factors: tuple[Factor, ...]) -> list[float]:
-    """The paper's ratio: 1 per extrinsic factor, 10 for intrinsic (faces 1:1:1:10, chairs 1:10)."""
-    return [10.0 if f.is_intrinsic else 1.0 for f in factors]
+    """The paper's ratio: 1 per extrinsic factor, 10 for intrinsic (faces 1:1:1:10, chairs 1:10);
+    0 for a factor tied to no latent, which no minibatch varies (chairs' grid elevation)."""
+    return [10.0 if f.is_intrinsic else float(f.ties_latents) for f in factors]
 
 
 def parse_ratio(text: str | None, factors: tuple[Factor, ...]) -> list[float]:

@@ -128,5 +128,4 @@ def sweep(model: DCIGN, images: np.ndarray, latent: int, values: np.ndarray,
 
 def tied_latent(factor: Factor, latent_size: int) -> int | None:
     """The first latent of a factor's group in the store's table; None for 'stored only'."""
-    s = latent_slice(factor, latent_size)
-    return s.start if s.stop > s.start else None
+    return latent_slice(factor, latent_size).start if factor.ties_latents else None
