@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset, make_loader
 from dcign.train.loop import build_run, train_step

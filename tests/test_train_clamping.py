@@ -1,6 +1,7 @@
 """Clamping (paper §3.1) and invariance targeting (§3.2), checked against hand computations."""
 
 import torch
+
 from dcign.train.clamping import active_mask, clamp
 
 X = torch.tensor([[1.0, 2.0, 3.0],

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+
 from dcign.shared.store import open_store
 from dcign.train.cli import main
 from dcign.train.synthetic import write_blob_store

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import FACE_FACTORS, Factor
 from dcign.shared.store import open_store

@@ -2,9 +2,10 @@
 
 import json
 
-import dcign.train.loop as loop
 import pytest
 import torch
+
+import dcign.train.loop as loop
 from dcign.shared.errors import DcignError
 from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from dcign.shared.errors import DcignError
 from dcign.train.model import DCIGN, PAPER150, architecture_for, count_parameters, small
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from dcign.shared.errors import DcignError
+
+from dcign.shared.cli import DcignCommand
 
 from .config import TrainConfig
 
@@ -25,8 +26,8 @@ Examples:
 """
 
 
-@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
-                                                 "max_content_width": 100})
+@click.command(cls=DcignCommand, epilog=EPILOG,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--store", required=True, help="The dcign Zarr store to train on.")
 @click.option("--out", default=None,
               help="Run directory: checkpoint.pt, metrics.jsonl, figures. "
@@ -90,10 +91,7 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, steps, max_minut
                       checkpoint_every=checkpoint_every, progress=not no_progress)
     from .loop import train  # torch imports only after the arguments are known to be sane
 
-    try:
-        result = train(cfg, resume=resume)
-    except DcignError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = train(cfg, resume=resume)
     ev = result.evaluation
     if ev:
         click.echo(f"held-out ELBO: {ev['elbo_per_image']:.1f} nats/image")

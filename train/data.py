@@ -74,6 +74,9 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
     present = {f for s, f in store.groups() if s == "train"}
     types = []
     for f, w in zip(factors, weights, strict=True):
+        if w > 0 and mode == "dcign" and not f.ties_latents:
+            raise DcignError(f"--ratio gives {f.name} weight {w:g}, but the store ties it to no "
+                             "latent group, so clamping would hold every latent: give it 0")
         idx = complete_indices(store, "train", f.name) if f.name in present else np.empty(0, int)
         if w > 0 and len(idx) == 0:
             if mode == "vae" and ratio is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from dcign.shared.factors import latent_slice
 from dcign.shared.store import Store
 
@@ -53,8 +54,8 @@ def factor_correlations(model: DCIGN, store: Store, test_groups: tuple[str, ...]
     """{factor: {latent, r, best_latent, best_r, images}} over held-out minibatches."""
     results, encoded = {}, {}
     for f in store.spec.factors:
-        if f.is_intrinsic or f.name not in test_groups:
-            continue
+        if f.is_intrinsic or not f.ties_latents or f.name not in test_groups:
+            continue  # a factor tied to no latent has no latent to correlate
         enc = encode_split(model, store, "test", f.name, device)
         r = pearson(enc.mu, enc.values[:, f.column])
         z = latent_slice(f, model.arch.latent_size).start

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import LATENT_SIZE
-from tqdm import tqdm
 
 from .clamping import active_mask, clamp
 from .config import TrainConfig
@@ -276,35 +277,36 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
                  "batch_types": [t.factor.name for t in run.data.types]})
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step")
     window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
-    try:
-        for step in loader:
-            if time.monotonic() > deadline:
-                tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
-                break
-            out = train_step(run, step)
-            for k in ("bce", "kl", "images"):
-                window[k] += out[k]
-            bar.update(1)
-            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
-                log_window(run, metrics, bar, window, out["grad_norm"])
-            if run.step % cfg.checkpoint_every == 0:
-                save_checkpoint(run)
-    except NonFiniteLoss as exc:
-        last = f"the last good checkpoint is {run.checkpoint_path}" \
-            if run.checkpoint_path.exists() else "no checkpoint was written yet"
-        metrics.log({"event": "non-finite", "step": run.step, "message": str(exc)})
-        raise NonFiniteLoss(f"{exc}; stopped, {last}") from None
-    except KeyboardInterrupt:
-        save_checkpoint(run)
-        raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
-                         f"{run.checkpoint_path}, --resume continues") from None
+    try:  # the metrics file (and TensorBoard's writer) close however the run ends
+        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        try:
+            for step in loader:
+                if time.monotonic() > deadline:
+                    tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
+                    break
+                out = train_step(run, step)
+                for k in ("bce", "kl", "images"):
+                    window[k] += out[k]
+                bar.update(1)
+                if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                    log_window(run, metrics, bar, window, out["grad_norm"])
+                if run.step % cfg.checkpoint_every == 0:
+                    save_checkpoint(run)
+        except NonFiniteLoss as exc:
+            last = f"the last good checkpoint is {run.checkpoint_path}" \
+                if run.checkpoint_path.exists() else "no checkpoint was written yet"
+            metrics.log({"event": "non-finite", "step": run.step, "message": str(exc)})
+            raise NonFiniteLoss(f"{exc}; stopped, {last}") from None
+        except KeyboardInterrupt:
+            save_checkpoint(run)
+            raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
+                             f"{run.checkpoint_path}, --resume continues") from None
+        finally:
+            bar.close()
+        path = save_checkpoint(run)
+        evaluation, figures = evaluate(run, metrics)
     finally:
-        bar.close()
-        metrics.file.flush()
-    path = save_checkpoint(run)
-    evaluation, figures = evaluate(run, metrics)
-    metrics.close()
+        metrics.close()
     return Result(path, metrics.path, figures, evaluation)
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+from torch import nn
+
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import LATENT_SIZE
-from torch import nn
 
 
 @dataclass(frozen=True)

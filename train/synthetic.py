@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from dcign.shared.factors import FACE_FACTORS, Factor, continuous_factors
 from dcign.shared.store import StoreSpec, create_or_open_store
 
