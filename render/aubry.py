@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import chair_factors
+from dcign.shared.images import GRAY_WEIGHTS, to_gray
 from dcign.shared.store import StoreSpec, create_or_open_store
 
 from .mesh_folder import split_files
@@ -36,7 +37,6 @@ from .scenes import ListedPools, MinibatchPlan, minibatch_rng
 
 IMPORTER_VERSION = 1
 NAME = re.compile(r"^image_(\d{3})_p(\d{3})_t(\d{3})_r(\d{3})\.png$")
-GRAY_WEIGHTS = np.float32([0.21, 0.72, 0.07])
 VARY = ("azimuth", "intrinsic")
 
 View = tuple[float, float]  # (azimuth, elevation) in degrees
@@ -87,7 +87,7 @@ def scan_tree(root: str | Path) -> AubryTree:
     return AubryTree(root, tuple(chairs), tuple(views), tuple(malformed))
 
 
-def to_gray(rgb: np.ndarray, crop: int, size: int) -> np.ndarray:
+def crop_gray(rgb: np.ndarray, crop: int, size: int) -> np.ndarray:
     """Central `crop` square of an RGB image, gray = 0.21 R + 0.72 G + 0.07 B, box-filtered
     to `size` x `size` uint8."""
     h, w = rgb.shape[:2]
@@ -95,7 +95,7 @@ def to_gray(rgb: np.ndarray, crop: int, size: int) -> np.ndarray:
         raise DcignError(f"--crop {crop} is larger than the {w}x{h} renders")
     top, left = (h - crop) // 2, (w - crop) // 2
     square = rgb[top:top + crop, left:left + crop, :3].astype(np.float32)
-    gray = square @ GRAY_WEIGHTS
+    gray = to_gray(square)
     small = Image.fromarray(gray, mode="F").resize((size, size), Image.Resampling.BOX)
     return np.clip(np.rint(np.asarray(small)), 0, 255).astype(np.uint8)
 
@@ -156,7 +156,7 @@ class AubryPlanner:
                 zip(plan.identities, plan.values, strict=True)):
             path = self.tree.views[int(chair)][(float(azimuth), float(elevation))]
             with Image.open(path) as im:
-                out[i] = to_gray(np.asarray(im.convert("RGB")), crop, size)
+                out[i] = crop_gray(np.asarray(im.convert("RGB")), crop, size)
         return out
 
 

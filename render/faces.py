@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS
+from dcign.shared.images import GRAY_WEIGHTS, to_gray
 from dcign.shared.store import StoreSpec
 
 from . import face_model
@@ -20,7 +21,6 @@ from .scenes import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
-GRAY_WEIGHTS = (0.21, 0.72, 0.07)  # the original dataset's RGB → gray
 FACE_HEIGHT = 2.0  # the mean face's vertical extent in scene units; camera framing assumes it
 FACE_LIGHTING = Lighting(background=0.0)
 
@@ -65,7 +65,7 @@ class FaceGenerator:
             "seed": r.seed,
             "lighting": asdict(r.lighting),
             "identities": asdict(r.identities),
-            "gray_weights": list(GRAY_WEIGHTS),
+            "gray_weights": GRAY_WEIGHTS.tolist(),
         }
         model = {
             "name": self.model.name,
@@ -90,7 +90,7 @@ class FaceGenerator:
         vertices, rgb = self.model.instances(np.stack([c[0] for c in coefs]),
                                              np.stack([c[1] for c in coefs]))
         vertices = (vertices - self._centre) * self._scale
-        gray = rgb @ np.asarray(GRAY_WEIGHTS, np.float32)
+        gray = to_gray(rgb)
         return list(zip(vertices, gray, strict=True))
 
     def face(self, identity: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.errors import DcignError
+from dcign.shared.images import to_gray
 
 from .chairs import ChairMesh, normalise
 from .scenes import ListedPools
@@ -24,7 +25,6 @@ from .scenes import ListedPools
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".off", ".stl")
 UP_AXES = ("x", "y", "z", "-x", "-y", "-z")
 NEUTRAL_GRAY = 0.6
-GRAY_WEIGHTS = np.float32([0.21, 0.72, 0.07])
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _gray_albedo(mesh) -> np.ndarray:
         visual = mesh.visual.to_color() if mesh.visual.kind == "texture" else mesh.visual
         colors = np.asarray(visual.vertex_colors, np.float32)[:, :3] / 255
         if len(colors) == len(mesh.vertices):
-            return colors @ GRAY_WEIGHTS
+            return to_gray(colors)
     except Exception:  # visuals trimesh cannot convert: fall back to a neutral gray
         pass
     return np.full(len(mesh.vertices), NEUTRAL_GRAY, np.float32)

@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
 from PIL import Image
 
-from dcign.render.aubry import to_gray
+from dcign.render.aubry import crop_gray
 from dcign.render.cli import main as render_main
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
@@ -95,7 +95,7 @@ def test_images_show_the_file_they_name_cropped_and_in_gray(aubry_store):
         for image, (azimuth, elevation) in zip(images[k], values[k], strict=True):
             assert abs(int(image[16, 16]) - expected) <= 1
             assert image[0].min() == 255 and image[:, 0].min() == 255  # frame cropped away
-            reference = to_gray(fake_render(tuple(colour.astype(int)), int(azimuth),
+            reference = crop_gray(fake_render(tuple(colour.astype(int)), int(azimuth),
                                             int(elevation)), 450, 32)
             assert np.array_equal(image, reference)
 
@@ -104,7 +104,7 @@ def test_the_crop_keeps_the_central_square_and_resizes_to_the_requested_size():
     rgb = np.full((600, 600, 3), 255, np.uint8)
     rgb[:75] = 0  # the band a 450 crop cuts off
     rgb[75:150] = (100, 100, 100)  # the top sixth of the crop
-    gray = to_gray(rgb, 450, 30)
+    gray = crop_gray(rgb, 450, 30)
     assert gray.shape == (30, 30)
     assert (gray[:5] == 100).all() and (gray[5:] == 255).all()
 

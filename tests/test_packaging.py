@@ -7,7 +7,7 @@ import sys
 
 RENDER_MODULES = ["dcign.render.cli", "dcign.render.faces", "dcign.render.writer",
                   "dcign.render.backend", "dcign.render.scenes", "dcign.render.face_model",
-                  "dcign.render.geometry",
+                  "dcign.render.geometry", "dcign.shared.images",
                   "dcign.render.embedded_face", "dcign.render.basel", "dcign.shared.store_cli"]
 
 

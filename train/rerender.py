@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from dcign.shared.cli import DcignCommand
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import factor_names
+from dcign.shared.images import to_gray
 
 from .trained import load_trained, parse_values, sweep, tied_latent
 
@@ -28,7 +29,6 @@ Examples:
 """
 
 # ITU-R 601-like weights of the paper's pipeline (and of this project's renderer)
-GRAY_WEIGHTS = np.array([0.21, 0.72, 0.07])
 
 
 def load_gray(path: Path, size: int) -> np.ndarray:
@@ -41,7 +41,7 @@ def load_gray(path: Path, size: int) -> np.ndarray:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DcignError(f"{path} is not a readable image ({type(exc).__name__})") from None
-    gray = Image.fromarray((rgb @ GRAY_WEIGHTS).round().clip(0, 255).astype(np.uint8))
+    gray = Image.fromarray(to_gray(rgb).round().clip(0, 255).astype(np.uint8))
     if gray.size != (size, size):
         w, h = gray.size
         click.echo(f"warning: {path} is {w}×{h}; resized to the model's {size}×{size}",
