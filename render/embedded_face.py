@@ -392,12 +392,6 @@ def _weight(v: np.ndarray, centre, radii) -> np.ndarray:
     return np.exp(-np.sum(((v - np.asarray(centre)) / np.asarray(radii)) ** 2, axis=1))
 
 
-def _mirror_weight(v, centre, radii):
-    """The weight of a feature and of its mirror image across x = 0, signed by side."""
-    cx, cy, cz = centre
-    return _weight(v, (cx, cy, cz), radii) - _weight(v, (-cx, cy, cz), radii)
-
-
 def _front(z):
     """How much a point belongs to the face rather than the skull or neck."""
     return _smoothstep(z, 0.5, 4.0)

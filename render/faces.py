@@ -93,9 +93,6 @@ class FaceGenerator:
         gray = to_gray(rgb)
         return list(zip(vertices, gray, strict=True))
 
-    def face(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.faces([identity])[0]
-
     def renderer(self) -> Renderer:
         if self._renderer is None:
             self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting)

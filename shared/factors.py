@@ -85,15 +85,6 @@ def chair_factors(views: str = "grid", elevations: tuple[float, float] = CHAIR_E
                    "the chair: its design, proportions and materials"))
 
 
-DATASET_FACTORS: dict[str, tuple[Factor, ...]] = {"faces": FACE_FACTORS,
-                                                  "chairs": chair_factors("grid")}
-
-
-def factor_table(dataset: str) -> tuple[Factor, ...]:
-    """The factor table of a dataset kind ('faces', ...)."""
-    return DATASET_FACTORS[dataset]
-
-
 def factor_names(factors: tuple[Factor, ...]) -> list[str]:
     return [f.name for f in factors]
 
