@@ -65,10 +65,11 @@ def _missing(store: Store, request: RenderRequest) -> tuple[list[Task], int]:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(recipe, store_path: str, gl_platform: str, threads_per_worker: int) -> None:
+def _init_worker(recipe, store_path: str, gl_platform: str, threads_per_worker: int,
+                 generator=None) -> None:
     os.environ["PYOPENGL_PLATFORM"] = gl_platform
     os.environ.setdefault("LP_NUM_THREADS", str(threads_per_worker))  # llvmpipe's threads
-    _worker["generator"] = recipe.load()
+    _worker["generator"] = generator or recipe.load()
     _worker["store"] = open_store(store_path, mode="r+")
 
 
@@ -81,8 +82,10 @@ def _render_task(task: Task) -> Task:
     return task
 
 
-def _run_in_process(tasks, recipe, store_path, gl_platform) -> Iterator[Task]:
-    _init_worker(recipe, store_path, gl_platform, threads_per_worker=os.cpu_count() or 1)
+def _run_in_process(tasks, generator, store_path, gl_platform) -> Iterator[Task]:
+    # the parent's generator: loading the model again would only repeat the work
+    _init_worker(generator.recipe, store_path, gl_platform,
+                 threads_per_worker=os.cpu_count() or 1, generator=generator)
     try:
         yield from map(_render_task, tasks)
     finally:
@@ -111,7 +114,7 @@ def render_store(out: str | Path, recipe, request: RenderRequest, *, workers: in
     started = time.perf_counter()
     if tasks:
         workers = max(1, min(workers, len(tasks)))
-        run = (_run_in_process(tasks, recipe, str(out), gl_platform) if workers == 1 else
+        run = (_run_in_process(tasks, generator, str(out), gl_platform) if workers == 1 else
                _run_in_pool(tasks, recipe, str(out), gl_platform, workers))
         with tqdm(total=len(tasks) * recipe.batch_size, unit="img", disable=not progress,
                   desc=f"rendering {Path(out).name}", smoothing=0.1) as bar:
