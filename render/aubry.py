@@ -155,9 +155,26 @@ class AubryPlanner:
         for i, (chair, (azimuth, elevation)) in enumerate(
                 zip(plan.identities, plan.values, strict=True)):
             path = self.tree.views[int(chair)][(float(azimuth), float(elevation))]
-            with Image.open(path) as im:
-                out[i] = crop_gray(np.asarray(im.convert("RGB")), crop, size)
+            out[i] = crop_gray(read_rgb(path), crop, size)
         return out
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """One render as an RGB array; a damaged file is a one-line error naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise DcignError(f"{path} is not a readable image ({type(exc).__name__})") from exc
+
+
+def check_crop(tree: AubryTree, crop: int) -> None:
+    """Refuse a crop the renders cannot give, before any store is touched."""
+    first = next(iter(tree.views[0].values()))
+    height, width = read_rgb(first).shape[:2]
+    if not 1 <= crop <= min(height, width):
+        raise DcignError(f"--crop must lie between 1 and {min(height, width)}, the side of "
+                         f"the {width}x{height} renders (got {crop})")
 
 
 @dataclass(frozen=True)
@@ -185,6 +202,7 @@ def import_aubry(root: str | Path, out: str | Path, request: ImportRequest, *,
     pools = split_files(n, test, request.seed)
     planner = AubryPlanner(tree, pools, request.batch_size, request.seed)
     planner.check(request.vary)
+    check_crop(tree, request.crop)
     # after the refusals, so that a refused request prints its one error line only
     for name in tree.malformed:
         warn(f"skipping {name}: not image_NNN_pEEE_tAAA_rDDD.png")

@@ -146,3 +146,25 @@ def test_minibatches_the_views_cannot_fill_are_refused_and_the_store_is_untouche
             "--out", out]
     assert_one_line_error(aubry(args), "13 distinct azimuths", "at most 12")
     assert tree_digest(out) == before
+
+
+@pytest.mark.parametrize("crop", ["0", "-5", "601"])
+def test_a_crop_the_renders_cannot_give_is_refused_before_the_store_is_touched(
+        aubry_tree, aubry_store, crop):
+    out, _ = aubry_store
+    before = tree_digest(out)
+    assert_one_line_error(aubry([aubry_tree, *SMALL, "--crop", crop, "--out", out]),
+                          "--crop must lie between 1 and 600")
+    assert tree_digest(out) == before
+
+
+def test_a_damaged_render_is_named_in_one_line(tmp_path, aubry_tree):
+    import shutil
+
+    tree = tmp_path / "rendered_chairs"
+    shutil.copytree(aubry_tree, tree)
+    (tree / "model_000" / "renders" / "image_bad_p20_t10.png").unlink()  # no warning line
+    for png in (tree / "model_004" / "renders").glob("*.png"):
+        png.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert_one_line_error(aubry([tree, *SMALL, "--out", tmp_path / "x.zarr"]),
+                          "model_004", "is not a readable image")
