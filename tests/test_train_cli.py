@@ -114,3 +114,18 @@ def test_resume_without_a_checkpoint_is_refused(blobs, tmp_path):
 def test_paper150_on_a_small_store_is_refused(blobs):
     assert_one_line_error(invoke("--store", blobs, "--arch", "paper150"),
                           "paper150 needs 150×150 images")
+
+
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--steps", 0, "--steps must be at least 1"),
+    ("--log-every", 0, "--log-every must be at least 1"),
+    ("--checkpoint-every", 0, "--checkpoint-every must be at least 1"),
+    ("--minibatches-per-step", 0, "--minibatches-per-step must be at least 1"),
+    ("--lr", -1, "--lr must be positive"),
+    ("--invariance", -0.5, "--invariance non-negative"),
+])
+def test_counts_and_rates_out_of_range_are_one_line_errors(blobs, tmp_path, flag, value,
+                                                           fragment):
+    assert_one_line_error(invoke("--store", blobs, "--out", tmp_path / "run", flag, value),
+                          fragment)
+    assert not (tmp_path / "run").exists()

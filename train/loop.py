@@ -87,8 +87,14 @@ def build_run(cfg: TrainConfig) -> Run:
         raise DcignError(f"unknown mode {cfg.mode!r} (choose dcign or vae)")
     if cfg.clamp not in ("mean", "first"):
         raise DcignError(f"unknown clamping rule {cfg.clamp!r} (choose mean or first)")
-    if cfg.minibatches_per_step < 1 or cfg.steps < 1:
-        raise DcignError("--steps and --minibatches-per-step must be at least 1")
+    for flag, value in (("--steps", cfg.steps), ("--minibatches-per-step",
+                        cfg.minibatches_per_step), ("--log-every", cfg.log_every),
+                        ("--checkpoint-every", cfg.checkpoint_every)):
+        if value < 1:
+            raise DcignError(f"{flag} must be at least 1 (got {value})")
+    if not cfg.lr > 0 or not cfg.invariance >= 0:
+        raise DcignError(f"--lr must be positive and --invariance non-negative (got "
+                         f"{cfg.lr} and {cfg.invariance})")
     device = pick_device(cfg.device)
     data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
     arch = architecture_for(cfg.arch, data.spec.image_size)
