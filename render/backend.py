@@ -2,7 +2,9 @@
 
 Geometry is uploaded once per object (`set_mesh`); each image then only moves the object and
 the light (`render`). Shading is our own small Lambert shader plugged into pyrender's program
-cache: pyrender's PBR shader costs three times the rasterisation itself in software GL.
+cache: pyrender's PBR shader costs three times the rasterisation itself in software GL. Two
+variants: lit per pixel with solid textures (chairs), or lit per vertex (faces, whose dense
+mesh makes that look the same at a fraction of the cost).
 
 The GL platform (EGL or OSMesa) must be chosen before PyOpenGL is first imported, so pyrender
 is imported lazily and `choose_gl_platform` probes candidates in child processes.
@@ -106,10 +108,16 @@ def _light_pose(toward_light: np.ndarray) -> np.ndarray:
     return pose
 
 
+SHADERS = {  # shading → our (vertex, fragment) stand-ins for pyrender's mesh shaders
+    "pixel": ("mesh.vert", "mesh.frag"),  # per-pixel light, solid textures by material code
+    "vertex": ("vertex_lit.vert", "vertex_lit.frag"),  # per-vertex light, plain albedo
+}
+
+
 class Renderer:
     """Renders grayscale images of one mesh at a time under a fixed camera."""
 
-    def __init__(self, size: int, lighting: Lighting):
+    def __init__(self, size: int, lighting: Lighting, shading: str = "pixel"):
         import pyrender  # after choose_gl_platform has set PYOPENGL_PLATFORM
         from pyrender.shader_program import ShaderProgramCache
 
@@ -133,13 +141,13 @@ class Renderer:
             raise DcignError(f"could not create an OpenGL context ({exc}): {_PLATFORM_HELP}"
                              ) from exc
         # Our shader stands in for pyrender's mesh.vert/mesh.frag; others stay pyrender's.
+        ours = [str(SHADER_DIR / name) for name in SHADERS[shading]]
         cache = ShaderProgramCache()
         original = cache.get_program
 
         def get_program(vertex_shader, fragment_shader, geometry_shader=None, defines=None):
             if vertex_shader == "mesh.vert":
-                vertex_shader = str(SHADER_DIR / "mesh.vert")
-                fragment_shader = str(SHADER_DIR / "mesh.frag")
+                vertex_shader, fragment_shader = ours
             return original(vertex_shader, fragment_shader, geometry_shader, defines)
 
         cache.get_program = get_program

@@ -20,7 +20,7 @@ from .geometry import VertexNormals
 from .scenes import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 FACE_HEIGHT = 2.0  # the mean face's vertical extent in scene units; camera framing assumes it
 FACE_LIGHTING = Lighting(background=0.0)
 
@@ -95,7 +95,8 @@ class FaceGenerator:
 
     def renderer(self) -> Renderer:
         if self._renderer is None:
-            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting)
+            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting,
+                                      shading="vertex")
         return self._renderer
 
     def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:

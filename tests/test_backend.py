@@ -68,3 +68,26 @@ def test_brightness_follows_the_cosine_of_the_light_angle(renderer):
     frontal, grazing = (int(renderer.render(np.eye(3), light_direction(a, 0))[32, 32])
                         for a in (0, 80))
     assert frontal > grazing + 40
+
+
+def test_faces_lit_per_vertex_look_as_lit_per_pixel():
+    """The faces' cheap shader: at 150×150 a face's triangles are about a pixel, so lighting
+    at the vertices must give the picture per-pixel lighting gives, pose and light alike."""
+    from dcign.render.faces import FaceRecipe
+
+    generator = FaceRecipe().load()
+    (vertices, albedo), = generator.faces([7])
+    normals = generator.normals(vertices)
+    images = {}
+    for shading in ("pixel", "vertex"):
+        r = Renderer(150, generator.recipe.lighting, shading=shading)
+        r.set_mesh(vertices, generator.triangles, albedo, normals)
+        images[shading] = np.stack([r.render(rotation_matrix(az, el), light_direction(li, 20))
+                                    for az, el, li in ((-60, 10, 50), (0, 0, 0), (45, -20, -70))
+                                    ]).astype(int)
+        # not closed: pyrender's close terminates the process's one EGL display, and with it
+        # the module's other renderer
+    difference = np.abs(images["pixel"] - images["vertex"])
+    assert images["vertex"].mean() > 20  # a lit face, not an empty frame
+    assert difference.mean() < 1.0, "within one gray level on average"
+    assert np.quantile(difference, 0.99) <= 8, "and no visible region apart"
