@@ -43,11 +43,11 @@ CHIN_Y = -10.6
 # Mesh layout
 # ---------------------------------------------------------------------------------------------
 
-_N_LAT = 88  # grid rows between the top and bottom poles (render cost grows with the count)
-_N_LON = 144  # grid columns around the vertical axis
+_N_LAT = 56  # grid rows between the top and bottom poles (render cost grows with the count)
+_N_LON = 92  # grid columns around the vertical axis
 _RAY_ORIGIN = np.array([0.0, -2.5, -1.5])  # the head is star-shaped around this point
 _EYE_RINGS = np.deg2rad([4, 8, 12, 16, 20, 23, 26, 29, 33, 40, 50, 62, 78, 96, 118, 142, 164])
-_EYE_SEGMENTS = 32
+_EYE_SEGMENTS = 16
 
 
 def _warped_angles(n: int, low: float, high: float, density, periodic: bool) -> np.ndarray:
@@ -750,7 +750,7 @@ def build_embedded_model() -> MorphableModel:
     albedo_mean = _albedo_mean(head)
     albedo_basis, albedo_std = _orthonormalise(_albedo_fields(head, albedo_mean))
     return MorphableModel(
-        name="embedded-basel-style-v1",
+        name="embedded-basel-style-v2",
         shape_mean=mean.astype(np.float32),
         shape_basis=shape_basis,
         shape_std=shape_std,
