@@ -193,12 +193,15 @@ def mesh_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("meshes")
     shapes = [trimesh.creation.box((0.5, 0.9, 0.4)), trimesh.creation.cylinder(0.3, 0.8),
               trimesh.creation.capsule(0.6, 0.2), trimesh.creation.icosphere(2, 0.4),
-              trimesh.creation.annulus(0.2, 0.4, 0.5), trimesh.creation.cone(0.4, 0.9)]
-    for shape, name in zip(shapes, ["a.obj", "b.ply", "c.off", "d.glb", "e.stl"], strict=False):
+              trimesh.creation.annulus(0.2, 0.4, 0.5),
+              trimesh.creation.box((2.0, 4.0, 6.0)).apply_translation((5, -3, 2)),  # off centre
+              trimesh.creation.cone(0.4, 0.9)]
+    for shape, name in zip(shapes, ["a.obj", "b.ply", "c.off", "d.glb", "e.stl", "f.gltf"],
+                           strict=False):
         shape.export(root / name)
     shapenet = root / "1a2b3c" / "models"
     shapenet.mkdir(parents=True)
-    shapes[5].export(shapenet / "model_normalized.obj")
+    shapes[-1].export(shapenet / "model_normalized.obj")
     (root / "broken.ply").write_bytes(b"ply\nformat nonsense\n")
     return root
 
@@ -211,14 +214,14 @@ def test_a_mesh_folder_renders_every_readable_file_and_reports_the_corrupt_one(
                      "--quiet", "--out", out])
     assert result.exit_code == 0, result.output
     assert "warning: skipping broken.ply" in result.output
-    assert "skipped 1 of 7 files" in result.output
+    assert "skipped 1 of 8 files" in result.output
     store = open_store(out)
     assert verify_store(store).ok
-    assert store.spec.model["files"] == 6 and store.spec.model["name"] == "mesh folder"
+    assert store.spec.model["files"] == 7 and store.spec.model["name"] == "mesh folder"
     ids = {s: set(np.concatenate([read_group(out, s, f)["identity"].ravel()
                                   for f in ("azimuth", "intrinsic")]).tolist())
            for s in ("train", "test")}
-    assert not ids["train"] & ids["test"] and ids["train"] | ids["test"] <= set(range(6))
+    assert not ids["train"] & ids["test"] and ids["train"] | ids["test"] <= set(range(7))
 
 
 def test_the_shapenet_layout_is_found(mesh_folder):
@@ -249,6 +252,18 @@ def test_mesh_colours_become_gray_albedo_with_the_dataset_weights(tmp_path):
     textured.export(tmp_path / "obj" / "green.obj")
     assert (tmp_path / "obj" / "material.mtl").exists()
     assert np.allclose(load_chair(tmp_path / "obj" / "green.obj").albedo, 0.72, atol=1e-3)
+
+
+def test_any_mesh_is_centred_and_scaled_to_the_chairs_size(mesh_folder):
+    """A 2x4x6 box placed far off the origin (glTF) frames like a small one at the origin."""
+    from dcign.render.chairs import CHAIR_RADIUS
+    from dcign.render.mesh_folder import load_chair
+
+    for name in ("f.gltf", "a.obj"):
+        vertices = load_chair(mesh_folder / name).vertices
+        centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
+        assert np.allclose(centre, 0, atol=1e-5)
+        assert np.isclose(np.linalg.norm(vertices, axis=1).max(), CHAIR_RADIUS, rtol=1e-5)
 
 
 def test_the_up_axis_option_turns_the_named_axis_up(mesh_folder):
