@@ -135,6 +135,7 @@ class Renderer:
         light = pyrender.DirectionalLight(intensity=lighting.light_intensity)
         self._light_node = self.scene.add(light, pose=_light_pose(light_direction(0.0, 0.0)))
         self._mesh_node = None
+        self._triangles = None  # the uploaded mesh's topology, kept to tell when it changes
         try:
             self._gl = pyrender.OffscreenRenderer(size, size)
         except Exception as exc:  # PyOpenGL raises many kinds when no context can be made
@@ -169,11 +170,34 @@ class Renderer:
         if material is not None:
             colors[:, 1:3] = material
         colors[:, 3] = 1.0  # opaque: pyrender would blend any vertex with alpha < 1
+        if self._refill(vertices, triangles, normals, colors):
+            return
         primitive = pr.Primitive(positions=vertices, normals=normals, color_0=colors,
                                  indices=triangles, mode=pr.constants.GLTF.TRIANGLES)
         if self._mesh_node is not None:
             self.scene.remove_node(self._mesh_node)
         self._mesh_node = self.scene.add(pr.Mesh([primitive]))
+        self._triangles = triangles
+
+    def _refill(self, vertices, triangles, normals, colors) -> bool:
+        """Overwrite the uploaded mesh's vertex buffer when only the vertices changed (a
+        morphable model's next identity): rebuilding the buffers costs a third of a frame.
+
+        The buffer holds what pyrender's upload interleaves for this primitive: position,
+        normal, colour per vertex, float32."""
+        from OpenGL import GL
+
+        if self._mesh_node is None or triangles is not self._triangles:
+            return False
+        primitive = self._mesh_node.mesh.primitives[0]
+        if primitive._vaid is None or len(primitive.positions) != len(vertices):
+            return False  # not uploaded yet, or another vertex count
+        primitive.positions, primitive.normals, primitive.color_0 = vertices, normals, colors
+        data = np.ascontiguousarray(np.hstack([vertices, normals, colors]), dtype=np.float32)
+        self._gl._platform.make_current()  # another Renderer's context may be current
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, primitive._buffers[0])
+        GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, data.nbytes, data)
+        return True
 
     def _read_gray(self, scene, flags):
         """Resolve the multisampled colour buffer and read one channel: pyrender's own reader

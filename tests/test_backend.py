@@ -13,6 +13,11 @@ from dcign.render.backend import (
     rotation_matrix,
 )
 
+# Renderers a test made beside the module's one, kept open to the end of the process:
+# pyrender's close (also run when one is garbage-collected) terminates the process's single
+# EGL display, and with it every other renderer's context.
+_OPEN: list[Renderer] = []
+
 
 @pytest.fixture(scope="module")
 def renderer():
@@ -85,9 +90,25 @@ def test_faces_lit_per_vertex_look_as_lit_per_pixel():
         images[shading] = np.stack([r.render(rotation_matrix(az, el), light_direction(li, 20))
                                     for az, el, li in ((-60, 10, 50), (0, 0, 0), (45, -20, -70))
                                     ]).astype(int)
-        # not closed: pyrender's close terminates the process's one EGL display, and with it
-        # the module's other renderer
+        _OPEN.append(r)
     difference = np.abs(images["pixel"] - images["vertex"])
     assert images["vertex"].mean() > 20  # a lit face, not an empty frame
     assert difference.mean() < 1.0, "within one gray level on average"
     assert np.quantile(difference, 0.99) <= 8, "and no visible region apart"
+
+
+def test_a_new_identity_on_the_same_topology_renders_as_a_fresh_upload(renderer):
+    """Faces refill the uploaded vertex buffer in place; the picture must be the one a new
+    mesh gives, bit for bit, and the previous face must leave no trace."""
+    from dcign.render.faces import FaceRecipe
+
+    generator = FaceRecipe(image_size=64).load()
+    (v1, a1), (v2, a2) = generator.faces([3, 11])
+    pose = (rotation_matrix(30, 10), light_direction(-40, 20))
+    renderer.set_mesh(v2, generator.triangles.copy(), a2, generator.normals(v2))  # new mesh
+    expected = renderer.render(*pose)
+    renderer.set_mesh(v1, generator.triangles, a1, generator.normals(v1))  # new mesh
+    first = renderer.render(*pose)
+    renderer.set_mesh(v2, generator.triangles, a2, generator.normals(v2))  # refilled
+    assert np.array_equal(renderer.render(*pose), expected)
+    assert not np.array_equal(first, expected)
