@@ -22,8 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dcign.render.backend import choose_gl_platform
-from dcign.render.writer import RenderRequest, rasteriser_threads, render_store
+# This process stands in for one pool worker: one BLAS thread, as render_store gives each
+# worker on a 2-core machine; set before numpy is first imported, when OpenBLAS reads it.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // 2)))
+
+from dcign.render.backend import choose_gl_platform  # noqa: E402 - imports numpy
+from dcign.render.writer import RenderRequest, rasteriser_threads, render_store  # noqa: E402
 
 
 def _plans(generator, factors: list[str], batches: int, offset: int):

@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,12 +99,35 @@ def _run_in_process(tasks, generator, store_path, gl_platform) -> Iterator[Task]
         _worker.pop("generator").close()
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _blas_threads_for_children(threads: int) -> Iterator[None]:
+    """Spawned workers inherit os.environ, and numpy reads these when they import it: a BLAS
+    pool the size of a worker's share of the cores. With one per machine core, OpenBLAS's idle
+    threads spin on the cores the other workers render on (two workers: 220 → 330 images/s)."""
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))  # a user's own setting wins
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _run_in_pool(tasks, recipe, store_path, gl_platform, workers) -> Iterator[Task]:
     # spawn, not fork: each worker must make its own GL context from a clean process
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker,
-                  initargs=(recipe, store_path, gl_platform, threads)) as pool:
+    with _blas_threads_for_children(threads):
+        pool = ctx.Pool(workers, initializer=_init_worker,
+                        initargs=(recipe, store_path, gl_platform, threads))
+    with pool:
         yield from pool.imap_unordered(_render_task, tasks, chunksize=1)
 
 
