@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# This process stands in for one pool worker: one BLAS thread, as render_store gives each
-# worker on a 2-core machine; set before numpy is first imported, when OpenBLAS reads it.
+# This process stands in for one of two pool workers, with the cores and BLAS threads
+# render_store gives each (the variables are its BLAS_THREAD_VARIABLES, set here before numpy
+# is first imported, which is when OpenBLAS reads them).
+CORES_PER_WORKER = max(1, (os.cpu_count() or 1) // 2)
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, str(max(1, (os.cpu_count() or 1) // 2)))
+    os.environ.setdefault(_name, str(CORES_PER_WORKER))
 
 from dcign.render.backend import choose_gl_platform  # noqa: E402 - imports numpy
 from dcign.render.writer import RenderRequest, rasteriser_threads, render_store  # noqa: E402
@@ -53,9 +55,7 @@ def _pipeline(recipe, factors: list[str], batches: int, platform: str) -> tuple[
 def measure(recipe, factors: list[str], vertices: Callable[[object], float], batches: int,
             repeats: int, default_images: int, vertices_label: str = "vertices") -> dict:
     """Throughput figures of `recipe` rendering minibatches that vary each of `factors`."""
-    # A worker's share of this machine: with one worker per core, as `render_store` runs them,
-    # each worker's llvmpipe rasterises on one thread.
-    threads = max(1, (os.cpu_count() or 1) // 2)
+    threads = CORES_PER_WORKER
     os.environ["LP_NUM_THREADS"] = str(rasteriser_threads(threads))
     platform = choose_gl_platform()
     generator = recipe.load()

@@ -76,8 +76,8 @@ def test_brightness_follows_the_cosine_of_the_light_angle(renderer):
 
 
 def test_faces_lit_per_vertex_look_as_lit_per_pixel():
-    """The faces' cheap shader: at 150×150 a face's triangles are about a pixel, so lighting
-    at the vertices must give the picture per-pixel lighting gives, pose and light alike."""
+    """The faces' cheap shader: at 150×150 a face's triangles are 1-3 pixels, so lighting at
+    the vertices must give the picture per-pixel lighting gives, pose and light alike."""
     from dcign.render.faces import FaceRecipe
 
     generator = FaceRecipe().load()
