@@ -54,6 +54,10 @@ FACE_FACTORS: tuple[Factor, ...] = (
     Factor("light", "degree", -80.0, 80.0, (2, 3), 2, "azimuth of the directional light"),
     Factor("intrinsic", "identity", None, None, (3, None), None, "shape and albedo of the face"),
 )
+# The factors that a left-right mirror of the image negates, per dataset: a mirrored face
+# turned by a and lit from l is a face turned by −a and lit from −l; its elevation is kept.
+# (Chairs' azimuth runs 0…360°: a mirror maps it to 360° − a, not to −a.)
+MIRROR_NEGATED: dict[str, tuple[str, ...]] = {"faces": ("azimuth", "light")}
 
 CHAIR_VIEWS = ("grid", "continuous")
 CHAIR_ELEVATIONS = (20.0, 30.0)  # the Aubry renders' two camera elevations

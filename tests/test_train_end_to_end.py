@@ -11,8 +11,10 @@ from click.testing import CliRunner
 from conftest import TINY, assert_one_line_error, render
 
 import dcign.train.loop as loop
+from dcign.shared.store import open_store
 from dcign.train.cli import main
 from dcign.train.loop import read_checkpoint
+from dcign.train.trained import load_trained
 
 
 def train_cli(*args):
@@ -46,6 +48,32 @@ def test_resume_on_a_rendered_store_ends_where_an_uninterrupted_run_does(tiny_st
     b = read_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert a["step"] == b["step"] == 6
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_a_mirror_odd_azimuth_is_trained_kept_on_resume_and_used_by_the_saved_network(
+        tiny_store, tmp_path):
+    common = ("--store", tiny_store, "--out", tmp_path, "--checkpoint-every", 2)
+    assert train_cli(*common, "--steps", 2, "--mirror-odd", "azimuth").exit_code == 0
+    result = train_cli(*common, "--steps", 4, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "r(z1)" in result.output
+    state = read_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 4 and list(state["config"]["mirror_odd"]) == ["azimuth"]
+    trained = load_trained(tmp_path, torch.device("cpu"))
+    assert trained.model.arch.mirror_odd == (0,)
+    faces = torch.from_numpy(open_store(tiny_store).arrays("test", "azimuth").images[0]).float()
+    faces = faces.unsqueeze(1) / 255
+    with torch.no_grad():
+        z1, z1_mirrored = (trained.model.encode(x)[0][:, 0] for x in (faces, faces.flip(-1)))
+    assert torch.allclose(z1_mirrored, -z1, atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", ["elevation", "intrinsic"])
+def test_mirror_odd_refuses_a_factor_a_mirror_does_not_negate(tiny_store, tmp_path, factor):
+    assert_one_line_error(train_cli("--store", tiny_store, "--out", tmp_path / "run",
+                                    "--mirror-odd", factor),
+                          f"a left-right mirror does not negate faces' {factor}")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_nan_loss_is_a_one_line_error_that_keeps_the_last_good_checkpoint(tiny_store,

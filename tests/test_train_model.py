@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from dcign.shared.errors import DcignError
-from dcign.train.model import DCIGN, PAPER150, architecture_for, count_parameters, small
+from dcign.train.model import (
+    DCIGN,
+    PAPER150,
+    Architecture,
+    architecture_for,
+    count_parameters,
+    small,
+)
 
 
 def test_paper150_has_the_released_layer_shapes():
@@ -58,3 +65,28 @@ def test_paper150_refuses_another_image_size():
 def test_small_refuses_a_size_it_cannot_decode():
     with pytest.raises(DcignError, match="divisible by 8"):
         small(60)
+
+
+def test_a_mirror_odd_latent_changes_sign_when_the_image_is_mirrored_and_keeps_its_variance():
+    torch.manual_seed(0)
+    model = DCIGN(architecture_for("small", 32, mirror_odd=(0, 2)))
+    x = torch.rand(3, 1, 32, 32)
+    mu, logvar = model.encode(x)
+    mu_mirrored, logvar_mirrored = model.encode(x.flip(-1))
+    assert torch.allclose(mu_mirrored[:, [0, 2]], -mu[:, [0, 2]], atol=1e-7)
+    assert torch.allclose(logvar_mirrored[:, [0, 2]], logvar[:, [0, 2]], atol=1e-7)
+    # the other latents stay free: a mirror changes them without any sign rule
+    assert not torch.allclose(mu_mirrored[:, 1], -mu[:, 1], atol=1e-4)
+    assert not torch.allclose(mu_mirrored[:, 1], mu[:, 1], atol=1e-4)
+
+
+def test_mirror_odd_latents_share_the_weights_of_the_plain_network():
+    plain, odd = DCIGN(PAPER150), DCIGN(architecture_for("paper150", 150, mirror_odd=(0,)))
+    assert count_parameters(odd) == count_parameters(plain)
+    assert odd.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_an_architecture_recorded_before_mirror_odd_existed_reads_as_the_plain_one():
+    recorded = small(64).to_dict()
+    del recorded["mirror_odd"]
+    assert Architecture.from_dict(recorded) == small(64)

@@ -18,6 +18,9 @@ Examples:
   # the paper's entangled baseline: the same network and data, no clamping
   dcign-train --store datasets/faces.zarr --mode vae    # → runs/faces-vae/
 \b
+  # z1 odd under a left-right mirror, which rules out a folded azimuth code (not in the paper)
+  dcign-train --store datasets/faces.zarr --mirror-odd azimuth
+\b
   # the released network on 150×150 faces, 8 clamped minibatches per step to fill a GPU
   dcign-train --store datasets/faces150.zarr --arch paper150 --minibatches-per-step 8 --compile
 \b
@@ -47,6 +50,10 @@ Examples:
                    "for intrinsic.")
 @click.option("--arch", type=click.Choice(["auto", "paper150", "small"]), default="auto",
               show_default=True, help="auto: paper150 for 150×150 stores, small otherwise.")
+@click.option("--mirror-odd", multiple=True, metavar="FACTOR",
+              help="Make this factor's latents odd under a left-right mirror of the image "
+                   "(repeatable; not in the paper): rules out the folded azimuth code. "
+                   "Faces: --mirror-odd azimuth.")
 @click.option("--steps", type=int, default=2000, show_default=True,
               help="Optimiser steps in total (a resumed run continues up to this).")
 @click.option("--max-minutes", type=float, default=None,
@@ -71,7 +78,7 @@ Examples:
               help="Steps between checkpoints (a killed run loses at most these).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def main(store, out, mode, clamp_rule, invariance, ratio, arch, steps, max_minutes,
+def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, steps, max_minutes,
          minibatches_per_step, optimizer, lr, seed, device, workers, in_memory, use_compile,
          log_every, checkpoint_every, resume, no_progress):
     """Train the Deep Convolutional Inverse Graphics Network on a dcign store.
@@ -84,7 +91,8 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, steps, max_minut
     if out is None:
         out = str(Path("runs") / f"{Path(store).stem}-{mode}")
     cfg = TrainConfig(store=store, out=out, mode=mode, clamp=clamp_rule, invariance=invariance,
-                      ratio=ratio, arch=arch, steps=steps, max_minutes=max_minutes,
+                      ratio=ratio, arch=arch, mirror_odd=tuple(mirror_odd), steps=steps,
+                      max_minutes=max_minutes,
                       minibatches_per_step=minibatches_per_step, optimizer=optimizer, lr=lr,
                       seed=seed, device=device, workers=workers, in_memory=in_memory,
                       compile=use_compile, log_every=log_every,

@@ -23,6 +23,7 @@ class TrainConfig:
     invariance: float = 0.01  # λ of paper §3.2, relative to the summed loss; 0 = released default
     ratio: str | None = None  # batch-type weights in factor-table order, e.g. "1:1:1:10"
     arch: str = "auto"  # "auto", "paper150" or "small"
+    mirror_odd: tuple[str, ...] = ()  # factors whose latents are odd under a mirror (not paper)
     steps: int = 2000
     max_minutes: float | None = None  # stop early (checkpoint, evaluate) after this wall time
     minibatches_per_step: int = 1
@@ -45,7 +46,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        return cls(**d | {"mirror_odd": tuple(d.get("mirror_odd", ()))})
 
     def resumed_with(self, cli: TrainConfig) -> TrainConfig:
         """This (checkpointed) configuration with the command line's runtime fields."""

@@ -23,7 +23,8 @@ import torch
 from tqdm import tqdm
 
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import LATENT_SIZE
+from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
+from dcign.shared.store import StoreSpec
 
 from .clamping import active_mask, clamp
 from .config import TrainConfig
@@ -82,6 +83,20 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     raise DcignError(f"unknown optimizer {cfg.optimizer!r} (choose adam or rmsprop)")
 
 
+def mirror_odd_latents(spec: StoreSpec, names: tuple[str, ...], latent_size: int
+                       ) -> tuple[int, ...]:
+    """The latents of the named factors, each one that a left-right mirror negates."""
+    negated = MIRROR_NEGATED.get(spec.dataset, ())
+    latents: list[int] = []
+    for name in names:
+        if name not in negated:
+            raise DcignError(f"--mirror-odd {name}: a left-right mirror does not negate "
+                             f"{spec.dataset}' {name} (it negates: "
+                             f"{', '.join(negated) or 'no factor of this dataset'})")
+        latents += range(latent_size)[latent_slice(spec.factor(name), latent_size)]
+    return tuple(latents)
+
+
 def build_run(cfg: TrainConfig) -> Run:
     if cfg.mode not in ("dcign", "vae"):
         raise DcignError(f"unknown mode {cfg.mode!r} (choose dcign or vae)")
@@ -97,7 +112,8 @@ def build_run(cfg: TrainConfig) -> Run:
                          f"{cfg.lr} and {cfg.invariance})")
     device = pick_device(cfg.device)
     data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
-    arch = architecture_for(cfg.arch, data.spec.image_size)
+    arch = architecture_for(cfg.arch, data.spec.image_size,
+                            mirror_odd_latents(data.spec, cfg.mirror_odd, LATENT_SIZE))
     torch.manual_seed(cfg.seed)  # weight initialisation
     model = DCIGN(arch).to(device)
     if device.type == "cuda":
@@ -191,9 +207,8 @@ def restore(run: Run, state: dict, path: Path) -> None:
     """Load a checkpoint into a freshly built run, refusing another architecture or store."""
     theirs, ours = Architecture.from_dict(state["arch"]), run.model.arch
     if theirs != ours:
-        raise DcignError(f"{path} holds a {theirs.name} {theirs.image_size}×{theirs.image_size} "
-                         f"network; this run builds {ours.name} {ours.image_size}×"
-                         f"{ours.image_size}")
+        raise DcignError(f"{path} holds a {theirs.describe()} network; this run builds "
+                         f"{ours.describe()}")
     fp = store_fingerprint(run.data)["sha256"]
     if state["store"]["sha256"] != fp:
         raise DcignError(f"{path} was trained on another store (fingerprint "

@@ -8,6 +8,12 @@
              upsampling ×2 and a 7×7 convolution without padding, channels 48/96/96/1:
              15→30→24→48→42→84→78→156→150; ReLU after the first three, sigmoid at the end.
 
+`mirror_odd` (off by default, so `paper150` stays the released function) names latents whose
+posterior mean is made odd under a left-right mirror of the image, μᵢ(x) = ½(hᵢ(x) − hᵢ(x̄)),
+with log σ²ᵢ made even. A factor that a mirror negates (face azimuth, light azimuth) can then
+only be coded monotonically: the folded code that rises to the frontal view and falls on both
+sides is even, so it is excluded. The weights are the same; the encoder sees each image twice.
+
 `small` keeps that shape of computation with "same" padding and fewer channels so that any
 image size divisible by 8 (32, 64, 128, ...) trains at a practical speed on a CPU.
 The decoder returns logits; the sigmoid is folded into the loss (numerically stable BCE) and
@@ -16,7 +22,7 @@ into `reconstruct`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -37,14 +43,21 @@ class Architecture:
     dec_channels: tuple[int, ...] = (48, 96, 96, 1)
     dec_kernel: int = 7
     dec_padding: int = 0
+    mirror_odd: tuple[int, ...] = ()  # latent indices with a mirror-odd posterior mean
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        odd = ", ".join(f"z{i + 1}" for i in self.mirror_odd)
+        return (f"{self.name} {self.image_size}×{self.image_size}"
+                + (f" (mirror-odd {odd})" if odd else ""))
+
     @classmethod
     def from_dict(cls, d: dict) -> Architecture:
         return cls(**d | {"enc_channels": tuple(d["enc_channels"]),
-                          "dec_channels": tuple(d["dec_channels"])})
+                          "dec_channels": tuple(d["dec_channels"]),
+                          "mirror_odd": tuple(d.get("mirror_odd", ()))})
 
 
 PAPER150 = Architecture("paper150", 150)
@@ -62,8 +75,13 @@ def small(image_size: int) -> Architecture:
                         dec_padding=2)
 
 
-def architecture_for(name: str, image_size: int) -> Architecture:
+def architecture_for(name: str, image_size: int, mirror_odd: tuple[int, ...] = ()
+                     ) -> Architecture:
     """Resolve --arch against the store's image size ('auto': paper150 at 150, else small)."""
+    return replace(_named_architecture(name, image_size), mirror_odd=tuple(mirror_odd))
+
+
+def _named_architecture(name: str, image_size: int) -> Architecture:
     if name == "auto":
         name = "paper150" if image_size == 150 else "small"
     if name == "paper150":
@@ -108,11 +126,20 @@ class DCIGN(nn.Module):
             if isinstance(m, nn.Linear):  # as released: N(0, 0.01) linear weights
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
+        odd = torch.zeros(a.latent_size, dtype=torch.bool)
+        odd[list(a.mirror_odd)] = True
+        self.register_buffer("odd", odd, persistent=False)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (N, 1, H, W) in [0, 1] → μ, log σ² (N, latent_size)."""
-        h = self.encoder(x)
-        return self.to_mu(h), self.to_logvar(h)
+        if not self.arch.mirror_odd:
+            h = self.encoder(x)
+            return self.to_mu(h), self.to_logvar(h)
+        h, h_mirrored = self.encoder(torch.cat([x, x.flip(-1)])).chunk(2)
+        mu, mu_mirrored = self.to_mu(h), self.to_mu(h_mirrored)
+        logvar, logvar_mirrored = self.to_logvar(h), self.to_logvar(h_mirrored)
+        return (torch.where(self.odd, (mu - mu_mirrored) / 2, mu),
+                torch.where(self.odd, (logvar + logvar_mirrored) / 2, logvar))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (N, latent_size) → pixel logits (N, 1, H, W)."""
