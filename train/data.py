@@ -8,7 +8,9 @@ steps in parallel, and a resumed run simply starts the index at the checkpoint's
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,7 +133,7 @@ class StepDataset(Dataset):
     def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False):
         self.path, self.types = str(data.store.path), data.types
         self.seed, self.per_step = seed, per_step
-        self._arrays, self._pid = None, None
+        self._reader: StepReader | None = None
         self.memory = None
         if in_memory:
             self.memory = [np.asarray(data.store.arrays("train", t.factor.name).images[:])
@@ -140,19 +142,41 @@ class StepDataset(Dataset):
     def __len__(self) -> int:
         return 2**62  # any step number; the sampler decides which are read
 
-    def _images(self, kind: int, k: int) -> np.ndarray:
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_reader": None}  # each worker process opens its own
+
+    def _read(self, drawn: list[tuple[int, int]]) -> list[np.ndarray]:
         if self.memory is not None:
-            return self.memory[kind][k]
-        if self._pid != os.getpid():  # first use in this (worker) process
-            store = open_store(self.path)
-            self._arrays = [store.arrays("train", t.factor.name).images for t in self.types]
-            self._pid = os.getpid()
-        return self._arrays[kind][k]
+            return [self.memory[kind][k] for kind, k in drawn]
+        if self._reader is None or self._reader.pid != os.getpid():
+            self._reader = StepReader(self.path, [t.factor.name for t in self.types])
+        return self._reader.read(drawn)
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         drawn = draw_step(self.types, self.seed, step, self.per_step)
-        images = np.stack([self._images(kind, k) for kind, k in drawn])
+        images = np.stack(self._read(drawn))
         return torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images)
+
+
+class StepReader:
+    """Reads a step's stored minibatches concurrently, in one pass of its own event loop.
+
+    A zarr read of one minibatch costs about 1 ms of fixed overhead (handing the request to
+    zarr's I/O thread and back), more than decompressing it; reading a step's minibatches
+    together pays it once per step instead of once per minibatch."""
+
+    def __init__(self, path: str, factors: list[str]):
+        store = open_store(path)
+        self.arrays = [store.arrays("train", name).images.async_array for name in factors]
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        weakref.finalize(self, self.loop.close)
+
+    def read(self, drawn: list[tuple[int, int]]) -> list[np.ndarray]:
+        async def all_of_them() -> list[np.ndarray]:
+            return await asyncio.gather(*(self.arrays[kind].getitem(k) for kind, k in drawn))
+
+        return self.loop.run_until_complete(all_of_them())
 
 
 def make_loader(dataset: StepDataset, start: int, stop: int, workers: int, pin_memory: bool
