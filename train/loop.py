@@ -88,7 +88,7 @@ def mirror_odd_latents(spec: StoreSpec, names: tuple[str, ...], latent_size: int
     """The latents of the named factors, each one that a left-right mirror negates."""
     negated = MIRROR_NEGATED.get(spec.dataset, ())
     latents: list[int] = []
-    for name in names:
+    for name in dict.fromkeys(names):  # each factor once, in the order given
         if name not in negated:
             raise DcignError(f"--mirror-odd {name}: a left-right mirror does not negate "
                              f"{spec.dataset}' {name} (it negates: "

@@ -10,9 +10,9 @@
 
 `mirror_odd` (off by default, so `paper150` stays the released function) names latents whose
 posterior mean is made odd under a left-right mirror of the image, μᵢ(x) = ½(hᵢ(x) − hᵢ(x̄)),
-with log σ²ᵢ made even. A factor that a mirror negates (face azimuth, light azimuth) can then
-only be coded monotonically: the folded code that rises to the frontal view and falls on both
-sides is even, so it is excluded. The weights are the same; the encoder sees each image twice.
+with log σ²ᵢ made even. For a factor that a mirror negates (face azimuth, light azimuth) this
+excludes the folded code that rises to the frontal view and falls on both sides: that code is
+even. The weights are the same; the encoder sees each image twice.
 
 `small` keeps that shape of computation with "same" padding and fewer channels so that any
 image size divisible by 8 (32, 64, 128, ...) trains at a practical speed on a CPU.
