@@ -119,6 +119,18 @@ def test_the_metrics_file_has_one_json_record_per_line_with_loss_and_throughput(
     assert set(records[-1]["correlations"]) == {"azimuth", "elevation", "light"}
 
 
+def test_tensorboard_gets_the_metrics_scalars_and_the_reconstruction_grid(blobs, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(config(blobs, tmp_path))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss_per_image")] == [2, 4, 6, 8]
+    assert "train/images_per_s" in events.Tags()["scalars"]
+    assert [e.step for e in events.Images("reconstructions")] == [8]
+
+
 def test_an_existing_run_is_not_overwritten_without_resume(blobs, tmp_path):
     train(config(blobs, tmp_path, steps=2))
     with pytest.raises(DcignError, match="already holds a run"):

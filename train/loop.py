@@ -243,7 +243,7 @@ class Metrics:
         self.file.flush()
         if self.tb is not None and "event" not in record:  # training windows only
             for k, v in record.items():
-                if isinstance(v, int | float) and k != "step":
+                if isinstance(v, int | float) and k not in ("step", "time"):
                     self.tb.add_scalar(f"train/{k}", v, record["step"])
 
     def image(self, tag: str, grid: np.ndarray, step: int) -> None:
