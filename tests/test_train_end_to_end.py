@@ -1,8 +1,10 @@
 """`dcign-train` on stores rendered by the real `dcign-render` (conftest's tiny 32×32 faces)."""
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import dcign.train.loop as loop
 from dcign.shared.store import open_store
 from dcign.train.cli import main
 from dcign.train.loop import read_checkpoint
+from dcign.train.synthetic import write_blob_store
 from dcign.train.trained import load_trained
 
 
@@ -114,11 +117,48 @@ def test_an_empty_rendered_train_split_is_refused(fresh_store, tmp_path):
                           "empty train split")
 
 
-def test_the_installed_command_reports_errors_in_one_line_without_a_traceback(tmp_path):
+def installed_train_command() -> str:
     exe = shutil.which("dcign-train", path=str(Path(sys.executable).parent))
     if exe is None:
         pytest.skip("dcign-train is not installed in this environment")
-    proc = subprocess.run([exe, "--store", tmp_path / "missing.zarr"], capture_output=True,
-                          text=True, timeout=120)
+    return exe
+
+
+def test_a_run_killed_by_sigkill_resumes_from_its_last_checkpoint_to_the_same_weights(tmp_path):
+    store = write_blob_store(tmp_path / "blobs.zarr", 32, 3, 1)
+    common = [installed_train_command(), "--store", store, "--steps", 300,
+              "--checkpoint-every", 20, "--no-progress"]
+    common = [str(a) for a in common]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*common, "--out", killed], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (killed / "checkpoint.pt").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint within 4 minutes"
+            time.sleep(0.05)
+        time.sleep(0.3)  # kill it somewhere between checkpoints (or mid-write)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    at_kill = read_checkpoint(killed / "checkpoint.pt")["step"]
+    assert 20 <= at_kill < 300 and at_kill % 20 == 0
+    resumed = subprocess.run([*common, "--out", killed, "--resume"], capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run([*common, "--out", tmp_path / "straight"], capture_output=True,
+                              text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    a = read_checkpoint(killed / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 300
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_the_installed_command_reports_errors_in_one_line_without_a_traceback(tmp_path):
+    proc = subprocess.run([installed_train_command(), "--store", tmp_path / "missing.zarr"],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"Error: no store at {tmp_path / 'missing.zarr'}"]
