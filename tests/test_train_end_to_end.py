@@ -1,5 +1,6 @@
 """`dcign-train` on stores rendered by the real `dcign-render` (conftest's tiny 32×32 faces)."""
 
+import json
 import shutil
 import signal
 import subprocess
@@ -77,6 +78,25 @@ def test_mirror_odd_refuses_a_factor_a_mirror_does_not_negate(tiny_store, tmp_pa
                                     "--mirror-odd", factor),
                           f"a left-right mirror does not negate faces' {factor}")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, from compiling
+def test_compile_trains_the_same_network_as_eager_mode(tmp_path):
+    store = write_blob_store(tmp_path / "blobs.zarr", 32, 3, 1)
+    common = ("--store", store, "--steps", 2, "--log-every", 1)
+    eager = train_cli(*common, "--out", tmp_path / "eager")
+    compiled = train_cli(*common, "--out", tmp_path / "compiled", "--compile")
+    assert eager.exit_code == 0 and compiled.exit_code == 0, compiled.output
+
+    def first_loss(run):
+        return json.loads((run / "metrics.jsonl").read_text().splitlines()[1])["loss_per_image"]
+
+    # the first step's loss comes from the initial weights: only rounding may differ
+    assert first_loss(tmp_path / "compiled") == pytest.approx(first_loss(tmp_path / "eager"),
+                                                              rel=1e-4)
+    a = read_checkpoint(tmp_path / "eager" / "checkpoint.pt")["model"]
+    b = read_checkpoint(tmp_path / "compiled" / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()  # a compiled run's checkpoint loads into the plain network
 
 
 def test_a_nan_loss_is_a_one_line_error_that_keeps_the_last_good_checkpoint(tiny_store,
