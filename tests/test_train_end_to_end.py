@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from dcign.shared.store import open_store
 from dcign.train.cli import main
 from dcign.train.loop import read_checkpoint
 from dcign.train.synthetic import write_blob_store
-from dcign.train.trained import load_trained
+from dcign.train.trained import load_trained, to_tensor
 
 
 def train_cli(*args):
@@ -65,8 +64,8 @@ def test_a_mirror_odd_azimuth_is_trained_kept_on_resume_and_used_by_the_saved_ne
     assert state["step"] == 4 and list(state["config"]["mirror_odd"]) == ["azimuth"]
     trained = load_trained(tmp_path, torch.device("cpu"))
     assert trained.model.arch.mirror_odd == (0,)
-    faces = torch.from_numpy(open_store(tiny_store).arrays("test", "azimuth").images[0]).float()
-    faces = faces.unsqueeze(1) / 255
+    faces = to_tensor(open_store(tiny_store).arrays("test", "azimuth").images[0],
+                      torch.device("cpu"))
     with torch.no_grad():
         z1, z1_mirrored = (trained.model.encode(x)[0][:, 0] for x in (faces, faces.flip(-1)))
     assert torch.allclose(z1_mirrored, -z1, atol=1e-6)
@@ -146,9 +145,8 @@ def installed_train_command() -> str:
 
 def test_a_run_killed_by_sigkill_resumes_from_its_last_checkpoint_to_the_same_weights(tmp_path):
     store = write_blob_store(tmp_path / "blobs.zarr", 32, 3, 1)
-    common = [installed_train_command(), "--store", store, "--steps", 300,
-              "--checkpoint-every", 20, "--no-progress"]
-    common = [str(a) for a in common]
+    common = [str(a) for a in (installed_train_command(), "--store", store, "--steps", 300,
+                                "--checkpoint-every", 20, "--no-progress")]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*common, "--out", killed], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -159,9 +157,8 @@ def test_a_run_killed_by_sigkill_resumes_from_its_last_checkpoint_to_the_same_we
             time.sleep(0.05)
         time.sleep(0.3)  # kill it somewhere between checkpoints (or mid-write)
         assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
     finally:
-        proc.kill()
+        proc.kill()  # SIGKILL: no handler, no last checkpoint
         proc.wait()
     at_kill = read_checkpoint(killed / "checkpoint.pt")["step"]
     assert 20 <= at_kill < 300 and at_kill % 20 == 0
