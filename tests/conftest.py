@@ -75,3 +75,23 @@ def read_group(store: Path, split: str, factor: str) -> dict[str, np.ndarray]:
 
     g = zarr.open_group(str(store / split / factor), mode="r")
     return {name: g[name][:] for name in ("images", "factors", "identity", "complete")}
+
+
+def content_digest(path: Path) -> str:
+    """A hash of what a reader sees in a store: its dcign attributes (the run history aside)
+    and every array's shape, dtype and values. It ignores how the bytes are encoded on disk."""
+    import json
+
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    attrs = dict(root.attrs["dcign"])
+    attrs.pop("history", None)
+    h = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
+    for split in sorted(root.group_keys()):
+        for factor in sorted(root[split].group_keys()):
+            for name in ("images", "factors", "identity", "complete"):
+                array = np.asarray(root[f"{split}/{factor}/{name}"][:])
+                h.update(f"{split}/{factor}/{name}{array.shape}{array.dtype}".encode())
+                h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
