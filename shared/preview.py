@@ -24,7 +24,7 @@ def preview_grid(store: Store, rows: list[tuple[str, str, int]], columns: int | 
     canvas = Image.new("L", (width, height), color=255)
     draw = ImageDraw.Draw(canvas)
     for r, (split, factor, k) in enumerate(rows):
-        images = store.arrays(split, factor).images[k]
+        images = store.minibatch(split, factor, k).images
         top = r * (size + GAP)
         draw.text((6, top + size // 2 - 12), f"{split}/{factor}\nminibatch {k}", fill=0)
         for c in range(columns):

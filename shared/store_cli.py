@@ -51,10 +51,9 @@ def info(store_path: str) -> None:
     click.echo(f"{'split':<6} {'factor':<10} {'complete':>10} {'images':>9}")
     total = 0
     for split, name in store.groups():
-        arrays = store.arrays(split, name)
-        done = int(arrays.completed().sum())
+        done, room = len(store.complete(split, name)), len(store.arrays(split, name))
         total += done * s.batch_size
-        click.echo(f"{split:<6} {name:<10} {done:>5}/{len(arrays):<4} {done * s.batch_size:>9}")
+        click.echo(f"{split:<6} {name:<10} {done:>5}/{room:<4} {done * s.batch_size:>9}")
     click.echo(f"{total} images, {_disk_bytes(store) / 2**20:.1f} MiB on disk")
 
 
@@ -63,7 +62,7 @@ def info(store_path: str) -> None:
 def verify(store_path: str) -> None:
     """Check every minibatch's invariants; exit 1 if any fails."""
     store = open_store(store_path)
-    total = sum(int(store.arrays(sp, f).completed().sum()) for sp, f in store.groups())
+    total = sum(len(store.complete(sp, f)) for sp, f in store.groups())
     with tqdm(total=total, unit="minibatch", desc="verifying", leave=False) as bar:
         report = verify_store(store, on_minibatch=lambda: bar.update(1))
     for problem in report.problems[:20]:
@@ -100,9 +99,9 @@ def preview(store_path, split, factor, minibatches, columns, out) -> None:
     for name in names:
         if name not in present:
             raise DcignError(f"{store.path} has no {split}/{name} minibatches")
-        done = store.arrays(split, name).completed()
+        done = set(store.complete(split, name).tolist())
         for k in _indices(minibatches):
-            if not 0 <= k < len(done) or not done[k]:
+            if k not in done:
                 raise DcignError(f"{split}/{name} minibatch {k} is not in the store")
             rows.append((split, name, k))
     path = save_preview(store, rows, out, columns)

@@ -67,18 +67,17 @@ def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -
     spec = store.spec
     identities: dict[str, set[int]] = {"train": set(), "test": set()}
     for split, name in store.groups():
-        arrays = store.arrays(split, name)
-        factor = spec.factor(name)
-        done = arrays.completed()
-        report.incomplete += int((~done).sum())
-        if arrays.images.shape[1:] != (spec.batch_size, spec.image_size, spec.image_size):
-            report.problems.append(f"{split}/{name}: images of shape {arrays.images.shape[1:]}")
+        shape = store.arrays(split, name).images.shape[1:]
+        report.incomplete += len(store.arrays(split, name)) - len(store.complete(split, name))
+        if shape != (spec.batch_size, spec.image_size, spec.image_size):
+            report.problems.append(f"{split}/{name}: images of shape {shape}")
             continue
-        for k in np.flatnonzero(done):
-            images, values, identity = arrays.read(int(k))
-            for problem in minibatch_problems(factor, spec.factors, images, values, identity):
-                report.problems.append(f"{split}/{name} minibatch {k}: {problem}")
-            identities[split].update(identity.tolist())
+        factor = spec.factor(name)
+        for m in store.minibatches(split, name):
+            for problem in minibatch_problems(factor, spec.factors, m.images, m.values,
+                                              m.identity):
+                report.problems.append(f"{split}/{name} minibatch {m.index}: {problem}")
+            identities[split].update(m.identity.tolist())
             report.checked += 1
             if on_minibatch:
                 on_minibatch()
