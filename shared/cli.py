@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import click
 
 from .errors import DcignError
@@ -40,3 +43,14 @@ def split_choices(values: tuple[str, ...], allowed: list[str], option: str) -> t
         if name not in allowed:
             raise DcignError(f"unknown {option} {name!r}: choose from {', '.join(allowed)}")
     return tuple(dict.fromkeys(names))  # de-duplicated, order kept
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of a dataclass field, so a CLI option states no default of its own: the
+    dataclass (a training config, a render recipe) is the one place each default lives."""
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise TypeError(f"{cls.__name__}.{name} has no default")
