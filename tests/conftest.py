@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from dcign.render.cli import main as render_main
 from dcign.shared.store_cli import main as store_main
 
 # Small enough for CI, big enough that every code path runs: 4 factors x 2 splits.
@@ -22,6 +21,8 @@ def invoke(command, args: list[str]) -> Result:
 
 
 def render(args: list[str]) -> Result:
+    from dcign.render.cli import main as render_main  # only the tests that render need GL
+
     return invoke(render_main, ["faces", *args])
 
 

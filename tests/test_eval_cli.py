@@ -1,5 +1,5 @@
 """`dcign-eval` as a user meets it: real checkpoints from `dcign-train`, one report folder with
-figures, metrics.json and a self-contained report.html; `--compare`; one-line errors."""
+figures, report.json and a self-contained report.html; `--compare`; one-line errors."""
 
 import base64
 import json
@@ -19,10 +19,10 @@ from conftest import assert_one_line_error
 from dcign.shared.factors import Factor
 from dcign.shared.store import open_store
 from dcign.train.cli import main as train_main
-from dcign.train.evaluate import main as eval_main
-from dcign.train.latents import encode_split
+from dcign.train.eval.cli import main as eval_main
+from dcign.train.eval.encoding import encode_split
+from dcign.train.eval.trained import load_trained
 from dcign.train.synthetic import write_blob_store
-from dcign.train.trained import load_trained
 
 FAST = ["--sweep", "-3:3:3", "--traversal-images", "2", "--samples", "200"]
 FIGURES = ["traversal_azimuth.png", "traversal_elevation.png", "traversal_light.png",
@@ -56,14 +56,14 @@ def report(runs):
                       "--store", runs["store"], "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     return {"out": out, "output": result.output,
-            "metrics": json.loads((out / "metrics.json").read_text())}
+            "numbers": json.loads((out / "report.json").read_text())}
 
 
-def test_the_report_folder_holds_small_figures_metrics_and_a_page(report):
+def test_the_report_folder_holds_small_figures_its_numbers_and_a_page(report):
     out = report["out"]
     for name in FIGURES:
         assert (out / name).stat().st_size < 200_000, name
-    assert sorted(report["metrics"]["figures"]) == sorted(FIGURES)
+    assert sorted(report["numbers"]["figures"]) == sorted(FIGURES)
     assert (out / "report.html").is_file()
 
 
@@ -77,8 +77,8 @@ def test_report_html_inlines_every_figure_and_loads_nothing_from_outside(report)
     assert "<table>" in page and "href=" not in page
 
 
-def test_metrics_json_states_how_each_number_was_computed_with_counts_and_seeds(report):
-    m = report["metrics"]
+def test_report_json_states_how_each_number_was_computed_with_counts_and_seeds(report):
+    m = report["numbers"]
     d = m["disentanglement"]
     assert d["samples"] == 160 and d["seed"] == 0 and d["bins"] == 20
     assert d["pooled_from"] == {"azimuth": 40, "elevation": 40, "light": 40, "intrinsic": 40}
@@ -102,13 +102,13 @@ def test_the_terminal_shows_a_table_and_the_report_path(report):
 
 
 def test_the_vae_baselines_factor_latent_is_the_one_of_largest_variance(report, runs):
-    chosen = report["metrics"]["baseline"]["latents"]["azimuth"]
+    chosen = report["numbers"]["baseline"]["latents"]["azimuth"]
     store = open_store(runs["store"])
     trained = load_trained(runs["vae"], torch.device("cpu"))
     mu = encode_split(trained.model, store, "test", "azimuth", torch.device("cpu")).mu
     within = mu.reshape(-1, store.spec.batch_size, mu.shape[1]).var(axis=1).mean(axis=0)
     assert chosen["latent"] == int(np.argmax(within)) and "largest" in chosen["rule"]
-    assert report["metrics"]["baseline"]["novel_views"]["factor"] == "azimuth"
+    assert report["numbers"]["baseline"]["novel_views"]["factor"] == "azimuth"
 
 
 def test_the_default_report_folder_is_beside_the_run_and_a_rerun_replaces_it(runs):
@@ -132,7 +132,7 @@ def test_compare_puts_several_runs_in_one_table_and_one_plot(runs, tmp_path):
     result = run_eval("--compare", runs["dcign"], runs["vae"], "--store", runs["store"],
                       "--out", tmp_path, "--samples", "200")
     assert result.exit_code == 0, result.output
-    m = json.loads((tmp_path / "metrics.json").read_text())
+    m = json.loads((tmp_path / "report.json").read_text())
     assert [r["run"] for r in m["runs"]] == ["dcign", "vae"]
     assert [r["mode"] for r in m["runs"]] == ["dcign", "vae"]
     assert m["figures"] == ["compare.png"] and (tmp_path / "compare.png").is_file()
@@ -147,7 +147,7 @@ def test_a_rendered_faces_store_is_evaluated_without_code_changes(tiny_store, tm
     result = run_eval("--checkpoint", run, "--store", tiny_store, "--out", tmp_path / "r",
                       *FAST)
     assert result.exit_code == 0, result.output
-    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "r" / "report.json").read_text())
     assert m["dataset"] == "faces"
     assert m["disentanglement"]["factors"] == ["azimuth", "elevation", "light"]
 
@@ -162,7 +162,7 @@ def test_a_factor_stored_without_a_latent_gets_no_traversal_and_no_scatter_panel
     run = train(store, tmp_path / "run", "--ratio", "1:0:1:10")
     result = run_eval("--checkpoint", run, "--store", store, "--out", tmp_path / "r", *FAST)
     assert result.exit_code == 0, result.output
-    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    m = json.loads((tmp_path / "r" / "report.json").read_text())
     assert m["latents"]["elevation"] == {"latent": None, "rule": "stored only, no latent"}
     assert set(m["inferred_vs_true"]) == {"azimuth", "light"}
     assert "traversal_elevation.png" not in m["figures"]

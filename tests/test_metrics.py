@@ -8,7 +8,7 @@ factors into one latent scores lower than the pure one.
 import numpy as np
 import pytest
 
-from dcign.train.metrics import dci, discretize, factorvae_score, mig, sap
+from dcign.train.eval.disentanglement import dci, discretize, factorvae_score, mig, sap
 
 N, K = 3000, 3
 
@@ -102,7 +102,7 @@ def test_metrics_are_deterministic_given_their_seeds(factors, random_code):
 def test_mutual_information_matches_scikit_learn_pair_by_pair(factors, random_code):
     from sklearn.metrics import mutual_info_score
 
-    from dcign.train.metrics import mutual_information
+    from dcign.train.eval.disentanglement import mutual_information
 
     codes_d = discretize(np.hstack([factors[:, :1] + random_code[:, :1], random_code]), 7)
     factors_d = discretize(factors, 5)
@@ -110,3 +110,27 @@ def test_mutual_information_matches_scikit_learn_pair_by_pair(factors, random_co
     expected = [[mutual_info_score(factors_d[:, k], codes_d[:, i]) for k in range(K)]
                 for i in range(codes_d.shape[1])]
     assert np.allclose(mi, expected, atol=1e-12)
+
+
+def test_scores_on_a_store_with_an_encoder_equal_scores_on_the_same_codes_as_arrays(tmp_path):
+    """disentanglement_lib's way in (a dataset plus a representation function) and ours (arrays
+    already encoded) draw the same images and give the same numbers for the same seed."""
+    from dcign.shared.store import open_store
+    from dcign.train.eval.disentanglement import pooled, scores
+    from dcign.train.synthetic import write_blob_store
+
+    store = open_store(write_blob_store(tmp_path / "b.zarr", 32, train_batches=1,
+                                        test_batches=3))
+
+    def encode(images):  # a deterministic stand-in for a network: brightness statistics
+        flat = images.reshape(len(images), -1).astype(float)
+        return np.stack([flat.mean(1), flat.std(1), (flat > 0).mean(1)], axis=1)
+
+    groups = [store.read_complete("test", f) for f in store.factors_present("test")]
+    images = np.concatenate([g.images.reshape(-1, 32, 32) for g in groups])
+    values = np.concatenate([g.values.reshape(-1, 3) for g in groups])
+    from_store = scores(store, encode, seed=3, samples=150)
+    from_arrays = scores(pooled(store, encode(images), values), seed=3, samples=150)
+    assert from_store == from_arrays
+    assert from_store["samples"] == 150 and from_store["factors"] == ["azimuth", "elevation",
+                                                                         "light"]

@@ -12,7 +12,7 @@ from conftest import assert_one_line_error
 from PIL import Image
 
 from dcign.train.cli import main as train_main
-from dcign.train.rerender import GAP, LABEL_HEIGHT, TILE_MIN, load_gray, main
+from dcign.train.eval.rerender import GAP, LABEL_HEIGHT, TILE_MIN, load_gray, main
 from dcign.train.synthetic import write_blob_store
 
 

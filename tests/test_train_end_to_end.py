@@ -14,10 +14,11 @@ from conftest import TINY, assert_one_line_error, render
 
 import dcign.train.loop as loop
 from dcign.shared.store import open_store
+from dcign.train.checkpoint import read_checkpoint
 from dcign.train.cli import main
-from dcign.train.loop import read_checkpoint
+from dcign.train.eval.encoding import to_tensor
+from dcign.train.eval.trained import load_trained
 from dcign.train.synthetic import write_blob_store
-from dcign.train.trained import load_trained, to_tensor
 
 
 def train_cli(*args):

@@ -7,9 +7,10 @@ import torch
 
 import dcign.train.loop as loop
 from dcign.shared.errors import DcignError
+from dcign.train.checkpoint import read_checkpoint
 from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset
-from dcign.train.loop import NonFiniteLoss, build_run, read_checkpoint, train, train_step
+from dcign.train.loop import NonFiniteLoss, build_run, train, train_step
 from dcign.train.synthetic import write_blob_store
 
 
@@ -109,13 +110,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(blobs, tmp_
     assert all(torch.isfinite(t).all() for t in state["model"].values())
 
 
-def test_the_metrics_file_has_one_json_record_per_line_with_loss_and_throughput(blobs, tmp_path):
+def test_the_run_log_has_one_json_record_per_line_with_loss_and_throughput(blobs, tmp_path):
     result = train(config(blobs, tmp_path))
-    records = [json.loads(line) for line in result.metrics.read_text().splitlines()]
+    records = [json.loads(line) for line in result.run_log.read_text().splitlines()]
     steps = [r for r in records if "event" not in r]
     assert [r["step"] for r in steps] == [2, 4, 6, 8]
     assert all(r["images_per_s"] > 0 and r["elbo_per_image"] < 0 for r in steps)
-    assert records[-1]["event"] == "evaluation"
+    assert records[-1]["event"] == "held_out"
     assert set(records[-1]["correlations"]) == {"azimuth", "elevation", "light"}
 
 
@@ -142,7 +143,7 @@ def test_clamping_ties_z1_to_azimuth_and_z2_to_elevation_where_a_plain_vae_does_
     store = str(write_blob_store(tmp_path / "b.zarr", 32, 30, 3, seed=1))
     # blobs' light only tilts their shading, too faint to learn in seconds: leave it out
     budget = dict(steps=300, checkpoint_every=1000, ratio="1:1:0:2")
-    dcign = train(config(store, tmp_path / "dcign", **budget)).evaluation["correlations"]
-    vae = train(config(store, tmp_path / "vae", mode="vae", **budget)).evaluation["correlations"]
+    dcign = train(config(store, tmp_path / "dcign", **budget)).held_out["correlations"]
+    vae = train(config(store, tmp_path / "vae", mode="vae", **budget)).held_out["correlations"]
     assert abs(dcign["azimuth"]["r"]) > 0.9 and abs(dcign["elevation"]["r"]) > 0.9, dcign
     assert min(abs(vae["azimuth"]["r"]), abs(vae["elevation"]["r"])) < 0.9, vae

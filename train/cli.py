@@ -6,9 +6,15 @@ from pathlib import Path
 
 import click
 
-from dcign.shared.cli import DcignCommand
+from dcign.shared.cli import DcignCommand, default_of
 
 from .config import TrainConfig
+
+
+def default(name: str):
+    """The option's default is TrainConfig's: one place for each."""
+    return default_of(TrainConfig, name)
+
 
 EPILOG = """\b
 Examples:
@@ -35,46 +41,53 @@ Examples:
 @click.option("--out", default=None,
               help="Run directory: checkpoint.pt, metrics.jsonl, figures. "
                    "Default: runs/<store name>-<mode>.")
-@click.option("--mode", type=click.Choice(["dcign", "vae"]), default="dcign", show_default=True,
-              help="dcign: clamped training (paper §3); vae: the entangled baseline.")
-@click.option("--clamp", "clamp_rule", type=click.Choice(["mean", "first"]), default="mean",
+@click.option("--mode", type=click.Choice(["dcign", "vae"]), default=default("mode"),
               show_default=True,
+              help="dcign: clamped training (paper §3); vae: the entangled baseline.")
+@click.option("--clamp", "clamp_rule", type=click.Choice(["mean", "first"]),
+              default=default("clamp"), show_default=True,
               help="Shared value of clamped latents: batch mean (paper) or first sample "
                    "(released code).")
-@click.option("--invariance", type=float, default=0.01, show_default=True,
+@click.option("--invariance", type=float, default=default("invariance"),
+              show_default=True,
               help="λ of the invariance gradient on clamped latents (relative to the summed "
                    "loss); 0 is the released code's default.")
-@click.option("--ratio", default=None,
+@click.option("--ratio", default=default("ratio"),
               help="Batch-type weights in factor-table order, e.g. 1:1:1:10 for faces "
                    "(azimuth:elevation:light:intrinsic). Default: 1 per extrinsic factor, 10 "
                    "for intrinsic.")
-@click.option("--arch", type=click.Choice(["auto", "paper150", "small"]), default="auto",
+@click.option("--arch", type=click.Choice(["auto", "paper150", "small"]),
+              default=default("arch"),
               show_default=True, help="auto: paper150 for 150×150 stores, small otherwise.")
 @click.option("--mirror-odd", multiple=True, metavar="FACTOR",
               help="Make this factor's latents odd under a left-right mirror of the image "
                    "(repeatable; not in the paper): rules out the folded azimuth code. "
                    "Faces: --mirror-odd azimuth.")
-@click.option("--steps", type=int, default=2000, show_default=True,
+@click.option("--steps", type=int, default=default("steps"), show_default=True,
               help="Optimiser steps in total (a resumed run continues up to this).")
-@click.option("--max-minutes", type=float, default=None,
+@click.option("--max-minutes", type=float, default=default("max_minutes"),
               help="Stop after this much wall time (then checkpoint and evaluate as at the end).")
-@click.option("--minibatches-per-step", type=int, default=1, show_default=True,
+@click.option("--minibatches-per-step", type=int, default=default("minibatches_per_step"),
+              show_default=True,
               help="Minibatches per optimiser step, each clamped separately; 1 is the paper.")
-@click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]), default="adam",
+@click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]),
+              default=default("optimizer"),
               show_default=True,
               help="adam(β=0.9, 0.99) is what the released 'rmsprop' really was.")
-@click.option("--lr", type=float, default=5e-4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--lr", type=float, default=default("lr"), show_default=True)
+@click.option("--seed", type=int, default=default("seed"), show_default=True,
               help="Seeds the weights, the batch schedule and the sampling noise.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
-@click.option("--workers", type=int, default=-1, show_default=True,
+@click.option("--device", default=default("device"), show_default=True,
+              help="auto, cpu, cuda, cuda:1, …")
+@click.option("--workers", type=int, default=default("workers"), show_default=True,
               help="Loader processes; -1: 4 on CUDA, 0 on the CPU, where reading a minibatch "
                    "costs ~1 ms against a ~100 ms step and workers would steal its cores.")
 @click.option("--in-memory", is_flag=True, help="Read the train split into memory first.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the network.")
-@click.option("--log-every", type=int, default=10, show_default=True,
+@click.option("--log-every", type=int, default=default("log_every"), show_default=True,
               help="Steps per metrics line.")
-@click.option("--checkpoint-every", type=int, default=200, show_default=True,
+@click.option("--checkpoint-every", type=int, default=default("checkpoint_every"),
+              show_default=True,
               help="Steps between checkpoints (a killed run loses at most these).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
@@ -100,13 +113,13 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, step
     from .loop import train  # torch imports only after the arguments are known to be sane
 
     result = train(cfg, resume=resume)
-    ev = result.evaluation
-    if ev:
-        click.echo(f"held-out ELBO: {ev['elbo_per_image']:.1f} nats/image")
-        for name, r in ev["correlations"].items():
+    held = result.held_out
+    if held:
+        click.echo(f"held-out ELBO: {held['elbo_per_image']:.1f} nats/image")
+        for name, r in held["correlations"].items():
             click.echo(f"  {name:<10} r(z{r['latent'] + 1}) = {r['r']:+.3f}   "
                        f"best single latent z{r['best_latent'] + 1}: {r['best_r']:+.3f}")
     click.echo(f"checkpoint: {result.checkpoint}")
-    click.echo(f"metrics:    {result.metrics}")
+    click.echo(f"metrics:    {result.run_log}")
     for f in result.figures:
         click.echo(f"figure:     {f}")

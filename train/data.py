@@ -8,9 +8,6 @@ steps in parallel, and a resumed run simply starts the index at the checkpoint's
 
 from __future__ import annotations
 
-import asyncio
-import os
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,23 +60,19 @@ class TrainingData:
         return self.store.spec
 
 
-def complete_indices(store: Store, split: str, factor: str) -> np.ndarray:
-    return np.flatnonzero(store.arrays(split, factor).completed())
-
-
 def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
                        ) -> TrainingData:
     """Open a store and check it can train `mode` ('dcign' or 'vae'); one-line errors."""
     store = open_store(path)
     factors = store.spec.factors
     weights = parse_ratio(ratio, factors)
-    present = {f for s, f in store.groups() if s == "train"}
+    present = {f for _, f in store.groups("train")}
     types = []
     for f, w in zip(factors, weights, strict=True):
         if w > 0 and mode == "dcign" and not f.ties_latents:
             raise DcignError(f"--ratio gives {f.name} weight {w:g}, but the store ties it to no "
                              "latent group, so clamping would hold every latent: give it 0")
-        idx = complete_indices(store, "train", f.name) if f.name in present else np.empty(0, int)
+        idx = store.complete("train", f.name) if f.name in present else np.empty(0, int)
         if w > 0 and len(idx) == 0:
             if mode == "vae" and ratio is None:
                 continue  # the baseline needs images, not every batch type
@@ -90,24 +83,14 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
             types.append(BatchType(f, w, latent_slice(f, latent_size), idx))
     if not types:
         raise DcignError(f"{path} has no complete train minibatches (empty train split)")
-    test = tuple(f for s, f in store.groups()
-                 if s == "test" and complete_indices(store, "test", f).size)
-    check_disjoint_identities(store, test)
+    test = tuple(store.factors_present("test"))
+    check_disjoint_identities(store)
     return TrainingData(store, tuple(types), test)
 
 
-def _identities(store: Store, split: str, factor: str) -> np.ndarray:
-    a = store.arrays(split, factor)
-    return np.asarray(a.identity[:])[a.completed()].ravel()
-
-
-def check_disjoint_identities(store: Store, test_groups: tuple[str, ...]) -> None:
+def check_disjoint_identities(store: Store) -> None:
     """Refuse a store whose test identities appear in training: held-out must mean unseen."""
-    train = [_identities(store, "train", f) for s, f in store.groups() if s == "train"]
-    test = [_identities(store, "test", f) for f in test_groups]
-    if not train or not test:
-        return
-    shared = np.intersect1d(np.concatenate(train), np.concatenate(test))
+    shared = np.intersect1d(store.identities("train"), store.identities("test"))
     if shared.size:
         raise DcignError(f"{store.path}: {shared.size} identities are in both the train and "
                          f"the test split (e.g. {int(shared[0])}); refusing to train on test faces")
@@ -126,57 +109,32 @@ class StepDataset(Dataset):
     """Item `step` = that step's minibatches, stacked: (kinds int64 (M,), uint8 (M, B, H, W)).
 
     kinds[i] indexes `types`: which factor varies in minibatch i. One stacked tensor per step
-    means one shared-memory transfer from a worker and one pinned copy. Zarr arrays are opened
-    lazily in each worker process; `in_memory` reads the train split once, up front, instead.
+    means one shared-memory transfer from a worker and one pinned copy. Each worker process
+    reads through its own copy of the store (`Store.read_images` reads a step's minibatches
+    concurrently); `in_memory` reads the train split once, up front, instead.
     """
 
     def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False):
-        self.path, self.types = str(data.store.path), data.types
+        self.store, self.types = data.store, data.types
         self.seed, self.per_step = seed, per_step
-        self._reader: StepReader | None = None
         self.memory = None
         if in_memory:
-            self.memory = [np.asarray(data.store.arrays("train", t.factor.name).images[:])
-                           for t in self.types]
+            self.memory = [data.store.read_complete("train", t.factor.name) for t in self.types]
 
     def __len__(self) -> int:
         return 2**62  # any step number; the sampler decides which are read
 
-    def __getstate__(self) -> dict:
-        return self.__dict__ | {"_reader": None}  # each worker process opens its own
-
     def _read(self, drawn: list[tuple[int, int]]) -> list[np.ndarray]:
         if self.memory is not None:
-            return [self.memory[kind][k] for kind, k in drawn]
-        if self._reader is None or self._reader.pid != os.getpid():
-            self._reader = StepReader(self.path, [t.factor.name for t in self.types])
-        return self._reader.read(drawn)
+            return [self.memory[kind].images[np.searchsorted(self.memory[kind].indices, k)]
+                    for kind, k in drawn]
+        return self.store.read_images("train", [(self.types[kind].factor.name, k)
+                                                for kind, k in drawn])
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         drawn = draw_step(self.types, self.seed, step, self.per_step)
         images = np.stack(self._read(drawn))
         return torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images)
-
-
-class StepReader:
-    """Reads a step's stored minibatches concurrently, in one pass of its own event loop.
-
-    A zarr read of one minibatch costs about 1 ms of fixed overhead (handing the request to
-    zarr's I/O thread and back), more than decompressing it; reading a step's minibatches
-    together pays it once per step instead of once per minibatch."""
-
-    def __init__(self, path: str, factors: list[str]):
-        store = open_store(path)
-        self.arrays = [store.arrays("train", name).images.async_array for name in factors]
-        self.loop = asyncio.new_event_loop()
-        self.pid = os.getpid()
-        weakref.finalize(self, self.loop.close)
-
-    def read(self, drawn: list[tuple[int, int]]) -> list[np.ndarray]:
-        async def all_of_them() -> list[np.ndarray]:
-            return await asyncio.gather(*(self.arrays[kind].getitem(k) for kind, k in drawn))
-
-        return self.loop.run_until_complete(all_of_them())
 
 
 def make_loader(dataset: StepDataset, start: int, stop: int, workers: int, pin_memory: bool

@@ -1,4 +1,5 @@
-"""The training loop: store → typed minibatches → clamped VAE step → metrics and checkpoints.
+"""The training loop: store → typed minibatches → clamped VAE step → run log and checkpoints,
+then the held-out check of `eval/held_out.py`.
 
 One optimiser step shows `minibatches_per_step` minibatches, each clamped separately (its own
 varying factor, its own batch means), with gradients accumulated; one per step is the paper.
@@ -9,16 +10,11 @@ non-finite loss stops the run before the optimiser touches the weights.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,14 +22,15 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
 from dcign.shared.store import StoreSpec
 
+from .checkpoint import CHECKPOINT_NAME, read_checkpoint, store_fingerprint, write_checkpoint
 from .clamping import active_mask, clamp
 from .config import TrainConfig
 from .data import StepDataset, TrainingData, make_loader, open_training_data
-from .latents import factor_correlations, test_elbo
+from .device import autocast, pick_device
+from .eval import held_out
 from .model import DCIGN, Architecture, architecture_for
 from .objective import kl_nats, reconstruction_nats, reparameterize
-
-CHECKPOINT_FORMAT = "dcign-train-checkpoint/1"
+from .runlog import RunLog
 
 
 class NonFiniteLoss(DcignError):
@@ -56,23 +53,7 @@ class Run:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.out / "checkpoint.pt"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DcignError(f"--device {name}: no CUDA device is available")
-    return torch.device(name)
-
-
-def store_fingerprint(data: TrainingData) -> dict:
-    """What identifies the images trained on: spec (incl. generator and object model)."""
-    attrs = data.spec.to_attrs()
-    digest = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode()).hexdigest()[:16]
-    return {"sha256": digest, "model_fingerprint": data.spec.model.get("fingerprint"),
-            "generator": data.spec.generator, "spec": attrs}
+        return self.out / CHECKPOINT_NAME
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -127,12 +108,6 @@ def build_run(cfg: TrainConfig) -> Run:
                encode=encode, decode=decode, out=Path(cfg.out))
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":  # bf16 keeps fp32's range: no loss scaling needed
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_step(run: Run, step: tuple[torch.Tensor, torch.Tensor]) -> dict:
     """One optimiser step over a step's minibatches (kinds (M,), uint8 images (M, B, H, W)).
 
@@ -147,14 +122,14 @@ def train_step(run: Run, step: tuple[torch.Tensor, torch.Tensor]) -> dict:
         x = images.unsqueeze(1).float().div_(255)
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(dev):
+        with autocast(dev):
             mu, logvar = run.encode(x)
         mu, logvar = mu.float(), logvar.float()
         if cfg.mode == "dcign":  # clamp everything outside this minibatch's varying factor
             mu = clamp(mu, run.masks[kind], cfg.clamp, cfg.invariance)
             logvar = clamp(logvar, run.masks[kind], cfg.clamp, cfg.invariance)
         z = reparameterize(mu, logvar, run.noise)
-        with _autocast(dev):
+        with autocast(dev):
             logits = run.decode(z)
         terms = torch.stack([reconstruction_nats(logits, x), kl_nats(mu, logvar)])
         terms.sum().backward()
@@ -173,34 +148,16 @@ def train_step(run: Run, step: tuple[torch.Tensor, torch.Tensor]) -> dict:
 
 def save_checkpoint(run: Run) -> Path:
     """Write model, optimiser, step, RNG states, config and store fingerprint atomically."""
-    state = {
-        "format": CHECKPOINT_FORMAT,
+    return write_checkpoint({
         "arch": run.model.arch.to_dict(),
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "step": run.step,
         "rng": {"noise": run.noise.get_state(), "torch": torch.get_rng_state()},
         "config": run.cfg.to_dict(),
-        "store": store_fingerprint(run.data),
+        "store": store_fingerprint(run.data.spec),
         "store_counts": {t.factor.name: len(t.indices) for t in run.data.types},
-    }
-    path = run.checkpoint_path
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a reader sees the old checkpoint or the new, never half
-    return path
-
-
-def read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise DcignError(f"no checkpoint to resume at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or damaged files
-        raise DcignError(f"{path} is not a readable checkpoint ({type(exc).__name__})") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise DcignError(f"{path} is not a dcign-train checkpoint")
-    return state
+    }, run.checkpoint_path)
 
 
 def restore(run: Run, state: dict, path: Path) -> None:
@@ -209,7 +166,7 @@ def restore(run: Run, state: dict, path: Path) -> None:
     if theirs != ours:
         raise DcignError(f"{path} holds a {theirs.describe()} network; this run builds "
                          f"{ours.describe()}")
-    fp = store_fingerprint(run.data)["sha256"]
+    fp = store_fingerprint(run.data.spec)["sha256"]
     if state["store"]["sha256"] != fp:
         raise DcignError(f"{path} was trained on another store (fingerprint "
                          f"{state['store']['sha256']}, this store {fp})")
@@ -224,53 +181,23 @@ def restore(run: Run, state: dict, path: Path) -> None:
     run.step = int(state["step"])
 
 
-# ----------------------------------------------------------------------------- logging
-
-class Metrics:
-    """metrics.jsonl (one JSON object per line) and, when installed, TensorBoard."""
-
-    def __init__(self, out: Path):
-        self.path = out / "metrics.jsonl"
-        self.file = open(self.path, "a")  # noqa: SIM115 - held for the run's lifetime
-        self.tb = None
-        with contextlib.suppress(ImportError):
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-
-    def log(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tb is not None and "event" not in record:  # training windows only
-            for k, v in record.items():
-                if isinstance(v, int | float) and k not in ("step", "time"):
-                    self.tb.add_scalar(f"train/{k}", v, record["step"])
-
-    def image(self, tag: str, grid: np.ndarray, step: int) -> None:
-        if self.tb is not None:
-            self.tb.add_image(tag, grid, step, dataformats="HW")
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 # ----------------------------------------------------------------------------- the run
 
 @dataclass
 class Result:
     checkpoint: Path
-    metrics: Path
+    run_log: Path
     figures: list[Path]
-    evaluation: dict
+    held_out: dict  # the end-of-run check's numbers ({} without test minibatches)
 
 
 def prepare(cli: TrainConfig, resume: bool) -> Run:
     """Build the run from the command line, or from its checkpoint with --resume."""
     out = Path(cli.out)
-    ckpt = out / "checkpoint.pt"
+    ckpt = out / CHECKPOINT_NAME
     if resume:
+        if not ckpt.is_file():
+            raise DcignError(f"no checkpoint to resume at {ckpt}")
         state = read_checkpoint(ckpt)
         run = build_run(TrainConfig.from_dict(state["config"]).resumed_with(cli))
         restore(run, state, ckpt)
@@ -286,19 +213,19 @@ def prepare(cli: TrainConfig, resume: bool) -> Run:
 def train(cli: TrainConfig, resume: bool = False) -> Result:
     run = prepare(cli, resume)
     cfg = run.cfg
-    metrics = Metrics(run.out)
+    log = RunLog(run.out)
     if run.step >= cfg.steps:
         tqdm.write(f"the checkpoint is already at step {run.step} of {cfg.steps}")
     dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory)
     workers = cfg.workers if cfg.workers >= 0 else (4 if run.device.type == "cuda" else 0)
     loader = make_loader(dataset, run.step, cfg.steps, workers,
                          pin_memory=run.device.type == "cuda")
-    metrics.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
-                 "device": str(run.device), "arch": run.model.arch.to_dict(),
-                 "batch_types": [t.factor.name for t in run.data.types]})
+    log.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
+             "device": str(run.device), "arch": run.model.arch.to_dict(),
+             "batch_types": [t.factor.name for t in run.data.types]})
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step")
     window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}
-    try:  # the metrics file (and TensorBoard's writer) close however the run ends
+    try:  # the run log (and TensorBoard's writer) close however the run ends
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         try:
             for step in loader:
@@ -310,13 +237,13 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
                     window[k] += out[k]
                 bar.update(1)
                 if run.step % cfg.log_every == 0 or run.step == cfg.steps:
-                    log_window(run, metrics, bar, window, out["grad_norm"])
+                    log_window(run, log, bar, window, out["grad_norm"])
                 if run.step % cfg.checkpoint_every == 0:
                     save_checkpoint(run)
         except NonFiniteLoss as exc:
             last = f"the last good checkpoint is {run.checkpoint_path}" \
                 if run.checkpoint_path.exists() else "no checkpoint was written yet"
-            metrics.log({"event": "non-finite", "step": run.step, "message": str(exc)})
+            log.log({"event": "non-finite", "step": run.step, "message": str(exc)})
             raise NonFiniteLoss(f"{exc}; stopped, {last}") from None
         except KeyboardInterrupt:
             save_checkpoint(run)
@@ -325,18 +252,18 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
         finally:
             bar.close()
         path = save_checkpoint(run)
-        evaluation, figures = evaluate(run, metrics)
+        numbers, figures = end_of_run_check(run, log)
     finally:
-        metrics.close()
-    return Result(path, metrics.path, figures, evaluation)
+        log.close()
+    return Result(path, log.path, figures, numbers)
 
 
-def log_window(run: Run, metrics: Metrics, bar: tqdm, window: dict, grad_norm: float) -> None:
+def log_window(run: Run, log: RunLog, bar: tqdm, window: dict, grad_norm: float) -> None:
     now = time.perf_counter()
     n = max(window["images"], 1)
     loss = (window["bce"] + window["kl"]) / n
     rate = window["images"] / max(now - window["t"], 1e-9)
-    metrics.log({"step": run.step, "images": window["images"],
+    log.log({"step": run.step, "images": window["images"],
                  "loss_per_image": loss, "elbo_per_image": -loss,
                  "bce_per_image": window["bce"] / n, "kl_per_image": window["kl"] / n,
                  "grad_norm": grad_norm, "images_per_s": rate, "time": time.time()})
@@ -344,29 +271,16 @@ def log_window(run: Run, metrics: Metrics, bar: tqdm, window: dict, grad_norm: f
     window.update(bce=0.0, kl=0.0, images=0, t=now)
 
 
-def evaluate(run: Run, metrics: Metrics) -> tuple[dict, list[Path]]:
+def end_of_run_check(run: Run, log: RunLog) -> tuple[dict, list[Path]]:
     """Held-out ELBO, latent-factor correlations and figures, written beside the checkpoint."""
-    from .figures import reconstruction_grid, save_grid, save_latent_scatter
-
-    run.model.eval()
-    store, test = run.data.store, run.data.test_groups
-    if not test:
-        tqdm.write("note: the store has no complete test minibatches; skipping evaluation")
+    if not run.data.test_groups:
+        tqdm.write("note: the store has no complete test minibatches; skipping the held-out "
+                   "check")
         return {}, []
-    correlations, encoded = factor_correlations(run.model, store, test, run.device)
-    evaluation = {"event": "evaluation", "step": run.step, "split": "test",
-                  "elbo_per_image": test_elbo(run.model, store, test, run.device, run.cfg.seed),
-                  "correlations": correlations}
-    metrics.log(evaluation)
-    (run.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    first = store.arrays("test", test[0])
-    k = int(np.flatnonzero(first.completed())[0])
-    grid = reconstruction_grid(run.model, first.images[k][:10], run.device)
-    metrics.image("reconstructions", grid, run.step)
-    figures = [save_grid(grid, run.out / "reconstructions.png")]
-    if correlations:
-        factors = {f.name: f for f in store.spec.factors}
-        figures.append(save_latent_scatter(correlations, encoded, factors,
-                                           run.out / "latents_vs_factors.png"))
+    run.model.eval()
+    result = held_out.check(run.model, run.data.store, run.data.test_groups, run.device,
+                            run.cfg.seed, run.step, run.out)
     run.model.train()
-    return evaluation, figures
+    log.log(result.numbers)
+    log.image("reconstructions", result.grid, run.step)
+    return result.numbers, result.figures

@@ -1,5 +1,7 @@
-"""The evaluation's figures (matplotlib, Agg): latent traversals, inferred vs true, the
-entangled-vs-disentangled novel views, and a comparison of runs. Small PNGs (dpi 100)."""
+"""Every figure dcign draws of a trained network (matplotlib, Agg: files, never a window):
+the trainer's end-of-run reconstructions and latent scatter, and dcign-eval's latent traversals,
+inferred vs true, entangled-vs-disentangled novel views and the comparison of runs. Small PNGs
+(dpi 100)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,45 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ..model import DCIGN  # noqa: E402
+from .encoding import EncodedSplit, to_tensor  # noqa: E402
 
 GAP = 2  # pixels between tiles
 
+
+# ----------------------------------------------------------------------------- end of a run
+
+@torch.no_grad()
+def reconstruction_grid(model: DCIGN, images: np.ndarray, device: torch.device) -> np.ndarray:
+    """uint8 (2H, N·W): the images on top, their reconstructions below."""
+    rec = (model.reconstruct(to_tensor(images, device)).float().squeeze(1).cpu().numpy()
+           * 255).round().astype(np.uint8)
+    return np.concatenate([np.concatenate(list(images), 1), np.concatenate(list(rec), 1)], 0)
+
+
+def save_grid(grid: np.ndarray, path: Path) -> Path:
+    Image.fromarray(grid).save(path)
+    return path
+
+
+def save_latent_scatter(results: dict, encoded: dict[str, EncodedSplit], factors: dict,
+                        path: Path) -> Path:
+    """One panel per extrinsic factor: its assigned latent's μ against the true value."""
+    fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.6), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items(), strict=True):
+        enc, f = encoded[name], factors[name]
+        ax.scatter(enc.values[:, f.column], enc.mu[:, res["latent"]], s=4, alpha=0.5)
+        ax.set_xlabel(f"true {name} ({f.unit})")
+        ax.set_ylabel(f"z{res['latent'] + 1} (posterior mean)")
+        ax.set_title(f"{name}: r = {res['r']:.2f}")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+# ----------------------------------------------------------------------------- dcign-eval
 
 def mosaic(grid: np.ndarray) -> np.ndarray:
     """uint8 (R, C, H, W) → one gray image with thin white gaps between tiles."""
@@ -47,8 +85,6 @@ def _figure_for(grid: np.ndarray, blocks: int = 1):
 def save(fig, path: Path) -> Path:
     """Write the figure as a 256-colour PNG: the tiles are gray and the plots use few colours,
     so this keeps each file small (docs/ and report.html carry them) at no visible cost."""
-    from PIL import Image
-
     fig.canvas.draw()
     rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     plt.close(fig)

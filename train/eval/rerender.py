@@ -15,6 +15,7 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import factor_names
 from dcign.shared.images import to_gray
 
+from ..device import pick_device
 from .trained import load_trained, parse_values, sweep, tied_latent
 
 EPILOG = """\b
@@ -27,8 +28,6 @@ Examples:
   dcign-rerender --checkpoint runs/faces64-dcign --image face.png --factor light \\
                  --values -3:3:7 --out relit.png
 """
-
-# ITU-R 601-like weights of the paper's pipeline (and of this project's renderer)
 
 
 def load_gray(path: Path, size: int) -> np.ndarray:
@@ -97,8 +96,6 @@ def main(checkpoint, image_path, factor, values_text, latent, out, device):
     value, each labelled with the latent value it was decoded with.
     """
     values = parse_values(values_text)
-    from .loop import pick_device
-
     dev = pick_device(device)
     trained = load_trained(checkpoint, dev)
     z = resolve_latent(trained, factor, latent)

@@ -1,5 +1,5 @@
 """`dcign-eval`: did the network learn a graphics code? The paper's figures and today's
-disentanglement metrics for a checkpoint on a store's test split, in one report folder."""
+disentanglement scores for a checkpoint on a store's test split, in one report folder."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor
 from dcign.shared.store import Store, open_store
 
+from ..checkpoint import checkpoint_file
+from ..device import pick_device
 from . import report
-from .evaluation import (
-    TestSet,
+from .figures import compare_figure, novel_view_figure, scatter_figure, traversal_figure
+from .measures import (
+    EncodedTest,
     choose_latents,
     disentanglement,
     encode_test,
@@ -25,18 +28,11 @@ from .evaluation import (
     reconstruction,
     traversal_inputs,
 )
-from .trained import (
-    Trained,
-    check_same_kind,
-    checkpoint_file,
-    load_trained,
-    parse_values,
-    sweep,
-)
+from .trained import Trained, check_same_kind, load_trained, parse_values, sweep
 
 EPILOG = """\b
 Examples:
-  # one run: figures, metrics.json and report.html in runs/faces64-dcign/report/
+  # one run: figures, report.json and report.html in runs/faces64-dcign/report/
   dcign-eval --checkpoint runs/faces64-dcign --store datasets/faces64.zarr
 \b
   # with the entangled baseline's novel views beside DC-IGN's (paper §4.1.1)
@@ -62,7 +58,7 @@ class Options:
 @dataclass
 class Measured:
     trained: Trained
-    test: TestSet
+    test: EncodedTest
     reconstruction: dict
     latents: dict
     inferred: dict
@@ -108,8 +104,6 @@ def metric_values(m: Measured) -> dict[str, float]:
 
 def traversal_figures(m: Measured, factors: list[Factor], values: np.ndarray, images: int,
                       opts: Options, out: Path) -> list[tuple[Path, str]]:
-    from .evalfigures import traversal_figure
-
     inputs = traversal_inputs(m.test, images)
     figures = []
     for f in factors:
@@ -126,8 +120,6 @@ def traversal_figures(m: Measured, factors: list[Factor], values: np.ndarray, im
 
 
 def scatter(m: Measured, factors: list[Factor], out: Path) -> list[tuple[Path, str]]:
-    from .evalfigures import scatter_figure
-
     panels = []
     for f in factors:
         if f.name not in m.inferred:
@@ -145,8 +137,6 @@ def scatter(m: Measured, factors: list[Factor], out: Path) -> list[tuple[Path, s
 def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, images: int,
                 opts: Options, out: Path) -> tuple[list[tuple[Path, str]], dict]:
     """Paper §4.1.1 / figure 5b: the same sweep of the first factor both models tie."""
-    from .evalfigures import novel_view_figure
-
     inputs = traversal_inputs(main_run.test, images)
     for f in opts.store.spec.factors:
         za = main_run.latents.get(f.name, {}).get("latent")
@@ -213,8 +203,6 @@ def single_rows(m: Measured) -> list[list]:
 # ----------------------------------------------------------------------------- several runs
 
 def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Path, str]:
-    from .evalfigures import compare_figure
-
     out = report.check_out(out or checkpoint_file(runs[0]).parent.parent / "compare")
     measured = [measure(r, opts) for r in runs]
     report.prepare_out(out)
@@ -269,7 +257,7 @@ def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, trave
     """Evaluate a DC-IGN (or VAE baseline) checkpoint on a store's held-out minibatches.
 
     Writes PNG figures (latent traversals, inferred vs true factors, optionally the
-    entangled-vs-disentangled novel views), metrics.json (reconstruction MSE and ELBO per
+    entangled-vs-disentangled novel views), report.json (reconstruction MSE and ELBO per
     minibatch type, Pearson/Spearman r, MIG, DCI, SAP, FactorVAE, with sample counts and
     seeds) and a self-contained report.html; prints a table and the report's path.
     """
@@ -285,8 +273,6 @@ def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, trave
     elif checkpoint is None:
         raise DcignError("give --checkpoint RUN (or --compare RUN_A RUN_B …)")
     values = parse_values(sweep_text, "--sweep")
-    from .loop import pick_device
-
     opts = Options(open_store(store), pick_device(device), seed, samples, bins)
     if compare_runs:
         html, table = compare(runs, opts, out)

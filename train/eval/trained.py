@@ -1,8 +1,8 @@
 """A trained network as evaluation and re-rendering meet it: loaded from a run, checked
 against a store, swept along one latent.
 
-Shared by `dcign-eval` and `dcign-rerender`; reads the trainer's checkpoints through
-`loop.read_checkpoint`, so both refuse what the trainer would.
+Shared by `dcign-eval` and `dcign-rerender`; reads checkpoints through `train/checkpoint.py`,
+as resuming does, so both refuse what the trainer would. Never imports the training loop.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import StoreSpec
 
-from .loop import read_checkpoint
-from .model import DCIGN, Architecture
+from ..checkpoint import checkpoint_file, read_checkpoint
+from ..model import DCIGN, Architecture
+from .encoding import to_tensor
 
 
 @dataclass
@@ -39,15 +40,6 @@ class Trained:
     @property
     def image_size(self) -> int:
         return self.model.arch.image_size
-
-
-def checkpoint_file(run: str | Path) -> Path:
-    """A run directory or a checkpoint file → the checkpoint file; one-line error if absent."""
-    path = Path(run)
-    file = path / "checkpoint.pt" if path.is_dir() else path
-    if not file.is_file():
-        raise DcignError(f"no checkpoint at {file}")
-    return file
 
 
 def load_trained(run: str | Path, device: torch.device) -> Trained:
@@ -96,13 +88,6 @@ def parse_values(text: str, option: str = "--values") -> np.ndarray:
     if n < 1 or not (np.isfinite(start) and np.isfinite(stop)):
         raise DcignError(f"{option} {text!r}: N must be at least 1 and the ends finite")
     return np.linspace(start, stop, n)
-
-
-@torch.no_grad()
-def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W) → float (N, 1, H, W) in [0, 1]."""
-    # a writable copy: torch warns on read-only (zarr, PIL) arrays
-    return torch.from_numpy(np.array(images, dtype=np.uint8)).to(device).unsqueeze(1).float() / 255
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
-"""The report folder: its guard against overwriting, metrics.json, a self-contained
-report.html (figures inlined as base64 data URIs, plain HTML/CSS) and the terminal table."""
+"""The report folder: its guard against overwriting, report.json (the evaluation's numbers),
+a self-contained report.html (figures inlined as base64 data URIs, plain HTML/CSS) and the
+terminal table."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 from dcign.shared.errors import DcignError
 
 REPORT_FORMAT = "dcign-eval-report/1"
+REPORT_JSON = "report.json"
+# Reports written before the run log, the report and the scores had names of their own.
+EARLIER_REPORT_JSON = "metrics.json"
 
 
 def check_out(out: Path) -> Path:
@@ -35,15 +39,20 @@ def prepare_out(out: Path) -> Path:
 
 
 def is_report(path: Path) -> bool:
-    try:
-        return json.loads((path / "metrics.json").read_text()).get("format") == REPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    """A folder dcign-eval wrote (and may therefore overwrite)."""
+    for name in (REPORT_JSON, EARLIER_REPORT_JSON):
+        try:
+            if json.loads((path / name).read_text()).get("format") == REPORT_FORMAT:
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
 
 
 def write_json(data: dict, out: Path) -> Path:
-    path = out / "metrics.json"
+    path = out / REPORT_JSON
     path.write_text(json.dumps({"format": REPORT_FORMAT} | data, indent=2) + "\n")
+    (out / EARLIER_REPORT_JSON).unlink(missing_ok=True)  # an earlier report's numbers: stale
     return path
 
 

@@ -1,4 +1,4 @@
-"""What `dcign-eval` measures on a store's test split, as plain data (figures elsewhere).
+"""What `dcign-eval` measures on a store's test split, as plain data (figures in figures.py).
 
 - reconstruction: per-pixel MSE of the decoder's mean output for the posterior mean (images
   in [0, 1], no sampling), and the trainer's ELBO per image, per minibatch type and overall;
@@ -22,9 +22,9 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import continuous_factors, latent_slice
 from dcign.shared.store import Store
 
-from . import metrics
-from .latents import Encoded, encode_split, pearson, test_elbo
-from .trained import Trained, tied_latent, to_tensor
+from . import disentanglement as scores
+from .encoding import EncodedSplit, encode_split, pearson, test_elbo, to_tensor
+from .trained import Trained, tied_latent
 
 PAPER_CHAIRS_MSE = 2.7722e-4
 RECONSTRUCTION_NOTE = (
@@ -41,26 +41,25 @@ ELBO_NOTE = ("ELBO per image in nats as the trainer defines it: -(BCE summed ove
 
 
 @dataclass
-class TestSet:
+class EncodedTest:
     """Posterior means of every complete held-out minibatch, per varying factor."""
 
-    encoded: dict[str, Encoded]
+    encoded: dict[str, EncodedSplit]
     batch_size: int
 
 
 def test_groups(store: Store) -> list[str]:
     """Factors with complete test minibatches; a store without any is refused."""
-    groups = [f for s, f in store.groups()
-              if s == "test" and store.arrays(s, f).completed().any()]
+    groups = store.factors_present("test")
     if not groups:
         raise DcignError(f"{store.path} has no complete test minibatches to evaluate on")
     return groups
 
 
-def encode_test(trained: Trained, store: Store, device: torch.device) -> TestSet:
+def encode_test(trained: Trained, store: Store, device: torch.device) -> EncodedTest:
     encoded = {name: encode_split(trained.model, store, "test", name, device)
                for name in test_groups(store)}
-    return TestSet(encoded, store.spec.batch_size)
+    return EncodedTest(encoded, store.spec.batch_size)
 
 
 @torch.no_grad()
@@ -74,7 +73,7 @@ def pixel_mse(trained: Trained, images: np.ndarray, device: torch.device) -> np.
     return np.concatenate(out)
 
 
-def reconstruction(trained: Trained, store: Store, test: TestSet, device: torch.device,
+def reconstruction(trained: Trained, store: Store, test: EncodedTest, device: torch.device,
                    seed: int) -> dict:
     per_type, all_mse, elbo_sum = {}, [], 0.0
     for name, enc in test.encoded.items():
@@ -92,7 +91,7 @@ def reconstruction(trained: Trained, store: Store, test: TestSet, device: torch.
             "paper_chairs_mse_per_pixel": PAPER_CHAIRS_MSE}
 
 
-def choose_latents(trained: Trained, store: Store, test: TestSet) -> dict:
+def choose_latents(trained: Trained, store: Store, test: EncodedTest) -> dict:
     """{factor: {latent, rule}}: the table's tie for DC-IGN; largest variance for the VAE."""
     size = trained.model.arch.latent_size
     chosen = {}
@@ -120,7 +119,7 @@ def _table_rule(factor, z: int | None, size: int) -> str:
     return f"factor table: z{z + 1}…z{stop} (traversals sweep z{z + 1})"
 
 
-def inferred_vs_true(store: Store, test: TestSet, latents: dict) -> dict:
+def inferred_vs_true(store: Store, test: EncodedTest, latents: dict) -> dict:
     """Pearson and Spearman r of each extrinsic factor's latent against its true value."""
     out = {}
     for f in continuous_factors(store.spec.factors):
@@ -135,24 +134,20 @@ def inferred_vs_true(store: Store, test: TestSet, latents: dict) -> dict:
     return out
 
 
-def disentanglement(store: Store, test: TestSet, seed: int, samples: int, bins: int,
-                    factorvae_batch: int = 64, votes: tuple[int, int] = (3000, 1500)) -> dict:
-    """MIG, DCI, SAP and FactorVAE on posterior means pooled over every test minibatch type."""
-    cols = continuous_factors(store.spec.factors)
+def disentanglement(store: Store, test: EncodedTest, seed: int, samples: int, bins: int
+                    ) -> dict:
+    """MIG, DCI, SAP and FactorVAE on posterior means pooled over every test minibatch type,
+    with how each was made."""
     codes = np.concatenate([e.mu for e in test.encoded.values()])
-    values = np.concatenate([e.values for e in test.encoded.values()])[:, [f.column for f in cols]]
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(codes), size=min(samples, len(codes)), replace=False)
-    codes, values = codes[pick], values[pick]
-    ranges = [(f.low, f.high) if f.low is not None else None for f in cols]
-    discrete = metrics.discretize(values, bins, ranges)
-    dci = metrics.dci(codes, values, rng)
-    return {
-        "factors": [f.name for f in cols],
-        "samples": len(codes), "pooled_from": {k: len(e.mu) for k, e in test.encoded.items()},
-        "seed": seed, "bins": bins,
+    values = np.concatenate([e.values for e in test.encoded.values()])
+    result = scores.scores(scores.pooled(store, codes, values), seed=seed, samples=samples,
+                           bins=bins)
+    batch, (train_votes, eval_votes) = scores.FACTORVAE_BATCH, scores.FACTORVAE_VOTES
+    n = result["samples"]
+    return result | {
+        "pooled_from": {k: len(e.mu) for k, e in test.encoded.items()},
         "sampling": "test-split posterior means from every minibatch type, pooled, then "
-                    f"{len(codes)} drawn without replacement by numpy default_rng({seed}); "
+                    f"{n} drawn without replacement by numpy default_rng({seed}); "
                     "the same generator then seeds DCI's split and trees and FactorVAE's votes",
         "discretisation": f"each factor cut into {bins} equal-width bins over its stated range "
                           f"(MIG, FactorVAE); latents into {bins} bins over their observed "
@@ -160,24 +155,19 @@ def disentanglement(store: Store, test: TestSet, seed: int, samples: int, bins: 
         "identity": "not a metric factor: it takes thousands of values, one per face, so no "
                     "binned estimate is meaningful; identity minibatches still contribute "
                     "their images (with their fixed pose and light) to the pool",
-        "mig": metrics.mig(codes, discrete, bins)["mig"],
-        "dci": {k: dci[k] for k in ("disentanglement", "completeness", "informativeness")},
         "dci_how": "gradient-boosted regression trees (50, depth 3) per factor, 2/3 train, "
                    "1/3 held out for informativeness (R²)",
-        "sap": metrics.sap(codes, values)["sap"],
         "sap_how": "continuous SAP: R² of a one-latent linear regression (squared Pearson r)",
-        "factorvae": metrics.factorvae_score(codes, discrete, rng, factorvae_batch,
-                                             *votes)["factorvae"],
         "factorvae_how": (
-            f"batches of {factorvae_batch} pooled test images sharing factor k's bin, "
-            f"{votes[0]} training and {votes[1]} evaluation votes. Single store minibatches "
+            f"batches of {batch} pooled test images sharing factor k's bin, "
+            f"{train_votes} training and {eval_votes} evaluation votes. Single store minibatches "
             "are not used as 'factor k fixed' batches: in them every factor but one is fixed, "
             "so the latent of least variance cannot tell which fixed factor a batch was "
             "drawn for (even a perfect code ties)."),
     }
 
 
-def traversal_inputs(test: TestSet, count: int) -> np.ndarray:
+def traversal_inputs(test: EncodedTest, count: int) -> np.ndarray:
     """`count` held-out images of different faces when the store has identity minibatches."""
     name = "intrinsic" if "intrinsic" in test.encoded else next(iter(test.encoded))
     images = test.encoded[name].images

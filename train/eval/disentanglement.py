@@ -1,4 +1,9 @@
-"""Disentanglement metrics over plain arrays: codes (N, D) against ground-truth factors (N, K).
+"""Disentanglement scores: how well a code (N, D) separates ground-truth factors (N, K).
+
+Two ways in, as in disentanglement_lib: `scores(Observations(codes, factors, …))` on arrays
+you already have, or `scores(store, encode=f)` on any dcign store and any model, where
+`f(uint8 images (N, H, W)) -> codes (N, D)`: a seeded sample of the store's held-out images is
+drawn (`Store.sample`) and encoded. The single metrics below take arrays.
 
 Each metric is the published definition, made deterministic by an explicit generator and
 small enough to run in seconds on a CPU:
@@ -27,10 +32,80 @@ scores ≈ 1 and a random code ≈ 0 (FactorVAE: ≈ 1/K, chance).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 
+from dcign.shared.factors import continuous_factors
+from dcign.shared.store import Store
+
 DEFAULT_BINS = 20
+DEFAULT_SAMPLES = 10_000
+FACTORVAE_BATCH = 64
+FACTORVAE_VOTES = (3000, 1500)  # training and evaluation votes
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Codes and the ground truth of the images they encode."""
+
+    codes: np.ndarray  # (N, D)
+    factors: np.ndarray  # (N, K) continuous factor values
+    names: tuple[str, ...]  # the K factors
+    ranges: tuple[tuple[float, float] | None, ...]  # each factor's stated range (None: observed)
+
+
+def observe(store: Store, encode: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator,
+            samples: int = DEFAULT_SAMPLES, split: str = "test") -> Observations:
+    """Encode a seeded sample of `split`'s images (every minibatch type pooled)."""
+    drawn = store.sample(samples, rng, split)
+    return _observations(store, np.asarray(encode(drawn.images)), drawn.values)
+
+
+def pooled(store: Store, codes: np.ndarray, values: np.ndarray) -> Observations:
+    """Observations from codes already computed for images whose values the store holds."""
+    return _observations(store, codes, values)
+
+
+def _observations(store: Store, codes: np.ndarray, values: np.ndarray) -> Observations:
+    cols = continuous_factors(store.spec.factors)
+    return Observations(codes, values[:, [f.column for f in cols]], tuple(f.name for f in cols),
+                        tuple((f.low, f.high) if f.low is not None else None for f in cols))
+
+
+def scores(source: Observations | Store, encode: Callable[[np.ndarray], np.ndarray] | None = None,
+           *, seed: int = 0, samples: int = DEFAULT_SAMPLES, bins: int = DEFAULT_BINS) -> dict:
+    """MIG, DCI, SAP and the FactorVAE score, all from one generator seeded with `seed`.
+
+    `source` is a store (then `encode` is required) or observations; from observations, at
+    most `samples` are drawn without replacement by the same generator first, so both ways
+    give the same numbers for the same images."""
+    rng = np.random.default_rng(seed)
+    if isinstance(source, Store):
+        if encode is None:
+            raise TypeError("scores(store) needs encode=: images (N, H, W) uint8 → codes (N, D)")
+        obs = observe(source, encode, rng, samples)
+    else:
+        pick = rng.choice(len(source.codes), size=min(samples, len(source.codes)),
+                          replace=False)
+        obs = Observations(source.codes[pick], source.factors[pick], source.names,
+                           source.ranges)
+    # one memory layout whichever way in: numpy's reductions sum in layout order, and DCI's
+    # trees split on the last bits of the standardised values
+    obs = Observations(np.ascontiguousarray(obs.codes, dtype=float),
+                       np.ascontiguousarray(obs.factors, dtype=float), obs.names, obs.ranges)
+    discrete = discretize(obs.factors, bins, list(obs.ranges))
+    dci_scores = dci(obs.codes, obs.factors, rng)
+    return {
+        "factors": list(obs.names), "samples": len(obs.codes), "seed": seed, "bins": bins,
+        "mig": mig(obs.codes, discrete, bins)["mig"],
+        "dci": {k: dci_scores[k] for k in ("disentanglement", "completeness", "informativeness")},
+        "sap": sap(obs.codes, obs.factors)["sap"],
+        "factorvae": factorvae_score(obs.codes, discrete, rng, FACTORVAE_BATCH,
+                                     *FACTORVAE_VOTES)["factorvae"],
+    }
 
 
 def discretize(values: np.ndarray, bins: int = DEFAULT_BINS,
