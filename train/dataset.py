@@ -1,0 +1,48 @@
+"""A `torch.utils.data.Dataset` over a dcign store, for people who bring their own model.
+
+Item i is one stored minibatch, in which exactly one factor varies:
+
+    from torch.utils.data import DataLoader
+    from dcign.train.dataset import MinibatchDataset
+
+    data = MinibatchDataset("datasets/faces64.zarr", split="train")
+    for batch in DataLoader(data, batch_size=None, shuffle=True):
+        x, varying = batch["images"], batch["factor"]  # (20, 1, 64, 64) in [0, 1]; "light"
+
+`batch["values"]` holds every image's factor values, columns named by `data.columns`, and
+`batch["identity"]` which face or chair each image shows. DC-IGN's own trainer reads stores
+through `data.py` instead, which draws whole training steps by seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from dcign.shared.factors import continuous_factors
+from dcign.shared.store import Store, open_store
+
+
+class MinibatchDataset(Dataset):
+    """The complete minibatches of one split (of the given minibatch types, or all)."""
+
+    def __init__(self, store: str | Path | Store, split: str = "train",
+                 factors: list[str] | None = None):
+        self.store = store if isinstance(store, Store) else open_store(store)
+        self.split = split
+        names = factors if factors is not None else self.store.factors_present(split)
+        self.items = [(name, int(k)) for name in names for k in self.store.complete(split, name)]
+        self.columns = [f.name for f in continuous_factors(self.store.spec.factors)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        factor, k = self.items[i]
+        m = self.store.minibatch(self.split, factor, k)
+        return {"images": torch.from_numpy(m.images.copy()).unsqueeze(1).float() / 255,
+                "values": torch.from_numpy(m.values.copy()),
+                "identity": torch.from_numpy(m.identity.copy()),
+                "factor": factor, "index": k}
