@@ -22,7 +22,7 @@ import numpy as np
 
 from dcign.shared.errors import DcignError
 
-from .geometry import vertex_normals
+from .objects.geometry import vertex_normals
 
 SHADER_DIR = Path(__file__).with_name("shaders")
 GL_PLATFORMS = ("egl", "osmesa")

@@ -14,6 +14,7 @@ tips the chair's top toward the camera, i.e. the camera looks down at the seat f
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -25,49 +26,25 @@ from dcign.shared.factors import CHAIR_ELEVATIONS, chair_factors
 from dcign.shared.store import StoreSpec
 
 from .backend import Lighting, Renderer, light_direction, rotation_matrix
-from .chair_model import build_chair
-from .scenes import (
+from .objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
+from .objects.mesh_folder import MeshFolder
+from .plans import (
     IdentityPools,
     ListedPools,
     MinibatchPlan,
     check_grid,
     identity_rng,
     plan_minibatch,
+    split_files,
 )
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
-CHAIR_RADIUS = 1.2  # every chair's bounding sphere, in scene units: fits the frame at any view
 # Light enough that dark chairs show their form, dim enough that pale seats stay off-white.
 CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=0.7,
                           ambient=0.3)
 LIGHT_AZIMUTH = -35.0  # the light comes from the camera's upper left, fixed as the chair turns
 GRID_AZIMUTHS = tuple(float(a) for a in range(0, 360, 12))  # the paper's 30 azimuths
-
-
-@dataclass(frozen=True)
-class ChairMesh:
-    vertices: np.ndarray  # (N, 3) float32, normalised
-    triangles: np.ndarray  # (T, 3) uint32
-    normals: np.ndarray  # (N, 3) float32
-    albedo: np.ndarray  # (N,) float32
-    material: np.ndarray | None  # (N, 2) shader texture codes, None: plain albedo
-
-
-def normalise(vertices: np.ndarray) -> np.ndarray:
-    """Centre the bounding box on the origin and scale the bounding sphere to CHAIR_RADIUS."""
-    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
-    centred = vertices - (lo + hi) / 2
-    radius = float(np.linalg.norm(centred, axis=1).max())
-    return (centred * (CHAIR_RADIUS / max(radius, 1e-9))).astype(np.float32)
-
-
-def procedural_chair(seed: int, identity: int, textures: bool = True) -> ChairMesh:
-    """Chair `identity` of the procedural generator: a pure function of (seed, identity)."""
-    chair = build_chair(identity_rng(seed, identity))
-    vertices, triangles, normals, albedo, material = chair.mesh()
-    return ChairMesh(normalise(vertices), triangles.astype(np.uint32), normals, albedo,
-                     material if textures else None)
 
 
 @dataclass(frozen=True)
@@ -97,8 +74,6 @@ class ChairRecipe:
     @property
     def pools(self) -> IdentityPools | ListedPools:
         if self.meshes:
-            from .mesh_folder import split_files
-
             return split_files(len(self.meshes), self.test_chairs, self.seed)
         return IdentityPools(train=self.chairs - self.test_chairs, test=self.test_chairs)
 
@@ -159,11 +134,9 @@ class ChairGenerator:
     def _procedural_fingerprint(self) -> str:
         """A hash of a few whole chairs (geometry, normals, winding, materials): it changes
         whenever the generator's output does, so such stores are not mixed."""
-        import hashlib
-
         h = hashlib.sha256()
         for i in range(4):
-            m = procedural_chair(self.recipe.seed, i)
+            m = procedural_chair(identity_rng(self.recipe.seed, i))
             for array in (m.vertices, m.normals, m.albedo, m.material):
                 h.update(np.round(array, 4).tobytes())
             h.update(m.triangles.tobytes())
@@ -178,11 +151,9 @@ class ChairGenerator:
         r = self.recipe
         if r.meshes:
             if self._folder is None:
-                from .mesh_folder import MeshFolder
-
                 self._folder = MeshFolder(r.meshes, r.up_axis)
             return self._folder.chair(identity)
-        return procedural_chair(r.seed, identity, r.textures)
+        return procedural_chair(identity_rng(r.seed, identity), r.textures)
 
     def renderer(self) -> Renderer:
         if self._renderer is None:

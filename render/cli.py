@@ -16,7 +16,8 @@ from .aubry import ImportRequest, import_aubry
 from .backend import GL_PLATFORMS, choose_gl_platform
 from .chairs import ChairRecipe
 from .faces import FaceRecipe
-from .mesh_folder import UP_AXES, default_test_files, scan_folder
+from .objects.mesh_folder import UP_AXES, scan_folder
+from .plans import paper_test_share
 from .writer import RenderRequest, check_counts, render_store
 
 FACES_EPILOG = """\b
@@ -163,7 +164,7 @@ def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, ov
         for name, reason in scan.skipped:
             click.echo(f"warning: skipping {name}: {reason}", err=True)
         chairs = len(scan.readable)
-        test_chairs = default_test_files(chairs) if test_chairs is None else test_chairs
+        test_chairs = paper_test_share(chairs) if test_chairs is None else test_chairs
     test_chairs = 150 if test_chairs is None else test_chairs
     if not 0 < test_chairs < chairs:
         raise DcignError(f"--test-chairs must lie between 1 and {chairs - 1} "

@@ -13,11 +13,11 @@ from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.images import GRAY_WEIGHTS, to_gray
 from dcign.shared.store import StoreSpec
 
-from . import face_model
 from .backend import Lighting, Renderer, light_direction, rotation_matrix
-from .face_model import MorphableModel
-from .geometry import VertexNormals
-from .scenes import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
+from .objects.face_loader import load_face_model
+from .objects.face_model import MorphableModel
+from .objects.geometry import VertexNormals
+from .plans import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 2
@@ -37,7 +37,7 @@ class FaceRecipe:
     identities: IdentityPools = field(default_factory=IdentityPools)
 
     def load(self) -> FaceGenerator:
-        return FaceGenerator(self, face_model.load_face_model(self.model_path))
+        return FaceGenerator(self, load_face_model(self.model_path))
 
 
 class FaceGenerator:

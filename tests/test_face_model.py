@@ -9,10 +9,11 @@ import scipy.io
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from dcign.render import embedded_face
-from dcign.render.basel import load_bfm2009, load_bfm2017
-from dcign.render.embedded_face import build_embedded_model
-from dcign.render.face_model import MorphableModel, load_face_model
+from dcign.render.objects import embedded_face
+from dcign.render.objects.basel import load_bfm2009, load_bfm2017
+from dcign.render.objects.embedded_face import build_embedded_model
+from dcign.render.objects.face_loader import load_face_model
+from dcign.render.objects.face_model import MorphableModel
 from dcign.shared.errors import ModelFileError
 
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
 from PIL import Image
 
-from dcign.render.aubry import crop_gray
 from dcign.render.cli import main as render_main
+from dcign.render.objects.aubry_tree import crop_gray
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 

@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 RENDER_MODULES = ["dcign.render.cli", "dcign.render.faces", "dcign.render.writer",
-                  "dcign.render.backend", "dcign.render.scenes", "dcign.render.face_model",
-                  "dcign.render.geometry", "dcign.shared.images",
-                  "dcign.render.embedded_face", "dcign.render.basel", "dcign.shared.store_cli"]
+                  "dcign.render.backend", "dcign.render.plans",
+                  "dcign.render.objects.face_model", "dcign.render.objects.geometry",
+                  "dcign.shared.images", "dcign.render.objects.embedded_face",
+                  "dcign.render.objects.basel", "dcign.shared.store_cli"]
 
 
 def _imported_after(modules: list[str]) -> set[str]:

@@ -10,10 +10,14 @@ import pytest
 import zarr
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
 
-from dcign.render.chair_model import DESIGNS, build_chair, parts_touch
-from dcign.render.chairs import ChairRecipe
+from dcign.render.backend import light_direction
+from dcign.render.chairs import CHAIR_LIGHTING, LIGHT_AZIMUTH, ChairRecipe, chair_rotation
 from dcign.render.cli import main as render_main
-from dcign.render.scenes import MinibatchPlan, identity_rng
+from dcign.render.objects.chair_mesh import CHAIR_RADIUS
+from dcign.render.objects.chair_model import DESIGNS, build_chair
+from dcign.render.objects.chair_parts import box, parts_touch
+from dcign.render.objects.mesh_folder import load_chair, scan_folder
+from dcign.render.plans import MinibatchPlan, identity_rng
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 
@@ -163,10 +167,6 @@ def test_materials_carry_texture_not_flat_gray():
 def test_a_positive_elevation_shows_a_seat_from_above():
     """A flat plate standing for a seat, lit from above: from a camera above (positive
     elevation) its lit top shows; from below (negative), its unlit underside."""
-    from dcign.render.backend import light_direction
-    from dcign.render.chair_model import box
-    from dcign.render.chairs import CHAIR_LIGHTING, LIGHT_AZIMUTH, chair_rotation
-
     plate = box((-1.0, -0.02, -1.0), (1.0, 0.02, 1.0), albedo=0.8)
     generator = ChairRecipe(image_size=32).load()
     renderer = generator.renderer()
@@ -225,8 +225,6 @@ def test_a_mesh_folder_renders_every_readable_file_and_reports_the_corrupt_one(
 
 
 def test_the_shapenet_layout_is_found(mesh_folder):
-    from dcign.render.mesh_folder import scan_folder
-
     scan = scan_folder(mesh_folder)
     assert any(p.endswith("1a2b3c/models/model_normalized.obj") for p in scan.readable)
     assert [name for name, _ in scan.skipped] == ["broken.ply"]
@@ -234,8 +232,6 @@ def test_the_shapenet_layout_is_found(mesh_folder):
 
 def test_mesh_colours_become_gray_albedo_with_the_dataset_weights(tmp_path):
     import trimesh
-
-    from dcign.render.mesh_folder import load_chair
 
     mesh = trimesh.creation.box((0.5, 0.9, 0.4))
     mesh.visual.vertex_colors = np.tile([255, 0, 0, 255], (len(mesh.vertices), 1))
@@ -256,9 +252,6 @@ def test_mesh_colours_become_gray_albedo_with_the_dataset_weights(tmp_path):
 
 def test_any_mesh_is_centred_and_scaled_to_the_chairs_size(mesh_folder):
     """A 2x4x6 box placed far off the origin (glTF) frames like a small one at the origin."""
-    from dcign.render.chairs import CHAIR_RADIUS
-    from dcign.render.mesh_folder import load_chair
-
     for name in ("f.gltf", "a.obj"):
         vertices = load_chair(mesh_folder / name).vertices
         centre = (vertices.min(axis=0) + vertices.max(axis=0)) / 2
@@ -267,8 +260,6 @@ def test_any_mesh_is_centred_and_scaled_to_the_chairs_size(mesh_folder):
 
 
 def test_the_up_axis_option_turns_the_named_axis_up(mesh_folder):
-    from dcign.render.mesh_folder import load_chair
-
     tall_in_y = load_chair(mesh_folder / "a.obj", "y").vertices
     tall_in_z = load_chair(mesh_folder / "a.obj", "z").vertices
     assert np.ptp(tall_in_y[:, 1]) > np.ptp(tall_in_y[:, 2])

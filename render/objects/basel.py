@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dcign.render.face_model import MorphableModel
 from dcign.shared.errors import ModelFileError
+
+from .face_model import MorphableModel
 
 # A basis whose column norms stray further than this from 1 is not orthonormal.
 _ORTHONORMAL_TOLERANCE = 0.05
@@ -109,7 +110,7 @@ def _model(name: str, path: Path, shape_mean, shape_basis, shape_std, albedo_mea
 
 def load_bfm2009(path: str | Path) -> MorphableModel:
     """Load BFM 2009's `01_MorphableModel.mat`."""
-    import scipy.io
+    import scipy.io  # here, not at the top: only a BFM 2009 user pays for importing it
 
     path = _checked_path(path)
     try:
@@ -140,7 +141,7 @@ def load_bfm2009(path: str | Path) -> MorphableModel:
 
 def load_bfm2017(path: str | Path) -> MorphableModel:
     """Load a BFM 2017 `.h5` model (e.g. `model2017-1_bfm_nomouth.h5`)."""
-    import h5py
+    import h5py  # here, not at the top: only a BFM 2017 user pays for importing it
 
     path = _checked_path(path)
     try:

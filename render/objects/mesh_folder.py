@@ -2,10 +2,10 @@
 GLB/glTF, PLY, OFF), including ShapeNet's `<id>/models/model_normalized.obj` layout.
 
 Files are found recursively and sorted by relative path; a chair's identity is its index in
-that sorted list of readable files. Unreadable files are skipped with a warning each and a
-count at the end, never silently. The folder's fingerprint, which a store records to refuse
-mixing folders, hashes each readable file's relative path and bytes (not mtimes: a copied
-folder is the same data).
+that sorted list of readable files (`plans.split_files` splits them into train and test).
+Unreadable files are skipped with a warning each and a count at the end, never silently. The
+folder's fingerprint, which a store records to refuse mixing folders, hashes each readable
+file's relative path and bytes (not mtimes: a copied folder is the same data).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import numpy as np
 from dcign.shared.errors import DcignError
 from dcign.shared.images import to_gray
 
-from .chairs import ChairMesh, normalise
-from .scenes import ListedPools
+from .chair_mesh import ChairMesh, normalise
 
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".off", ".stl")
 UP_AXES = ("x", "y", "z", "-x", "-y", "-z")
 NEUTRAL_GRAY = 0.6
+KEPT_CHAIRS = 32  # loaded meshes kept: an azimuth minibatch shows one chair, intrinsic 20
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,6 @@ def scan_folder(root: str | Path, up_axis: str = "y") -> FolderScan:
     return FolderScan(root, tuple(readable), tuple(skipped), h.hexdigest()[:16])
 
 
-def split_files(n: int, test: int, seed: int) -> ListedPools:
-    """A seeded, disjoint train/test split of n files (identities are sorted-file indices)."""
-    order = np.random.default_rng([seed, 2, n]).permutation(n)
-    return ListedPools(train=tuple(sorted(int(i) for i in order[test:])),
-                       test=tuple(sorted(int(i) for i in order[:test])))
-
-
-def default_test_files(n: int) -> int:
-    """The paper's share of test chairs (150 of 1357), at least one."""
-    return max(1, round(n * 150 / 1357))
-
-
 def up_rotation(up_axis: str) -> np.ndarray:
     """The rotation taking the named axis to +y."""
     if up_axis not in UP_AXES:
@@ -113,7 +101,7 @@ def _gray_albedo(mesh) -> np.ndarray:
 
 def load_chair(path: str | Path, up_axis: str = "y") -> ChairMesh:
     """One mesh file, normalised, flat-shaded (CAD meshes share vertices across sharp edges)."""
-    import trimesh
+    import trimesh  # here, not at the top: only a --meshes run pays for importing it
 
     mesh = trimesh.load(str(path), force="mesh", process=False)
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
@@ -142,7 +130,7 @@ class MeshFolder:
 
     def chair(self, identity: int) -> ChairMesh:
         if identity not in self._cache:
-            if len(self._cache) >= 32:
+            if len(self._cache) >= KEPT_CHAIRS:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[identity] = load_chair(self.files[identity], self.up_axis)
         return self._cache[identity]

@@ -1,4 +1,5 @@
-"""Minibatch plans: which identity and factor values each image of a minibatch shows.
+"""Minibatch plans: which identity and factor values each image of a minibatch shows, and
+the random streams and train/test splits they draw from.
 
 Minibatch k of (split, factor) is a pure function of (seed, split, factor, k): its generator
 is seeded from exactly those, so reruns are byte-identical, interrupted runs resume, and any
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,9 +21,21 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, continuous_factors
 from dcign.shared.store import SPLITS
 
-# Separate streams so minibatch draws and identity draws never share a generator state.
+# The first words after the seed of every generator's key: separate streams, so minibatch
+# draws, identity draws and file splits never share a generator state. Changing one changes
+# every store made from that stream.
 STREAM_MINIBATCH = 0
 STREAM_IDENTITY = 1
+STREAM_FILE_SPLIT = 2
+
+
+class ChairSplit(NamedTuple):
+    chairs: int  # in all, train + test
+    test: int
+
+
+# The paper's chairs: Aubry et al.'s 1357 models, 150 of them held out for testing.
+PAPER_CHAIRS = ChairSplit(chairs=1357, test=150)
 
 
 @dataclass(frozen=True)
@@ -120,3 +134,22 @@ def plan_minibatch(seed: int, split: str, factor: Factor, index: int,
     else:
         values[:, factor.column] = distinct_values(rng, factor.low, factor.high, batch_size)
     return MinibatchPlan(split, factor.name, index, identities.astype(np.int64), values)
+
+
+def paper_test_share(n: int) -> int:
+    """How many of n listed chairs the paper's share (150 of 1357) holds out: at least one."""
+    return max(1, round(n * PAPER_CHAIRS.test / PAPER_CHAIRS.chairs))
+
+
+def check_test_count(test: int, n: int) -> None:
+    """Refuse a test split that leaves no chair for one of the two splits."""
+    if not 0 < test < n:
+        raise DcignError(f"--test-chairs must lie between 1 and {n - 1} (got {test})")
+
+
+def split_files(n: int, test: int, seed: int) -> ListedPools:
+    """A seeded, disjoint train/test split of n listed objects (mesh files, Aubry chairs):
+    identities are their indices in the sorted list."""
+    order = np.random.default_rng([seed, STREAM_FILE_SPLIT, n]).permutation(n)
+    return ListedPools(train=tuple(sorted(int(i) for i in order[test:])),
+                       test=tuple(sorted(int(i) for i in order[:test])))

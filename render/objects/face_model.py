@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -84,24 +83,3 @@ class MorphableModel:
         albedo = combine(self.albedo_mean, self.albedo_basis, self.albedo_std, albedo_coefs)
         return vertices.astype(np.float32), np.clip(albedo, 0.0, 1.0).astype(np.float32)
 
-
-def load_face_model(path: str | Path | None) -> MorphableModel:
-    """The model to render faces from: None → the embedded model; `.mat` → BFM 2009;
-    `.h5`/`.hdf5` → BFM 2017. Anything else raises ModelFileError."""
-    from dcign.shared.errors import ModelFileError
-
-    if path is None:
-        from dcign.render.embedded_face import build_embedded_model
-
-        return build_embedded_model()
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".mat", ".h5", ".hdf5"):
-        raise ModelFileError(
-            f"{path}: unknown face model type {suffix or '(no extension)'!r}; expected a BFM "
-            "2009 .mat or a BFM 2017 .h5/.hdf5")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
-    from dcign.render import basel
-
-    return basel.load_bfm2009(path) if suffix == ".mat" else basel.load_bfm2017(path)

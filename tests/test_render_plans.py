@@ -1,11 +1,19 @@
-"""Minibatch plans: the one-factor-varies invariant, before anything is rendered."""
+"""Minibatch plans: the one-factor-varies invariant, before anything is rendered; and the
+seeded train/test splits of listed objects."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dcign.render.scenes import IdentityPools, distinct_values, plan_minibatch
+from dcign.render.plans import (
+    PAPER_CHAIRS,
+    IdentityPools,
+    distinct_values,
+    paper_test_share,
+    plan_minibatch,
+    split_files,
+)
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import FACE_FACTORS
 
@@ -58,3 +66,15 @@ def test_train_and_test_plans_draw_from_disjoint_identity_pools():
 def test_an_intrinsic_minibatch_larger_than_the_identity_pool_is_refused():
     with pytest.raises(DcignError, match="distinct identities"):
         plan_minibatch(0, "test", FACE_FACTORS[3], 0, FACE_FACTORS, 20, POOLS)
+
+
+def test_the_papers_test_share_of_its_own_chairs_is_its_150():
+    assert paper_test_share(PAPER_CHAIRS.chairs) == PAPER_CHAIRS.test
+    assert paper_test_share(6) == 1 and paper_test_share(100) == 11
+
+
+def test_a_file_split_is_disjoint_complete_and_fixed_by_the_seed():
+    pools = split_files(30, 4, seed=2)
+    assert len(pools.test) == 4 and not set(pools.train) & set(pools.test)
+    assert sorted(pools.train + pools.test) == list(range(30))
+    assert split_files(30, 4, seed=2) == pools and split_files(30, 4, seed=3) != pools
