@@ -29,7 +29,7 @@ CORES_PER_WORKER = max(1, (os.cpu_count() or 1) // 2)
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, str(CORES_PER_WORKER))
 
-from dcign.render.backend import choose_gl_platform  # noqa: E402 - imports numpy
+from dcign.render.renderer.platform import choose_gl_platform  # noqa: E402 - imports numpy
 from dcign.render.writer import RenderRequest, rasteriser_threads, render_store  # noqa: E402
 
 

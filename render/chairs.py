@@ -25,7 +25,6 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_ELEVATIONS, chair_factors
 from dcign.shared.store import StoreSpec
 
-from .backend import Lighting, Renderer, light_direction, rotation_matrix
 from .objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
 from .objects.mesh_folder import MeshFolder
 from .plans import (
@@ -37,6 +36,8 @@ from .plans import (
     plan_minibatch,
     split_files,
 )
+from .renderer.offscreen import Renderer
+from .renderer.poses import Lighting, light_direction, rotation_matrix
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1

@@ -13,11 +13,11 @@ from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, facto
 
 from .aubry import VARY as AUBRY_VARY
 from .aubry import ImportRequest, import_aubry
-from .backend import GL_PLATFORMS, choose_gl_platform
 from .chairs import ChairRecipe
 from .faces import FaceRecipe
 from .objects.mesh_folder import UP_AXES, scan_folder
 from .plans import paper_test_share
+from .renderer.platform import GL_PLATFORMS, choose_gl_platform
 from .writer import RenderRequest, check_counts, render_store
 
 FACES_EPILOG = """\b

@@ -13,11 +13,12 @@ from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.images import GRAY_WEIGHTS, to_gray
 from dcign.shared.store import StoreSpec
 
-from .backend import Lighting, Renderer, light_direction, rotation_matrix
 from .objects.face_loader import load_face_model
 from .objects.face_model import MorphableModel
 from .objects.geometry import VertexNormals
 from .plans import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
+from .renderer.offscreen import Renderer
+from .renderer.poses import Lighting, light_direction, rotation_matrix
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 2

@@ -10,7 +10,6 @@ import pytest
 import zarr
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
 
-from dcign.render.backend import light_direction
 from dcign.render.chairs import CHAIR_LIGHTING, LIGHT_AZIMUTH, ChairRecipe, chair_rotation
 from dcign.render.cli import main as render_main
 from dcign.render.objects.chair_mesh import CHAIR_RADIUS
@@ -18,6 +17,7 @@ from dcign.render.objects.chair_model import DESIGNS, build_chair
 from dcign.render.objects.chair_parts import box, parts_touch
 from dcign.render.objects.mesh_folder import load_chair, scan_folder
 from dcign.render.plans import MinibatchPlan, identity_rng
+from dcign.render.renderer.poses import light_direction
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 

@@ -121,7 +121,7 @@ def test_a_missing_model_file_is_refused(tmp_path):
 
 
 def test_an_unavailable_gl_platform_names_the_packages_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr("dcign.render.backend._platform_works", lambda platform: False)
+    monkeypatch.setattr("dcign.render.renderer.platform._platform_works", lambda platform: False)
     monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
     result = render([*TINY, "--out", tmp_path / "f.zarr"])
     assert_one_line_error(result, "libegl1", "libosmesa6")

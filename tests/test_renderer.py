@@ -1,17 +1,24 @@
-"""The renderer's conventions and image quality, on meshes simple enough to reason about."""
+"""The renderer's conventions and image quality, on meshes simple enough to reason about; and
+the check that refuses a pyrender whose private state differs from what we patch."""
 
 from __future__ import annotations
+
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dcign.render.backend import (
-    Lighting,
-    Renderer,
-    choose_gl_platform,
-    light_direction,
-    rotation_matrix,
+from dcign.render.faces import FaceRecipe
+from dcign.render.renderer.offscreen import Renderer
+from dcign.render.renderer.platform import choose_gl_platform
+from dcign.render.renderer.poses import Lighting, light_direction, rotation_matrix
+from dcign.render.renderer.pyrender_patches import (
+    TESTED_RANGE,
+    check_pyrender,
+    missing_private_state,
 )
+from dcign.shared.errors import DcignError
 
 # Renderers a test made beside the module's one, kept open to the end of the process:
 # pyrender's close (also run when one is garbage-collected) terminates the process's single
@@ -78,8 +85,6 @@ def test_brightness_follows_the_cosine_of_the_light_angle(renderer):
 def test_faces_lit_per_vertex_look_as_lit_per_pixel():
     """The faces' cheap shader: at 150×150 a face's triangles are 1-3 pixels, so lighting at
     the vertices must give the picture per-pixel lighting gives, pose and light alike."""
-    from dcign.render.faces import FaceRecipe
-
     generator = FaceRecipe().load()
     (vertices, albedo), = generator.faces([7])
     normals = generator.normals(vertices)
@@ -100,8 +105,6 @@ def test_faces_lit_per_vertex_look_as_lit_per_pixel():
 def test_a_new_identity_on_the_same_topology_renders_as_a_fresh_upload(renderer):
     """Faces refill the uploaded vertex buffer in place; the picture must be the one a new
     mesh gives, bit for bit, and the previous face must leave no trace."""
-    from dcign.render.faces import FaceRecipe
-
     generator = FaceRecipe(image_size=64).load()
     (v1, a1), (v2, a2) = generator.faces([3, 11])
     pose = (rotation_matrix(30, 10), light_direction(-40, 20))
@@ -112,3 +115,68 @@ def test_a_new_identity_on_the_same_topology_renders_as_a_fresh_upload(renderer)
     renderer.set_mesh(v2, generator.triangles, a2, generator.normals(v2))  # refilled
     assert np.array_equal(renderer.render(*pose), expected)
     assert not np.array_equal(first, expected)
+
+
+# --- pyrender's private state, patched in one module and checked before any GL context ---
+
+def _instance_attribute_removed(monkeypatch, cls: type, name: str) -> None:
+    original = cls.__init__
+
+    def init_without(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        delattr(self, name)
+
+    monkeypatch.setattr(cls, "__init__", init_without)
+
+
+@pytest.mark.parametrize("owner, name", [
+    ("pyrender.shader_program.ShaderProgramCache", "get_program"),
+    ("pyrender.renderer.Renderer", "_read_main_framebuffer"),
+    ("pyrender.renderer.Renderer", "_program_cache"),
+    ("pyrender.renderer.Renderer", "_main_fb"),
+    ("pyrender.renderer.Renderer", "_main_fb_ms"),
+    ("pyrender.primitive.Primitive", "_vaid"),
+    ("pyrender.primitive.Primitive", "_buffers"),
+    ("pyrender.platforms.base.Platform", "make_current"),
+])
+def test_a_pyrender_lacking_a_patched_attribute_is_refused_in_one_line(monkeypatch, owner,
+                                                                       name):
+    import importlib
+
+    import pyrender
+
+    module, _, class_name = owner.rpartition(".")
+    cls = getattr(importlib.import_module(module), class_name)
+    if name in vars(cls):
+        monkeypatch.delattr(cls, name)
+    else:  # set by the constructor
+        _instance_attribute_removed(monkeypatch, cls, name)
+    with pytest.raises(DcignError) as refused:
+        Renderer(8, Lighting())
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"pyrender {pyrender.__version__}" in message
+    assert f"{class_name}.{name}" in message and f"pyrender{TESTED_RANGE}" in message
+
+
+def test_a_pyrender_outside_the_tested_versions_is_refused_in_one_line(monkeypatch):
+    import pyrender
+
+    monkeypatch.setattr(pyrender, "__version__", "0.2.0")
+    with pytest.raises(DcignError, match=r"^pyrender 0\.2\.0 is outside the tested versions "
+                                         r">=0\.1\.45,<0\.2; install"):
+        check_pyrender()
+
+
+def test_the_installed_pyrender_passes_the_check():
+    import pyrender
+
+    assert missing_private_state() == []
+    check_pyrender()
+    assert pyrender.__version__ == "0.1.45"  # the one version the patches were tested with
+
+
+def test_pyproject_caps_pyrender_at_the_tested_versions():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    render_extra = pyproject["project"]["optional-dependencies"]["render"]
+    assert f"pyrender{TESTED_RANGE}" in render_extra

@@ -1,7 +1,7 @@
 #version 330 core
 // Faces' shader: the same Lambert + weak Blinn-Phong light as mesh.frag's plain albedo
 // (material 0), evaluated per vertex. A face's triangles are 1-3 pixels at 150×150, so this
-// looks the same as per-pixel lighting (tests/test_backend.py bounds the difference), and one
+// looks the same as per-pixel lighting (tests/test_renderer.py bounds the difference), and one
 // interpolated value instead of eleven halves llvmpipe's per-triangle cost (docs/results.md).
 layout(location = 0) in vec3 position;
 layout(location = NORMAL_LOC) in vec3 normal;

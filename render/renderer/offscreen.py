@@ -1,0 +1,110 @@
+"""The one renderer interface: pyrender offscreen, one GL context per process, reused.
+
+Geometry is uploaded once per object (`set_mesh`); each image then only moves the object and
+the light (`render`). Shading is our own small Lambert shader in place of pyrender's (see
+`pyrender_patches`): pyrender's PBR shader costs three times the rasterisation itself in
+software GL. Two variants: lit per pixel with solid textures (chairs), or lit per vertex
+(faces, whose dense mesh makes that look the same at a fraction of the cost).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dcign.shared.errors import DcignError
+
+from ..objects.geometry import vertex_normals
+from .platform import PLATFORM_HELP
+from .poses import Lighting, light_direction, light_pose, object_pose
+from .pyrender_patches import check_pyrender, read_red_channel, refill_vertex_buffer, use_shaders
+
+SHADER_DIR = Path(__file__).with_name("shaders")
+SHADERS = {  # shading → our (vertex, fragment) stand-ins for pyrender's mesh shaders
+    "pixel": ("mesh.vert", "mesh.frag"),  # per-pixel light, solid textures by material code
+    "vertex": ("vertex_lit.vert", "vertex_lit.frag"),  # per-vertex light, plain albedo
+}
+NEAR_PLANE = 0.5
+FAR_PLANE_IN_CAMERA_DISTANCES = 3
+
+
+class Renderer:
+    """Renders grayscale images of one mesh at a time under a fixed camera."""
+
+    def __init__(self, size: int, lighting: Lighting, shading: str = "pixel"):
+        import pyrender  # here, after choose_gl_platform has set PYOPENGL_PLATFORM
+
+        check_pyrender()  # before any GL context: an unusable pyrender is one clear line
+        self._pyrender = pyrender
+        self.size = size
+        self.lighting = lighting
+        bg = lighting.background
+        self.scene = pyrender.Scene(bg_color=[bg, bg, bg, 1.0],
+                                    ambient_light=[lighting.ambient] * 3)
+        camera = pyrender.PerspectiveCamera(
+            yfov=np.radians(lighting.yfov_degrees), znear=NEAR_PLANE,
+            zfar=lighting.camera_distance * FAR_PLANE_IN_CAMERA_DISTANCES)
+        camera_pose = np.eye(4)
+        camera_pose[2, 3] = lighting.camera_distance
+        self.scene.add(camera, pose=camera_pose)
+        light = pyrender.DirectionalLight(intensity=lighting.light_intensity)
+        self._light_node = self.scene.add(light, pose=light_pose(light_direction(0.0, 0.0)))
+        self._mesh_node = None
+        self._triangles = None  # the uploaded mesh's topology, kept to tell when it changes
+        try:
+            self._gl = pyrender.OffscreenRenderer(size, size)
+        except Exception as exc:  # PyOpenGL raises many kinds when no context can be made
+            raise DcignError(f"could not create an OpenGL context ({exc}): {PLATFORM_HELP}"
+                             ) from exc
+        use_shaders(self._gl, *(str(SHADER_DIR / name) for name in SHADERS[shading]))
+        read_red_channel(self._gl, size)
+
+    def set_mesh(self, vertices: np.ndarray, triangles: np.ndarray, albedo: np.ndarray,
+                 normals: np.ndarray | None = None, material: np.ndarray | None = None) -> None:
+        """Upload one object: vertices (N, 3), triangles (T, 3), grayscale albedo (N,).
+
+        `material` (N, 2), optional: per-vertex solid-texture code and pattern scale, carried
+        in colour channels g and b (see shaders/mesh.frag); none means plain albedo.
+        """
+        pr = self._pyrender
+        if normals is None:
+            normals = vertex_normals(vertices, triangles)
+        colors = np.zeros((len(vertices), 4), np.float32)
+        colors[:, 0] = albedo
+        if material is not None:
+            colors[:, 1:3] = material
+        colors[:, 3] = 1.0  # opaque: pyrender would blend any vertex with alpha < 1
+        if self._refill(vertices, triangles, normals, colors):
+            return
+        primitive = pr.Primitive(positions=vertices, normals=normals, color_0=colors,
+                                 indices=triangles, mode=pr.constants.GLTF.TRIANGLES)
+        if self._mesh_node is not None:
+            self.scene.remove_node(self._mesh_node)
+        self._mesh_node = self.scene.add(pr.Mesh([primitive]))
+        self._triangles = triangles
+
+    def _refill(self, vertices, triangles, normals, colors) -> bool:
+        """Overwrite the uploaded mesh's vertices when only they changed (the very same
+        topology array: a morphable model's next identity); rebuilding the buffers costs a
+        third of a frame."""
+        if self._mesh_node is None or triangles is not self._triangles:
+            return False
+        return refill_vertex_buffer(self._gl, self._mesh_node.mesh.primitives[0], vertices,
+                                    normals, colors)
+
+    def render(self, rotation: np.ndarray, toward_light: np.ndarray) -> np.ndarray:
+        """One uint8 (size, size) image of the current mesh, rotated, lit from `toward_light`."""
+        self.scene.set_pose(self._mesh_node, object_pose(rotation))
+        self.scene.set_pose(self._light_node, light_pose(toward_light))
+        gray, _ = self._gl.render(self.scene)
+        return gray
+
+    def rasterise_depth_only(self, rotation: np.ndarray) -> None:
+        """The floor benchmarks compare `render` to: the same mesh, pose and context through
+        the same pyrender calls, depth only, waited for but not read back."""
+        self.scene.set_pose(self._mesh_node, object_pose(rotation))
+        self._gl.render(self.scene, flags=self._pyrender.RenderFlags.DEPTH_ONLY)
+
+    def close(self) -> None:
+        self._gl.delete()

@@ -1,0 +1,56 @@
+"""Where the object and the light point, and the lighting that stays fixed for a dataset.
+
+Conventions: the camera looks down -z from +z; azimuth turns the object about +y (positive:
+its front toward image right), elevation tilts it about x (positive: its front up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """What stays fixed across a whole dataset: camera, light strength, ambient, background."""
+
+    camera_distance: float = 6.0  # in units of the object's normalised size
+    yfov_degrees: float = 24.0
+    light_elevation: float = 20.0  # degrees above the horizon
+    light_intensity: float = 0.85
+    ambient: float = 0.15
+    background: float = 0.0  # 0 black (faces), 1 white (chairs)
+
+
+def rotation_matrix(azimuth: float, elevation: float) -> np.ndarray:
+    """Object rotation: azimuth (deg) turns it about +y (positive: nose toward image right),
+    elevation (deg) tilts it about x (positive: nose up)."""
+    a, e = np.radians(azimuth), np.radians(elevation)
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
+    return ry @ rx.T
+
+
+def light_direction(azimuth: float, elevation: float) -> np.ndarray:
+    """Unit vector from the scene toward the light (deg; positive azimuth: from image right)."""
+    a, e = np.radians(azimuth), np.radians(elevation)
+    return np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])
+
+
+def object_pose(rotation: np.ndarray) -> np.ndarray:
+    """The 4x4 pose of an object rotated about its centre, which stays at the origin."""
+    pose = np.eye(4)
+    pose[:3, :3] = rotation
+    return pose
+
+
+def light_pose(toward_light: np.ndarray) -> np.ndarray:
+    """A pose whose -z axis (pyrender's light direction) points from the light to the scene."""
+    z = toward_light / np.linalg.norm(toward_light)
+    helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2] = x, np.cross(z, x), z
+    return pose

@@ -1,0 +1,173 @@
+"""Every use of pyrender's private state, in one module, checked before a Renderer is built.
+
+We keep pyrender for its scene graph and its EGL/OSMesa contexts, but replace three of its
+steps that cost more than the rasterisation itself in software GL:
+
+* shading: our shader pair stands in for its PBR `mesh.vert`/`mesh.frag`, through a
+  `ShaderProgramCache.get_program` wrapper set as the renderer's `_program_cache`;
+* read-back: its `_read_main_framebuffer` resolves and reads colour and linearised depth;
+  ours resolves `_main_fb_ms` into `_main_fb` and reads the red channel only;
+* uploads: a morphable model's next identity overwrites the uploaded vertex buffer
+  (`primitive._vaid`, `primitive._buffers[0]`, after `_platform.make_current`) instead of
+  rebuilding every buffer.
+
+`check_pyrender` refuses, in one line, a pyrender outside the versions these patches were
+tested with (pyproject.toml caps pyrender at the same range; a test ties the two) or one
+that lacks any private attribute named here.
+
+pyrender and PyOpenGL are imported inside the functions: PyOpenGL fixes its GL platform at
+its first import, which must come after `platform.choose_gl_platform`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from dcign.shared.errors import DcignError
+
+# The pyrender versions the patches were tested with: [first tested, first untested).
+TESTED_SINCE = (0, 1, 45)
+UNTESTED_FROM = (0, 2)
+TESTED_RANGE = ">={},<{}".format(*(".".join(map(str, v)) for v in (TESTED_SINCE, UNTESTED_FROM)))
+
+# The pyrender shader pair a mesh is drawn with; ours replaces it.
+PYRENDER_MESH_SHADER = "mesh.vert"
+# Signatures our replacements must keep, pyrender calling them (or us calling the original).
+GET_PROGRAM_PARAMETERS = ("self", "vertex_shader", "fragment_shader", "geometry_shader",
+                          "defines")
+READ_MAIN_FRAMEBUFFER_PARAMETERS = ("self", "scene", "flags")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def _is_tested(version: str) -> bool:
+    return TESTED_SINCE <= _version_tuple(version) < UNTESTED_FROM
+
+
+def _parameters(function: Callable) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)
+
+
+def missing_private_state() -> list[str]:
+    """The private attributes we patch that the installed pyrender lacks (none: all there).
+
+    Instance attributes are looked for on a bare pyrender Renderer and Primitive, whose
+    constructors only record state: no GL context is made."""
+    import pyrender
+    from pyrender.platforms.base import Platform
+    from pyrender.renderer import Renderer as PyrenderRenderer
+    from pyrender.shader_program import ShaderProgramCache
+
+    inner = PyrenderRenderer(1, 1)
+    primitive = pyrender.Primitive(positions=np.zeros((3, 3), np.float32))
+    present = {
+        "ShaderProgramCache.get_program": hasattr(ShaderProgramCache, "get_program") and
+        _parameters(ShaderProgramCache.get_program) == GET_PROGRAM_PARAMETERS,
+        "Renderer._program_cache": hasattr(inner, "_program_cache"),
+        "Renderer._read_main_framebuffer": hasattr(PyrenderRenderer, "_read_main_framebuffer")
+        and _parameters(PyrenderRenderer._read_main_framebuffer)
+        == READ_MAIN_FRAMEBUFFER_PARAMETERS,
+        "Renderer._main_fb": hasattr(inner, "_main_fb"),
+        "Renderer._main_fb_ms": hasattr(inner, "_main_fb_ms"),
+        "Primitive._vaid": hasattr(primitive, "_vaid"),
+        "Primitive._buffers": hasattr(primitive, "_buffers"),
+        "Platform.make_current": hasattr(Platform, "make_current"),
+    }
+    return [name for name, found in present.items() if not found]
+
+
+def check_pyrender() -> None:
+    """Refuse an untested pyrender, or one lacking what we patch, with one line naming both."""
+    import pyrender
+
+    version = pyrender.__version__
+    missing = missing_private_state()
+    if _is_tested(version) and not missing:
+        return
+    problems = [] if _is_tested(version) else [f"outside the tested versions {TESTED_RANGE}"]
+    if missing:
+        problems.append(f"lacks the private state dcign patches: {', '.join(missing)}")
+    raise DcignError(f"pyrender {version} is {' and '.join(problems)}; install a tested "
+                     f"one: pip install 'pyrender{TESTED_RANGE}'")
+
+
+def _require_offscreen_state(offscreen) -> None:
+    """The two attributes of a made OffscreenRenderer that we reach through (only visible
+    once it exists: its constructor makes the GL context)."""
+    missing = [f"OffscreenRenderer.{name}" for name in ("_renderer", "_platform")
+               if getattr(offscreen, name, None) is None]
+    if missing:
+        import pyrender
+
+        raise DcignError(f"pyrender {pyrender.__version__} lacks the private state dcign "
+                         f"patches: {', '.join(missing)}; install a tested one: pip install "
+                         f"'pyrender{TESTED_RANGE}'")
+
+
+def use_shaders(offscreen, vertex_path: str, fragment_path: str) -> None:
+    """Draw meshes with our shader pair; pyrender's other programs (e.g. for points) stay."""
+    from pyrender.shader_program import ShaderProgramCache
+
+    _require_offscreen_state(offscreen)
+    cache = ShaderProgramCache()
+    original = cache.get_program
+
+    def get_program(vertex_shader, fragment_shader, geometry_shader=None, defines=None):
+        if vertex_shader == PYRENDER_MESH_SHADER:
+            vertex_shader, fragment_shader = vertex_path, fragment_path
+        return original(vertex_shader, fragment_shader, geometry_shader, defines)
+
+    cache.get_program = get_program
+    offscreen._renderer._program_cache = cache
+
+
+def read_red_channel(offscreen, size: int) -> None:
+    """Read back one channel as uint8 (size, size), rows top-down: pyrender's own reader also
+    resolves, reads and linearises depth, a third of the frame time in software GL. A
+    depth-only render (the benchmarks' floor) waits for the GL and reads nothing."""
+    import pyrender
+    from OpenGL import GL
+
+    _require_offscreen_state(offscreen)
+    inner = offscreen._renderer
+
+    def read_gray(scene, flags):
+        if flags & pyrender.RenderFlags.DEPTH_ONLY:
+            GL.glFinish()
+            return None
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb_ms)
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, inner._main_fb)
+        GL.glBlitFramebuffer(0, 0, size, size, 0, 0, size, size, GL.GL_COLOR_BUFFER_BIT,
+                             GL.GL_LINEAR)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)  # rows of `size` bytes, unpadded
+        buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RED, GL.GL_UNSIGNED_BYTE)
+        gray = np.frombuffer(buffer, dtype=np.uint8).reshape(size, size)
+        return np.ascontiguousarray(gray[::-1]), None  # GL rows run bottom-up
+
+    inner._read_main_framebuffer = read_gray
+
+
+def refill_vertex_buffer(offscreen, primitive, vertices: np.ndarray, normals: np.ndarray,
+                         colors: np.ndarray) -> bool:
+    """Overwrite an uploaded primitive's vertex buffer in place; False when it has not been
+    uploaded yet or had another vertex count (then the caller uploads a new mesh).
+
+    The buffer holds what pyrender's upload interleaves for such a primitive: position,
+    normal, colour per vertex, float32."""
+    from OpenGL import GL
+
+    if primitive._vaid is None or len(primitive.positions) != len(vertices):
+        return False
+    primitive.positions, primitive.normals, primitive.color_0 = vertices, normals, colors
+    data = np.ascontiguousarray(np.hstack([vertices, normals, colors]), dtype=np.float32)
+    offscreen._platform.make_current()  # another Renderer's context may be current
+    GL.glBindBuffer(GL.GL_ARRAY_BUFFER, primitive._buffers[0])
+    GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, data.nbytes, data)
+    return True
