@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from render_bench import main, measure
 
-from dcign.render.chairs import ChairRecipe
+from dcign.render.generators.chairs import ChairRecipe
 
 
 def _mean_vertices(generator) -> float:

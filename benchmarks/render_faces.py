@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from render_bench import main, measure
 
-from dcign.render.faces import FaceRecipe
+from dcign.render.generators.faces import FaceRecipe
 from dcign.shared.factors import FACE_FACTORS
 
 

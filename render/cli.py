@@ -1,29 +1,40 @@
-"""`dcign-render`: render one-factor minibatch datasets into Zarr stores."""
+"""`dcign-render`: render one-factor minibatch datasets into Zarr stores.
+
+Every default an option shows is read from the dataset's recipe (`default_of`) or its named
+minibatch counts, so each is stated once, where the dataset is defined.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
-from dcign.shared.cli import DcignGroup, split_choices
+from dcign.shared.cli import DcignGroup, default_of, split_choices
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, factor_names
 
-from .aubry import VARY as AUBRY_VARY
-from .aubry import ImportRequest, import_aubry
-from .chairs import ChairRecipe
-from .faces import FaceRecipe
-from .objects.mesh_folder import UP_AXES, scan_folder
-from .plans import paper_test_share
+from .generators.aubry import AUBRY_MINIBATCHES, VARY, AubryRecipe
+from .generators.base import DatasetGenerator, DatasetRecipe, MinibatchCounts
+from .generators.chairs import CHAIR_MINIBATCHES, ChairRecipe
+from .generators.faces import FACE_MINIBATCHES, FaceRecipe
+from .objects.aubry_tree import scan_tree
+from .objects.mesh_folder import UP_AXES, FolderScan, scan_folder
+from .plans import PAPER_CHAIRS, paper_test_share
 from .renderer.platform import GL_PLATFORMS, choose_gl_platform
-from .writer import RenderRequest, check_counts, render_store
+from .writer import RenderRequest, RenderSummary, check_counts, render_store
 
-FACES_EPILOG = """\b
+PAPER_TEST_PERCENT = round(100 * PAPER_CHAIRS.test / PAPER_CHAIRS.chairs)
+PAPER_CHAIR_IMAGES = 2 * (CHAIR_MINIBATCHES.train + CHAIR_MINIBATCHES.test) * default_of(
+    ChairRecipe, "batch_size")  # azimuth and intrinsic minibatches
+
+FACES_EPILOG = f"""\b
 Examples:
   dcign-render faces                                  # the paper's layout: 4 factors x
-                                                      # 3000 train + 350 test minibatches
+                                                      # {FACE_MINIBATCHES.train} train + \
+{FACE_MINIBATCHES.test} test minibatches
   dcign-render faces --vary light --batches 12000     # only light-varying minibatches
   dcign-render faces --size 64 --batches 200 --test-batches 20 --out datasets/faces64.zarr
   dcign-render faces --model 01_MorphableModel.mat    # the licensed Basel Face Model 2009
@@ -40,34 +51,42 @@ def main() -> None:
     """Render DC-IGN training data: grayscale minibatches in which exactly one factor varies."""
 
 
-def render_options(default_out: str, batches: int, test_batches: int, vary_help: str):
-    """The options every rendered dataset shares, with that dataset's defaults."""
-    options = [
-        click.option("--vary", multiple=True, metavar="FACTOR[,FACTOR]", help=vary_help),
-        click.option("--batches", default=batches, show_default=True,
+def _count_options(recipe: type, counts: MinibatchCounts, split_help: str) -> list:
+    """--batches, --test-batches, --batch-size and --size, with the dataset's defaults."""
+    return [
+        click.option("--batches", default=counts.train, show_default=True,
                      help="Training minibatches per varying factor."),
-        click.option("--test-batches", default=test_batches, show_default=True,
-                     help="Test minibatches per varying factor (identities disjoint from "
-                          "training)."),
-        click.option("--batch-size", default=20, show_default=True,
-                     help="Images per minibatch."),
-        click.option("--size", default=150, show_default=True, help="Image side in pixels."),
-        click.option("--seed", default=0, show_default=True, help="Seed of every random draw."),
-        click.option("--workers", default=None, type=int,
-                     help="Rendering processes, each with its own GL context. Default: all "
-                          "cores."),
-        click.option("--out", default=default_out, show_default=True,
-                     type=click.Path(file_okay=True, dir_okay=True),
-                     help="The Zarr store to fill."),
-        click.option("--overwrite", is_flag=True,
-                     help="Replace an existing store made with different settings."),
-        click.option("--gl", "gl_platform", type=click.Choice(("auto",) + GL_PLATFORMS),
-                     default="auto", show_default=True,
-                     help="Offscreen OpenGL: EGL, falling back to OSMesa (or "
-                          "PYOPENGL_PLATFORM)."),
-        click.option("--quiet", is_flag=True, help="No progress bar."),
+        click.option("--test-batches", default=counts.test, show_default=True,
+                     help=f"Test minibatches per varying factor ({split_help})."),
+        click.option("--batch-size", default=default_of(recipe, "batch_size"),
+                     show_default=True, help="Images per minibatch."),
+        click.option("--size", default=default_of(recipe, "image_size"), show_default=True,
+                     help="Image side in pixels."),
     ]
 
+
+def _seed_option(recipe: type, help_text: str):
+    return click.option("--seed", default=default_of(recipe, "seed"), show_default=True,
+                        help=help_text)
+
+
+def _workers_option(help_text: str):
+    return click.option("--workers", default=None, type=int,
+                        help=f"{help_text} Default: all cores.")
+
+
+def _out_option(default_out: str):
+    return click.option("--out", default=default_out, show_default=True,
+                        type=click.Path(file_okay=True, dir_okay=True),
+                        help="The Zarr store to fill.")
+
+
+OVERWRITE_OPTION = click.option("--overwrite", is_flag=True,
+                                help="Replace an existing store made with different settings.")
+QUIET_OPTION = click.option("--quiet", is_flag=True, help="No progress bar.")
+
+
+def _decorate(options: list):
     def decorate(command):
         for option in reversed(options):
             command = option(command)
@@ -76,106 +95,150 @@ def render_options(default_out: str, batches: int, test_batches: int, vary_help:
     return decorate
 
 
-def _run(command: str, recipe, vary, batches, test_batches, workers, out, overwrite,
-         gl_platform, quiet, **extra):
-    """Render the request and print the one-line summary every render command ends with."""
+def render_options(recipe: type, counts: MinibatchCounts, default_out: str, vary_help: str):
+    """The options every rendered dataset shares, with that dataset's defaults."""
+    return _decorate([
+        click.option("--vary", multiple=True, metavar="FACTOR[,FACTOR]", help=vary_help),
+        *_count_options(recipe, counts, "identities disjoint from training"),
+        _seed_option(recipe, "Seed of every random draw."),
+        _workers_option("Rendering processes, each with its own GL context."),
+        _out_option(default_out),
+        OVERWRITE_OPTION,
+        click.option("--gl", "gl_platform", type=click.Choice(("auto",) + GL_PLATFORMS),
+                     default="auto", show_default=True,
+                     help="Offscreen OpenGL: EGL, falling back to OSMesa (or "
+                          "PYOPENGL_PLATFORM)."),
+        QUIET_OPTION,
+    ])
+
+
+def _all_cores(workers: int | None) -> int:
+    return workers if workers is not None else (os.cpu_count() or 1)
+
+
+def _run(command: str, recipe: DatasetRecipe, vary, batches, test_batches, workers, out,
+         overwrite, gl_platform: str | None, quiet, generator: DatasetGenerator | None = None,
+         **extra) -> RenderSummary:
+    """Fill the store through the writer, recording the command in its history; a GL
+    platform is chosen (probed) only for a recipe that renders through GL."""
     request = RenderRequest(vary=vary, batches=batches, test_batches=test_batches)
-    platform = choose_gl_platform(gl_platform)
+    platform = choose_gl_platform(gl_platform) if recipe.needs_gl else None
     config = {"command": command, "argv": sys.argv[1:], "vary": list(vary), "batches": batches,
               "test_batches": test_batches, "workers": workers, "gl": platform, **extra}
-    summary = render_store(out, recipe, request, workers=workers, gl_platform=platform,
-                           overwrite=overwrite, progress=not quiet, config=config)
-    images = summary.rendered * recipe.batch_size
+    return render_store(out, recipe, request, workers=workers, gl_platform=platform,
+                        overwrite=overwrite, progress=not quiet, config=config,
+                        generator=generator,
+                        verb="rendering" if recipe.needs_gl else "importing")
+
+
+def _echo_rendered(out, summary: RenderSummary, batch_size: int) -> None:
+    """The one-line summary every render command ends with."""
+    images = summary.rendered * batch_size
     click.echo(f"{out}: rendered {summary.rendered} minibatches ({images} images) in "
                f"{summary.seconds:.1f} s, "
-               f"{summary.images_per_second * recipe.batch_size:.0f} images/s;"
+               f"{summary.images_per_second * batch_size:.0f} images/s;"
                f" {summary.already_there} were already there.")
 
 
 @main.command(epilog=FACES_EPILOG)
-@render_options("datasets/faces.zarr", 3000, 350,
+@render_options(FaceRecipe, FACE_MINIBATCHES, "datasets/faces.zarr",
                 f"Factor(s) to vary, one per minibatch type: "
                 f"{', '.join(factor_names(FACE_FACTORS))}. Default: all four.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--model", "model_path", type=click.Path(dir_okay=False),
+              default=default_of(FaceRecipe, "model_path"),
               help="A Basel Face Model file (2009 .mat or 2017 .h5). Default: the embedded "
                    "morphable model, which needs no licence or download.")
-def faces(vary, batches, test_batches, batch_size, size, seed, model_path, workers, out,
-          overwrite, gl_platform, quiet) -> None:
+def faces(vary, batches, test_batches, batch_size, size, seed, workers, out, overwrite,
+          gl_platform, quiet, model_path) -> None:
     """Render morphable-model faces varying in azimuth, elevation, light or identity."""
     vary = split_choices(vary, factor_names(FACE_FACTORS), "factor") or tuple(
         factor_names(FACE_FACTORS))
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = _all_cores(workers)
     check_counts(batch_size, batches, test_batches, size, workers)
     recipe = FaceRecipe(seed=seed, image_size=size, batch_size=batch_size, model_path=model_path)
-    _run("faces", recipe, vary, batches, test_batches, workers, out, overwrite, gl_platform,
-         quiet)
+    summary = _run("faces", recipe, vary, batches, test_batches, workers, out, overwrite,
+                   gl_platform, quiet)
+    _echo_rendered(out, summary, batch_size)
 
 
-CHAIRS_EPILOG = """\b
+CHAIRS_EPILOG = f"""\b
 Examples:
-  dcign-render chairs                                 # the paper's volume: 1357 chairs,
+  dcign-render chairs                                 # the paper's volume: \
+{PAPER_CHAIRS.chairs} chairs,
                                                       # 30 azimuths x 2 elevations, azimuth
-                                                      # and intrinsic minibatches (~81k images)
+                                                      # and intrinsic minibatches \
+(~{PAPER_CHAIR_IMAGES // 1000}k images)
   dcign-render chairs --size 64 --batches 200 --test-batches 20 --out datasets/chairs64.zarr
   dcign-render chairs --views continuous --vary azimuth,elevation,intrinsic
   dcign-render chairs --meshes ShapeNetCore.v2/03001627 --out datasets/shapenet-chairs.zarr
   dcign-render chairs --meshes my_chairs/ --up-axis z
 
-Defaults: 1207 training and 150 test chairs; --batches 1800 and --test-batches 225 per
-varying factor give 81,000 images, the paper's 1357 chairs x 60 views. On the grid, a
+Defaults: {PAPER_CHAIRS.chairs - PAPER_CHAIRS.test} training and {PAPER_CHAIRS.test} test \
+chairs; --batches {CHAIR_MINIBATCHES.train} and --test-batches {CHAIR_MINIBATCHES.test} per
+varying factor give {PAPER_CHAIR_IMAGES:,} images, the paper's {PAPER_CHAIRS.chairs} chairs \
+x 60 views. On the grid, a
 minibatch varies azimuth over at most 30 distinct values (--batch-size <= 30) and elevation
 is held fixed; with --views continuous elevation may vary too. Rerunning resumes; a larger
 --batches extends. Inspect with `dcign-store info|verify|preview`.
 """
 
 
-@main.command(epilog=CHAIRS_EPILOG)
-@render_options("datasets/chairs.zarr", 1800, 225,
-                "Factor(s) to vary, one per minibatch type: azimuth, intrinsic (and elevation "
-                "with --views continuous). Default: every one the views allow.")
-@click.option("--views", type=click.Choice(CHAIR_VIEWS), default="grid", show_default=True,
-              help="grid: 30 azimuths x elevations 20 and 30 degrees, as the paper; "
-                   "continuous: azimuth over the full circle, elevation over 10-40 degrees.")
-@click.option("--chairs", default=1357, show_default=True,
-              help="Procedural chairs in all (train + test).")
-@click.option("--test-chairs", default=None, type=int,
-              help="Chairs kept for the test split. Default: 150, or 11% of a --meshes "
-                   "folder.")
-@click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False), default=None,
-              help="Render your own chairs: a folder of OBJ/GLB/glTF/PLY/OFF meshes "
-                   "(ShapeNet's <id>/models/model_normalized.obj layout works).")
-@click.option("--up-axis", type=click.Choice(UP_AXES), default="y", show_default=True,
-              help="Which axis of the --meshes files points up.")
-def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, overwrite,
-           gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis) -> None:
-    """Render CAD chairs on white varying in azimuth (and elevation) or identity."""
+def _chair_factors_to_vary(vary: tuple[str, ...], views: str) -> tuple[str, ...]:
+    """The chosen factors; on the grid, elevation (two values) cannot vary."""
     allowed = factor_names(chair_factors(views))
     if views == "grid":
         allowed = [n for n in allowed if n != "elevation"]
         if any("elevation" in v for v in vary):
             raise DcignError("elevation is held fixed on the grid's 2 elevations: vary it "
                              "with --views continuous")
-    vary = split_choices(vary, allowed, "factor") or tuple(allowed)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    return split_choices(vary, allowed, "factor") or tuple(allowed)
+
+
+def _scan_meshes(meshes_dir: str, up_axis: str) -> FolderScan:
+    scan = scan_folder(meshes_dir, up_axis)
+    for name, reason in scan.skipped:
+        click.echo(f"warning: skipping {name}: {reason}", err=True)
+    return scan
+
+
+@main.command(epilog=CHAIRS_EPILOG)
+@render_options(ChairRecipe, CHAIR_MINIBATCHES, "datasets/chairs.zarr",
+                "Factor(s) to vary, one per minibatch type: azimuth, intrinsic (and elevation "
+                "with --views continuous). Default: every one the views allow.")
+@click.option("--views", type=click.Choice(CHAIR_VIEWS), default=default_of(ChairRecipe, "views"),
+              show_default=True,
+              help="grid: 30 azimuths x elevations 20 and 30 degrees, as the paper; "
+                   "continuous: azimuth over the full circle, elevation over 10-40 degrees.")
+@click.option("--chairs", default=default_of(ChairRecipe, "chairs"), show_default=True,
+              help="Procedural chairs in all (train + test).")
+@click.option("--test-chairs", default=None, type=int,
+              help=f"Chairs kept for the test split. Default: "
+                   f"{default_of(ChairRecipe, 'test_chairs')}, or {PAPER_TEST_PERCENT}% of a "
+                   "--meshes folder.")
+@click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False), default=None,
+              help="Render your own chairs: a folder of OBJ/GLB/glTF/PLY/OFF meshes "
+                   "(ShapeNet's <id>/models/model_normalized.obj layout works).")
+@click.option("--up-axis", type=click.Choice(UP_AXES), default=default_of(ChairRecipe, "up_axis"),
+              show_default=True, help="Which axis of the --meshes files points up.")
+def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, overwrite,
+           gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis) -> None:
+    """Render CAD chairs on white varying in azimuth (and elevation) or identity."""
+    vary = _chair_factors_to_vary(vary, views)
+    workers = _all_cores(workers)
     check_counts(batch_size, batches, test_batches, size, workers)
-    scan = None
-    if meshes_dir is not None:
-        scan = scan_folder(meshes_dir, up_axis)
-        for name, reason in scan.skipped:
-            click.echo(f"warning: skipping {name}: {reason}", err=True)
-        chairs = len(scan.readable)
-        test_chairs = paper_test_share(chairs) if test_chairs is None else test_chairs
-    test_chairs = 150 if test_chairs is None else test_chairs
-    if not 0 < test_chairs < chairs:
-        raise DcignError(f"--test-chairs must lie between 1 and {chairs - 1} "
-                         f"(got {test_chairs})")
+    scan = _scan_meshes(meshes_dir, up_axis) if meshes_dir is not None else None
+    if test_chairs is None:
+        test_chairs = (paper_test_share(len(scan.readable)) if scan
+                       else default_of(ChairRecipe, "test_chairs"))
     recipe = ChairRecipe(seed=seed, image_size=size, batch_size=batch_size, views=views,
-                         chairs=chairs, test_chairs=test_chairs,
+                         chairs=len(scan.readable) if scan else chairs, test_chairs=test_chairs,
                          meshes=scan.readable if scan else (),
                          mesh_root=str(scan.root.resolve()) if scan else "",
                          mesh_fingerprint=scan.fingerprint if scan else "", up_axis=up_axis)
-    _run("chairs", recipe, vary, batches, test_batches, workers, out, overwrite, gl_platform,
-         quiet, views=views, chairs=chairs, test_chairs=test_chairs, meshes=meshes_dir)
+    summary = _run("chairs", recipe, vary, batches, test_batches, workers, out, overwrite,
+                   gl_platform, quiet, views=views, chairs=recipe.total_chairs,
+                   test_chairs=test_chairs, meshes=meshes_dir)
+    _echo_rendered(out, summary, batch_size)
     if scan is not None and scan.skipped:
         click.echo(f"skipped {len(scan.skipped)} of {scan.total} files (warnings above)",
                    err=True)
@@ -196,38 +259,41 @@ train and test from --seed; rerunning resumes.
 
 @main.command("import-aubry", epilog=AUBRY_EPILOG)
 @click.argument("tree", type=click.Path(file_okay=False))
-@click.option("--out", default="datasets/chairs-aubry.zarr", show_default=True,
-              type=click.Path(file_okay=True, dir_okay=True), help="The Zarr store to fill.")
-@click.option("--vary", multiple=True, metavar="FACTOR[,FACTOR]",
-              help="Factor(s) to vary: azimuth, intrinsic. Default: both.")
-@click.option("--batches", default=1800, show_default=True,
-              help="Training minibatches per varying factor.")
-@click.option("--test-batches", default=225, show_default=True,
-              help="Test minibatches per varying factor (chairs disjoint from training).")
-@click.option("--batch-size", default=20, show_default=True, help="Images per minibatch.")
-@click.option("--size", default=150, show_default=True, help="Image side in pixels.")
-@click.option("--crop", default=450, show_default=True,
-              help="Side of the central square kept from each 600x600 render.")
-@click.option("--test-chairs", default=None, type=int,
-              help="Chairs kept for the test split. Default: 11% (the paper's 150 of 1357).")
-@click.option("--seed", default=0, show_default=True,
-              help="Seed of the chair split and the minibatch draws.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace an existing store made with different settings.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def import_aubry_command(tree, out, vary, batches, test_batches, batch_size, size, crop,
-                         test_chairs, seed, overwrite, quiet) -> None:
+@_decorate([
+    _out_option("datasets/chairs-aubry.zarr"),
+    click.option("--vary", multiple=True, metavar="FACTOR[,FACTOR]",
+                 help=f"Factor(s) to vary: {', '.join(VARY)}. Default: both."),
+    *_count_options(AubryRecipe, AUBRY_MINIBATCHES, "chairs disjoint from training"),
+    click.option("--crop", default=default_of(AubryRecipe, "crop"), show_default=True,
+                 help="Side of the central square kept from each 600x600 render."),
+    click.option("--test-chairs", default=default_of(AubryRecipe, "test_chairs"), type=int,
+                 help=f"Chairs kept for the test split. Default: {PAPER_TEST_PERCENT}% (the "
+                      f"paper's {PAPER_CHAIRS.test} of {PAPER_CHAIRS.chairs})."),
+    _seed_option(AubryRecipe, "Seed of the chair split and the minibatch draws."),
+    _workers_option("Importing processes, each reading its share of the renders."),
+    OVERWRITE_OPTION,
+    QUIET_OPTION,
+])
+def import_aubry_command(tree, out, overwrite, vary, batches, test_batches, batch_size, size,
+                         seed, workers, crop, test_chairs, quiet) -> None:
     """Convert the Aubry et al. "Seeing 3D chairs" renders into a chairs store."""
-    vary = split_choices(vary, list(AUBRY_VARY), "factor") or AUBRY_VARY
-    check_counts(batch_size, batches, test_batches, size, 1)
-    request = ImportRequest(size=size, batch_size=batch_size, crop=crop, seed=seed,
-                            test_chairs=test_chairs, batches=batches,
-                            test_batches=test_batches, vary=vary)
-    written, present, found = import_aubry(
-        tree, out, request, overwrite=overwrite, progress=not quiet,
-        warn=lambda m: click.echo(f"warning: {m}", err=True))
+    vary = split_choices(vary, list(VARY), "factor") or VARY
+    workers = _all_cores(workers)
+    check_counts(batch_size, batches, test_batches, size, workers)
+    found = scan_tree(tree)
+    recipe = AubryRecipe(found, image_size=size, batch_size=batch_size, crop=crop, seed=seed,
+                         test_chairs=test_chairs)
+    generator = recipe.load()
+    generator.check(vary)  # before the warnings: a refused request prints its one line only
+    for name in found.malformed:
+        click.echo(f"warning: skipping {name}: not image_NNN_pEEE_tAAA_rDDD.png", err=True)
+    summary = _run("import-aubry", recipe, vary, batches, test_batches, workers, out,
+                   overwrite, None, quiet, generator=generator, tree=str(Path(tree)),
+                   batch_size=batch_size, size=size, crop=crop, seed=seed,
+                   test_chairs=generator.test_chairs)
+    written = summary.rendered
     click.echo(f"{out}: imported {written} minibatches ({written * batch_size} images) from "
-               f"{len(found.chairs)} chairs; {present} were already there.")
+               f"{len(found.chairs)} chairs; {summary.already_there} were already there.")
     if found.malformed:
         click.echo(f"skipped {len(found.malformed)} files with malformed names (warnings "
                    "above)", err=True)

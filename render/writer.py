@@ -1,12 +1,13 @@
-"""Fills a store with rendered minibatches: resumable, extendable, parallel.
+"""Fills a store from any dataset generator: resumable, extendable, parallel.
 
-A dataset is a picklable *recipe* whose `load()` gives a *generator* with `spec` (the
-StoreSpec), `plan(split, factor, k)` (a pure function), `render(plan)` (uint8 images) and
-`close()`; faces are one such dataset.
+A dataset is a picklable recipe whose `load()` gives a generator (both described in
+`generators.base`): faces, chairs and the Aubry import alike. Resumption, run history and
+progress live here, once.
 
-The parent process creates or grows the arrays and decides which minibatches are missing
-(those whose completeness marker is unset); worker processes each hold one GL context,
-render whole minibatches and write them straight into their own chunks.
+The parent process refuses requests the generator cannot fill, creates or grows the arrays
+and decides which minibatches are missing (those whose completeness marker is unset); worker
+processes each load their own generator (and GL context), render whole minibatches and write
+them straight into their own chunks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tqdm import tqdm
 
 from dcign.shared.errors import DcignError
 from dcign.shared.store import Store, create_or_open_store, open_store
+
+from .generators.base import DatasetGenerator, DatasetRecipe
 
 Task = tuple[str, str, int]  # (split, factor, minibatch index)
 
@@ -72,10 +75,11 @@ def rasteriser_threads(cores: int) -> int:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(recipe, store_path: str, gl_platform: str, threads_per_worker: int,
-                 generator=None) -> None:
-    os.environ["PYOPENGL_PLATFORM"] = gl_platform
-    os.environ.setdefault("LP_NUM_THREADS", str(rasteriser_threads(threads_per_worker)))
+def _init_worker(recipe: DatasetRecipe, store_path: str, gl_platform: str | None,
+                 threads_per_worker: int, generator: DatasetGenerator | None = None) -> None:
+    if gl_platform is not None:  # before the generator's first Renderer imports PyOpenGL
+        os.environ["PYOPENGL_PLATFORM"] = gl_platform
+        os.environ.setdefault("LP_NUM_THREADS", str(rasteriser_threads(threads_per_worker)))
     _worker["generator"] = generator or recipe.load()
     _worker["store"] = open_store(store_path, mode="r+")
 
@@ -89,10 +93,10 @@ def _render_task(task: Task) -> Task:
     return task
 
 
-def _run_in_process(tasks, generator, store_path, gl_platform) -> Iterator[Task]:
+def _run_in_process(tasks, recipe, generator, store_path, gl_platform) -> Iterator[Task]:
     # the parent's generator: loading the model again would only repeat the work
-    _init_worker(generator.recipe, store_path, gl_platform,
-                 threads_per_worker=os.cpu_count() or 1, generator=generator)
+    _init_worker(recipe, store_path, gl_platform, threads_per_worker=os.cpu_count() or 1,
+                 generator=generator)
     try:
         yield from map(_render_task, tasks)
     finally:
@@ -131,23 +135,28 @@ def _run_in_pool(tasks, recipe, store_path, gl_platform, workers) -> Iterator[Ta
         yield from pool.imap_unordered(_render_task, tasks, chunksize=1)
 
 
-def render_store(out: str | Path, recipe, request: RenderRequest, *, workers: int,
-                 gl_platform: str, overwrite: bool = False, progress: bool = True,
-                 config: dict | None = None) -> RenderSummary:
-    """Render every missing minibatch of `request` into the store at `out`."""
-    generator = recipe.load()
-    spec = generator.spec
-    for name in request.vary:
-        spec.factor(name)  # refuses unknown factors before anything is written
-    store = create_or_open_store(out, spec, overwrite=overwrite)
+def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest, *,
+                 workers: int, gl_platform: str | None, overwrite: bool = False,
+                 progress: bool = True, config: dict | None = None,
+                 generator: DatasetGenerator | None = None,
+                 verb: str = "rendering") -> RenderSummary:
+    """Render every missing minibatch of `request` into the store at `out`.
+
+    `gl_platform` is the chosen one (`renderer.platform.choose_gl_platform`) when the recipe
+    needs GL, else None; `generator` is the recipe's, if the caller has loaded it already.
+    """
+    if recipe.needs_gl and gl_platform is None:
+        raise ValueError("this dataset renders through OpenGL: choose a GL platform first")
+    generator = generator or recipe.load()
+    store = _checked_store(out, generator, request, overwrite)
     tasks, present = _missing(store, request)
     started = time.perf_counter()
     if tasks:
         workers = max(1, min(workers, len(tasks)))
-        run = (_run_in_process(tasks, generator, str(out), gl_platform) if workers == 1 else
-               _run_in_pool(tasks, recipe, str(out), gl_platform, workers))
+        run = (_run_in_process(tasks, recipe, generator, str(out), gl_platform)
+               if workers == 1 else _run_in_pool(tasks, recipe, str(out), gl_platform, workers))
         with tqdm(total=len(tasks) * recipe.batch_size, unit="img", disable=not progress,
-                  desc=f"rendering {Path(out).name}", smoothing=0.1) as bar:
+                  desc=f"{verb} {Path(out).name}", smoothing=0.1) as bar:
             for _ in run:
                 bar.update(recipe.batch_size)
     seconds = time.perf_counter() - started
@@ -158,6 +167,16 @@ def render_store(out: str | Path, recipe, request: RenderRequest, *, workers: in
         "seconds": round(seconds, 2),
     })
     return RenderSummary(len(tasks), present, seconds)
+
+
+def _checked_store(out: str | Path, generator: DatasetGenerator, request: RenderRequest,
+                   overwrite: bool) -> Store:
+    """The store to fill, opened or created only once the request is known to be possible."""
+    spec = generator.spec
+    for name in request.vary:
+        spec.factor(name)  # refuses unknown factors before anything is written
+    generator.check(request.vary)
+    return create_or_open_store(out, spec, overwrite=overwrite)
 
 
 def check_counts(batch_size: int, batches: int, test_batches: int, size: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-RENDER_MODULES = ["dcign.render.cli", "dcign.render.faces", "dcign.render.writer",
+RENDER_MODULES = ["dcign.render.cli", "dcign.render.generators.faces", "dcign.render.writer",
                   "dcign.render.renderer.offscreen", "dcign.render.plans",
                   "dcign.render.objects.face_model", "dcign.render.objects.geometry",
                   "dcign.shared.images", "dcign.render.objects.embedded_face",

@@ -10,8 +10,13 @@ import pytest
 import zarr
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
 
-from dcign.render.chairs import CHAIR_LIGHTING, LIGHT_AZIMUTH, ChairRecipe, chair_rotation
 from dcign.render.cli import main as render_main
+from dcign.render.generators.chairs import (
+    CHAIR_LIGHTING,
+    LIGHT_AZIMUTH,
+    ChairRecipe,
+    chair_rotation,
+)
 from dcign.render.objects.chair_mesh import CHAIR_RADIUS
 from dcign.render.objects.chair_model import DESIGNS, build_chair
 from dcign.render.objects.chair_parts import box, parts_touch

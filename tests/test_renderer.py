@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dcign.render.faces import FaceRecipe
+from dcign.render.generators.faces import FaceRecipe
 from dcign.render.renderer.offscreen import Renderer
 from dcign.render.renderer.platform import choose_gl_platform
 from dcign.render.renderer.poses import Lighting, light_direction, rotation_matrix

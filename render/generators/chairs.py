@@ -18,26 +18,30 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import CHAIR_ELEVATIONS, chair_factors
-from dcign.shared.store import StoreSpec
+from dcign.shared.factors import CHAIR_ELEVATIONS, CHAIR_VIEWS, chair_factors
+from dcign.shared.store import SPLITS, StoreSpec
 
-from .objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
-from .objects.mesh_folder import MeshFolder
-from .plans import (
+from ..objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
+from ..objects.mesh_folder import MeshFolder
+from ..plans import (
+    PAPER_CHAIRS,
     IdentityPools,
     ListedPools,
     MinibatchPlan,
     check_grid,
+    check_test_count,
     identity_rng,
     plan_minibatch,
     split_files,
 )
-from .renderer.offscreen import Renderer
-from .renderer.poses import Lighting, light_direction, rotation_matrix
+from ..renderer.offscreen import Renderer
+from ..renderer.poses import Lighting, light_direction, rotation_matrix
+from .base import MinibatchCounts
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
@@ -46,6 +50,9 @@ CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=
                           ambient=0.3)
 LIGHT_AZIMUTH = -35.0  # the light comes from the camera's upper left, fixed as the chair turns
 GRID_AZIMUTHS = tuple(float(a) for a in range(0, 360, 12))  # the paper's 30 azimuths
+# 2 factors x (1800 + 225) x 20 = 81,000 images: the paper's 1357 chairs x 60 views.
+CHAIR_MINIBATCHES = MinibatchCounts(train=1800, test=225)
+FINGERPRINT_CHAIRS = 4  # whole chairs the procedural fingerprint hashes
 
 
 @dataclass(frozen=True)
@@ -60,17 +67,22 @@ class ChairRecipe:
     image_size: int = 150
     batch_size: int = 20
     views: str = "grid"
-    chairs: int = 1357
-    test_chairs: int = 150
+    chairs: int = PAPER_CHAIRS.chairs
+    test_chairs: int = PAPER_CHAIRS.test
     textures: bool = True
     lighting: Lighting = field(default_factory=lambda: CHAIR_LIGHTING)
     meshes: tuple[str, ...] = ()
     mesh_root: str = ""
     mesh_fingerprint: str = ""
     up_axis: str = "y"
+    needs_gl: ClassVar[bool] = True
 
     def load(self) -> ChairGenerator:
         return ChairGenerator(self)
+
+    @property
+    def total_chairs(self) -> int:
+        return len(self.meshes) if self.meshes else self.chairs
 
     @property
     def pools(self) -> IdentityPools | ListedPools:
@@ -83,24 +95,26 @@ class ChairGenerator:
     """Turns minibatch plans into images; creates its GL context on first use."""
 
     def __init__(self, recipe: ChairRecipe):
+        if recipe.views not in CHAIR_VIEWS:
+            raise DcignError(f"unknown --views {recipe.views!r}: choose "
+                             f"{' or '.join(CHAIR_VIEWS)}")
         self.recipe = recipe
         self.factors = chair_factors(recipe.views)
         self.pools = recipe.pools
         self.grid = ({"azimuth": np.float32(GRID_AZIMUTHS),
                       "elevation": np.float32(CHAIR_ELEVATIONS)}
                      if recipe.views == "grid" else {})
-        self._check()
         self._renderer: Renderer | None = None
-        self._folder = None
+        self._folder: MeshFolder | None = None
 
-    def _check(self) -> None:
-        """Refuse requests no minibatch could satisfy, before a store is touched."""
+    def check(self, vary: tuple[str, ...]) -> None:
+        """Refuse requests no minibatch could satisfy, before a store is touched (whatever
+        `vary` holds: a store's chairs serve every factor it may later be extended with)."""
         r = self.recipe
-        if r.views not in ("grid", "continuous"):
-            raise DcignError(f"unknown --views {r.views!r}: choose grid or continuous")
+        check_test_count(r.test_chairs, r.total_chairs)
         # on the grid only azimuth varies (elevation, with 2 values, is held fixed)
         check_grid(self.factors[0], self.grid, r.batch_size)
-        for split in ("train", "test"):
+        for split in SPLITS:
             have = len(self.pools.pool(split))
             if have < r.batch_size:
                 raise DcignError(f"an intrinsic minibatch of {r.batch_size} needs at least "
@@ -109,6 +123,7 @@ class ChairGenerator:
 
     @cached_property
     def spec(self) -> StoreSpec:
+        """What the store records; the procedural fingerprint builds chairs, so once."""
         r = self.recipe
         generator = {
             "name": "dcign.render.chairs",
@@ -127,7 +142,7 @@ class ChairGenerator:
             generator["up_axis"] = r.up_axis
             model = {"name": "mesh folder", "fingerprint": r.mesh_fingerprint,
                      "source": r.mesh_root, "files": len(r.meshes)}
-        else:
+        else:  # the source is a label existing stores compare, not the module's path today
             model = {"name": "procedural chairs", "fingerprint": self._procedural_fingerprint(),
                      "source": "dcign.render.chair_model", "chairs": r.chairs}
         return StoreSpec("chairs", r.image_size, r.batch_size, self.factors, generator, model)
@@ -136,7 +151,7 @@ class ChairGenerator:
         """A hash of a few whole chairs (geometry, normals, winding, materials): it changes
         whenever the generator's output does, so such stores are not mixed."""
         h = hashlib.sha256()
-        for i in range(4):
+        for i in range(FINGERPRINT_CHAIRS):
             m = procedural_chair(identity_rng(self.recipe.seed, i))
             for array in (m.vertices, m.normals, m.albedo, m.material):
                 h.update(np.round(array, 4).tobytes())

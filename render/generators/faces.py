@@ -6,24 +6,29 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from dcign.shared.errors import DcignError
 from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.images import GRAY_WEIGHTS, to_gray
-from dcign.shared.store import StoreSpec
+from dcign.shared.store import SPLITS, StoreSpec
 
-from .objects.face_loader import load_face_model
-from .objects.face_model import MorphableModel
-from .objects.geometry import VertexNormals
-from .plans import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
-from .renderer.offscreen import Renderer
-from .renderer.poses import Lighting, light_direction, rotation_matrix
+from ..objects.face_loader import load_face_model
+from ..objects.face_model import MorphableModel
+from ..objects.geometry import VertexNormals
+from ..plans import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
+from ..renderer.offscreen import Renderer
+from ..renderer.poses import Lighting, light_direction, rotation_matrix
+from .base import MinibatchCounts
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 2
 FACE_HEIGHT = 2.0  # the mean face's vertical extent in scene units; camera framing assumes it
 FACE_LIGHTING = Lighting(background=0.0)
+# The paper's faces: per varying factor, 3000 training and 350 test minibatches.
+FACE_MINIBATCHES = MinibatchCounts(train=3000, test=350)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class FaceRecipe:
     model_path: str | None = None  # None: the embedded model
     lighting: Lighting = field(default_factory=lambda: FACE_LIGHTING)
     identities: IdentityPools = field(default_factory=IdentityPools)
+    needs_gl: ClassVar[bool] = True
 
     def load(self) -> FaceGenerator:
         return FaceGenerator(self, load_face_model(self.model_path))
@@ -77,6 +83,18 @@ class FaceGenerator:
             "albedo_components": self.model.n_albedo,
         }
         return StoreSpec("faces", r.image_size, r.batch_size, self.factors, generator, model)
+
+    def check(self, vary: tuple[str, ...]) -> None:
+        """Refuse intrinsic minibatches larger than an identity pool, before a store is
+        touched."""
+        r = self.recipe
+        if not any(self.spec.factor(name).is_intrinsic for name in vary):
+            return
+        for split in SPLITS:
+            have = len(r.identities.pool(split))
+            if have < r.batch_size:
+                raise DcignError(f"a {split} minibatch of {r.batch_size} distinct identities "
+                                 f"needs at least that many {split} identities (have {have})")
 
     def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:
         """Minibatch `index` of (split, factor): a pure function of these and the seed."""
