@@ -7,13 +7,18 @@ the azimuth, inside a black frame that the crop must remove.
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
 from PIL import Image
 
+from dcign.render import writer
 from dcign.render.cli import main as render_main
-from dcign.render.objects.aubry_tree import crop_gray
+from dcign.render.generators.aubry import AubryRecipe
+from dcign.render.generators.base import DatasetGenerator, DatasetRecipe
+from dcign.render.objects.aubry_tree import crop_gray, scan_tree
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 
@@ -23,7 +28,7 @@ ELEVATIONS = [20, 30]
 COLOURS = [(200, 40, 40), (40, 160, 60), (30, 60, 200), (120, 120, 20), (90, 10, 140),
            (10, 130, 130)]
 SMALL = ["--size", "32", "--batch-size", "3", "--batches", "2", "--test-batches", "1",
-         "--test-chairs", "3", "--quiet"]
+         "--test-chairs", "3", "--workers", "1", "--quiet"]
 
 
 def fake_render(colour, azimuth: int, elevation: int) -> np.ndarray:
@@ -58,7 +63,7 @@ def aubry(args: list):
 @pytest.fixture(scope="module")
 def aubry_store(tmp_path_factory, aubry_tree):
     out = tmp_path_factory.mktemp("aubry") / "chairs-aubry.zarr"
-    result = aubry([aubry_tree, *SMALL, "--out", out])
+    result = aubry([aubry_tree, *SMALL, "--workers", "2", "--out", out])  # the writer's pool
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -197,4 +202,50 @@ AUBRY_DIGEST = "38ea4e06535c5c7b241f08eb18631f498af026f81deac6e5d5f5686b3a240d71
 
 def test_an_imported_store_holds_exactly_the_pinned_content(aubry_store):
     out, _ = aubry_store
+    assert _reader_digest(out) == AUBRY_DIGEST
+
+
+def test_the_aubry_recipe_and_its_generator_keep_the_writers_interface(aubry_tree):
+    recipe = AubryRecipe(scan_tree(aubry_tree), image_size=32, batch_size=3, test_chairs=3)
+    assert isinstance(recipe, DatasetRecipe) and not recipe.needs_gl  # no GL is probed
+    assert pickle.loads(pickle.dumps(recipe)) == recipe  # workers receive it pickled
+    generator = recipe.load()
+    assert isinstance(generator, DatasetGenerator)
+    generator.check(("azimuth", "intrinsic"))
+    images = generator.render(generator.plan("train", "azimuth", 0))
+    assert images.shape == (3, 32, 32) and images.dtype == np.uint8
+    generator.close()
+
+
+def test_an_interrupted_import_resumes_through_the_writer_to_the_same_store(
+        tmp_path, aubry_tree, monkeypatch):
+    out = tmp_path / "resumed.zarr"
+    args = [aubry_tree, *SMALL, "--out", out]
+    real, done = writer._render_task, []
+
+    def interrupt_after_one(task):
+        if done:
+            raise KeyboardInterrupt
+        done.append(real(task))
+        return done[-1]
+
+    monkeypatch.setattr(writer, "_render_task", interrupt_after_one)
+    interrupted = aubry(args)
+    assert interrupted.exit_code == 130 and "rerun the same command to resume" in (
+        interrupted.output)
+    monkeypatch.setattr(writer, "_render_task", real)
+    resumed = aubry(args)
+    assert resumed.exit_code == 0 and "imported 5 minibatches" in resumed.output
+    assert "1 were already there" in resumed.output
+    assert _reader_digest(out) == AUBRY_DIGEST
+    history = open_store(out).history  # the writer's one record per finished run
+    assert [(h["config"]["command"], h["rendered_minibatches"]) for h in history] == [
+        ("import-aubry", 5)]
+
+
+def test_a_larger_batches_extends_an_import_to_the_store_made_at_once(tmp_path, aubry_tree):
+    out = tmp_path / "extended.zarr"
+    first = aubry([aubry_tree, *SMALL, "--batches", "1", "--out", out])
+    assert first.exit_code == 0, first.output
+    assert aubry([aubry_tree, *SMALL, "--out", out]).exit_code == 0
     assert _reader_digest(out) == AUBRY_DIGEST

@@ -30,6 +30,7 @@ from ..plans import (
     paper_test_share,
     split_files,
 )
+from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE
 from .chairs import CHAIR_MINIBATCHES
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
@@ -43,8 +44,8 @@ class AubryRecipe:
     """The scanned tree and the import's options; picklable, for worker processes."""
 
     tree: AubryTree
-    image_size: int = 150
-    batch_size: int = 20
+    image_size: int = PAPER_IMAGE_SIZE
+    batch_size: int = PAPER_BATCH_SIZE
     crop: int = 450  # side of the central square kept from each 600x600 render
     seed: int = 0
     test_chairs: int | None = None  # None: the paper's share of the tree's chairs

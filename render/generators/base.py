@@ -54,6 +54,11 @@ class DatasetRecipe(Protocol):
         ...
 
 
+# The paper's images and minibatches, every dataset's defaults.
+PAPER_IMAGE_SIZE = 150
+PAPER_BATCH_SIZE = 20
+
+
 @dataclass(frozen=True)
 class MinibatchCounts:
     """Minibatches per varying factor that a dataset holds by default."""

@@ -41,7 +41,7 @@ from ..plans import (
 )
 from ..renderer.offscreen import Renderer
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
-from .base import MinibatchCounts
+from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
@@ -64,8 +64,8 @@ class ChairRecipe:
     """
 
     seed: int = 0
-    image_size: int = 150
-    batch_size: int = 20
+    image_size: int = PAPER_IMAGE_SIZE
+    batch_size: int = PAPER_BATCH_SIZE
     views: str = "grid"
     chairs: int = PAPER_CHAIRS.chairs
     test_chairs: int = PAPER_CHAIRS.test

@@ -21,7 +21,7 @@ from ..objects.geometry import VertexNormals
 from ..plans import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
 from ..renderer.offscreen import Renderer
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
-from .base import MinibatchCounts
+from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 2
@@ -36,8 +36,8 @@ class FaceRecipe:
     """Everything that determines a faces store's images; picklable, for worker processes."""
 
     seed: int = 0
-    image_size: int = 150
-    batch_size: int = 20
+    image_size: int = PAPER_IMAGE_SIZE
+    batch_size: int = PAPER_BATCH_SIZE
     model_path: str | None = None  # None: the embedded model
     lighting: Lighting = field(default_factory=lambda: FACE_LIGHTING)
     identities: IdentityPools = field(default_factory=IdentityPools)

@@ -59,6 +59,7 @@ def missing_private_state() -> list[str]:
 
     Instance attributes are looked for on a bare pyrender Renderer and Primitive, whose
     constructors only record state: no GL context is made."""
+    # here, not at the top: after the GL platform is chosen
     import pyrender
     from pyrender.platforms.base import Platform
     from pyrender.renderer import Renderer as PyrenderRenderer
@@ -84,7 +85,7 @@ def missing_private_state() -> list[str]:
 
 def check_pyrender() -> None:
     """Refuse an untested pyrender, or one lacking what we patch, with one line naming both."""
-    import pyrender
+    import pyrender  # here: after the GL platform is chosen
 
     version = pyrender.__version__
     missing = missing_private_state()
@@ -103,7 +104,7 @@ def _require_offscreen_state(offscreen) -> None:
     missing = [f"OffscreenRenderer.{name}" for name in ("_renderer", "_platform")
                if getattr(offscreen, name, None) is None]
     if missing:
-        import pyrender
+        import pyrender  # here: after the GL platform is chosen
 
         raise DcignError(f"pyrender {pyrender.__version__} lacks the private state dcign "
                          f"patches: {', '.join(missing)}; install a tested one: pip install "
@@ -112,7 +113,7 @@ def _require_offscreen_state(offscreen) -> None:
 
 def use_shaders(offscreen, vertex_path: str, fragment_path: str) -> None:
     """Draw meshes with our shader pair; pyrender's other programs (e.g. for points) stay."""
-    from pyrender.shader_program import ShaderProgramCache
+    from pyrender.shader_program import ShaderProgramCache  # here: after the GL platform is chosen
 
     _require_offscreen_state(offscreen)
     cache = ShaderProgramCache()
@@ -131,6 +132,7 @@ def read_red_channel(offscreen, size: int) -> None:
     """Read back one channel as uint8 (size, size), rows top-down: pyrender's own reader also
     resolves, reads and linearises depth, a third of the frame time in software GL. A
     depth-only render (the benchmarks' floor) waits for the GL and reads nothing."""
+    # here, not at the top: after the GL platform is chosen
     import pyrender
     from OpenGL import GL
 
@@ -161,7 +163,7 @@ def refill_vertex_buffer(offscreen, primitive, vertices: np.ndarray, normals: np
 
     The buffer holds what pyrender's upload interleaves for such a primitive: position,
     normal, colour per vertex, float32."""
-    from OpenGL import GL
+    from OpenGL import GL  # here: after the GL platform is chosen
 
     if primitive._vaid is None or len(primitive.positions) != len(vertices):
         return False
