@@ -1,4 +1,13 @@
-"""The dataset renderer: object models → one-factor minibatch scenes → pyrender → Zarr store.
+"""The dataset renderer: object sources → minibatch plans → renderer → generators → writer →
+Zarr store, in six layers the folder listing shows, bottom to top:
 
+    objects/     what is rendered or imported: face models, chairs, mesh folders, Aubry tree
+    plans.py     which identity and factor values each image of a minibatch shows
+    renderer/    GL platform, poses and lighting, the Renderer, pyrender's patches, shaders
+    generators/  the datasets (faces, chairs, the Aubry import) behind one interface
+    writer.py    runs any generator into a store: workers, resume, history, progress
+    cli.py       `dcign-render`
+
+A module imports only its own layer and those below (tests/test_module_graph.py checks it).
 Never imports torch or dcign.train.
 """

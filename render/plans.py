@@ -21,7 +21,7 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, continuous_factors
 from dcign.shared.store import SPLITS
 
-# The first words after the seed of every generator's key: separate streams, so minibatch
+# The word after the seed in every random generator's key: separate streams, so minibatch
 # draws, identity draws and file splits never share a generator state. Changing one changes
 # every store made from that stream.
 STREAM_MINIBATCH = 0
