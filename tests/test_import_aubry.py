@@ -249,3 +249,13 @@ def test_a_larger_batches_extends_an_import_to_the_store_made_at_once(tmp_path, 
     assert first.exit_code == 0, first.output
     assert aubry([aubry_tree, *SMALL, "--out", out]).exit_code == 0
     assert _reader_digest(out) == AUBRY_DIGEST
+
+
+def test_an_import_probes_no_gl_platform(tmp_path, aubry_tree, monkeypatch):
+    def no_gl_here(platform):
+        raise AssertionError(f"probed {platform}")
+
+    monkeypatch.setattr("dcign.render.renderer.platform._platform_works", no_gl_here)
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    result = aubry([aubry_tree, *SMALL, "--vary", "intrinsic", "--out", tmp_path / "x.zarr"])
+    assert result.exit_code == 0, result.output
