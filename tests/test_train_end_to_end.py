@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY, assert_one_line_error, render
 
-import dcign.train.loop as loop
+import dcign.train.objective as objective
 from dcign.shared.store import open_store
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.cli import main
@@ -102,13 +102,13 @@ def test_compile_trains_the_same_network_as_eager_mode(tmp_path):
 def test_a_nan_loss_is_a_one_line_error_that_keeps_the_last_good_checkpoint(tiny_store,
                                                                            tmp_path,
                                                                            monkeypatch):
-    real_kl, calls = loop.kl_nats, []
+    real_kl, calls = objective.kl_nats, []
 
     def kl_turns_nan_at_the_fifth_step(mu, logvar):
         calls.append(1)
         return real_kl(mu, logvar) * (float("nan") if len(calls) >= 5 else 1.0)
 
-    monkeypatch.setattr(loop, "kl_nats", kl_turns_nan_at_the_fifth_step)
+    monkeypatch.setattr(objective, "kl_nats", kl_turns_nan_at_the_fifth_step)
     result = train_cli("--store", tiny_store, "--out", tmp_path, "--steps", 8,
                        "--checkpoint-every", 2)
     assert_one_line_error(result, "loss became nan", "at step 5", "last good checkpoint")

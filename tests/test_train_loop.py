@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dcign.train.loop as loop
+import dcign.train.objective as objective
 from dcign.shared.errors import DcignError
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.config import TrainConfig
@@ -26,13 +27,13 @@ def config(store, out, **kw) -> TrainConfig:
 
 def record_posterior_means(monkeypatch) -> list[torch.Tensor]:
     """Capture the μ each minibatch hands to the sampler (i.e. after clamping)."""
-    seen, original = [], loop.reparameterize
+    seen, original = [], objective.sample_latents
 
-    def recording(mu, logvar, generator):
+    def recording(mu, logvar, eps):
         seen.append(mu.detach().clone())
-        return original(mu, logvar, generator)
+        return original(mu, logvar, eps)
 
-    monkeypatch.setattr(loop, "reparameterize", recording)
+    monkeypatch.setattr(objective, "sample_latents", recording)
     return seen
 
 
@@ -80,7 +81,10 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(blobs, tmp_p
     assert resumed["step"] == straight["step"] == 8
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
-    assert torch.equal(straight["rng"]["noise"], resumed["rng"]["noise"])
+    for a, b in zip(straight["optimizer"]["state"].values(),
+                    resumed["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"],
+                                                                       b["exp_avg_sq"])
 
 
 def test_a_checkpoint_holds_everything_resumption_needs(blobs, tmp_path):
@@ -95,13 +99,13 @@ def test_a_checkpoint_holds_everything_resumption_needs(blobs, tmp_path):
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(blobs, tmp_path,
                                                                      monkeypatch):
-    real_kl, calls = loop.kl_nats, []
+    real_kl, calls = objective.kl_nats, []
 
     def kl_turns_nan_at_step_six(mu, logvar):
         calls.append(1)
         return real_kl(mu, logvar) * (float("nan") if len(calls) > 5 else 1.0)
 
-    monkeypatch.setattr(loop, "kl_nats", kl_turns_nan_at_step_six)
+    monkeypatch.setattr(objective, "kl_nats", kl_turns_nan_at_step_six)
     with pytest.raises(NonFiniteLoss, match=r"loss became nan .* at step 6; stopped, the last "
                                             r"good checkpoint is .*checkpoint.pt"):
         train(config(blobs, tmp_path))
@@ -142,7 +146,7 @@ def test_an_existing_run_is_not_overwritten_without_resume(blobs, tmp_path):
 def test_clamping_ties_z1_to_azimuth_and_z2_to_elevation_where_a_plain_vae_does_not(tmp_path):
     store = str(write_blob_store(tmp_path / "b.zarr", 32, 30, 3, seed=1))
     # blobs' light only tilts their shading, too faint to learn in seconds: leave it out
-    budget = dict(steps=300, checkpoint_every=1000, ratio="1:1:0:2")
+    budget = dict(steps=500, checkpoint_every=1000, ratio="1:1:0:2")  # 300: r 0.4-0.97 by seed
     dcign = train(config(store, tmp_path / "dcign", **budget)).held_out["correlations"]
     vae = train(config(store, tmp_path / "vae", mode="vae", **budget)).held_out["correlations"]
     assert abs(dcign["azimuth"]["r"]) > 0.9 and abs(dcign["elevation"]["r"]) > 0.9, dcign

@@ -11,15 +11,35 @@ backward  the active group's gradient passes unchanged; a clamped latent's recon
           pushed away from the mean; the paper's description is followed here.)
 
 The same function is applied to μ and to log σ².
+
+It runs in fp32 whatever autocast is on (torch.amp's custom_fwd/custom_bwd, for CPU and CUDA
+autocast alike): the batch mean and the small invariance gradient need fp32, and bf16 inputs
+are cast up. It compiles whole with `torch.compile(fullgraph=True)`.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.amp import custom_bwd, custom_fwd
+
+AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+def _fp32_forward(fn):
+    for device_type in AUTOCAST_DEVICES:
+        fn = custom_fwd(fn, device_type=device_type, cast_inputs=torch.float32)
+    return fn
+
+
+def _fp32_backward(fn):
+    for device_type in AUTOCAST_DEVICES:
+        fn = custom_bwd(fn, device_type=device_type)
+    return fn
 
 
 class Clamp(torch.autograd.Function):
     @staticmethod
+    @_fp32_forward
     def forward(ctx, x: torch.Tensor, active: torch.Tensor, rule: str, lam: float):
         mean = x.mean(dim=0, keepdim=True)
         shared = mean if rule == "mean" else x[:1]
@@ -28,6 +48,7 @@ class Clamp(torch.autograd.Function):
         return torch.where(active, x, shared.expand_as(x))
 
     @staticmethod
+    @_fp32_backward
     def backward(ctx, grad: torch.Tensor):
         deviation, active = ctx.saved_tensors
         return torch.where(active, grad, ctx.lam * deviation), None, None, None

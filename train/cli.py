@@ -8,7 +8,7 @@ import click
 
 from dcign.shared.cli import DcignCommand, default_of
 
-from .config import TrainConfig
+from .config import PRECISIONS, TrainConfig
 
 
 def default(name: str):
@@ -79,10 +79,19 @@ Examples:
               help="Seeds the weights, the batch schedule and the sampling noise.")
 @click.option("--device", default=default("device"), show_default=True,
               help="auto, cpu, cuda, cuda:1, …")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=default("precision"),
+              show_default=True,
+              help="Arithmetic of the network: bf16 autocast or fp32 (auto: bf16 on CUDA, fp32 "
+                   "on the CPU). Losses, clamping and the optimiser stay fp32.")
+@click.option("--channels-last/--no-channels-last", default=default("channels_last"),
+              help="Channels-last memory layout (default: on CUDA only).")
 @click.option("--workers", type=int, default=default("workers"), show_default=True,
               help="Loader processes; -1: 4 on CUDA, 0 on the CPU, where reading a minibatch "
                    "costs ~1 ms against a ~100 ms step and workers would steal its cores.")
-@click.option("--in-memory", is_flag=True, help="Read the train split into memory first.")
+@click.option("--pin-memory/--no-pin-memory", default=default("pin_memory"),
+              help="Pinned host memory and non-blocking copies (default: on CUDA only).")
+@click.option("--in-memory", is_flag=True,
+              help="Read the train split into memory first (then no loader workers).")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the network.")
 @click.option("--log-every", type=int, default=default("log_every"), show_default=True,
               help="Steps per metrics line.")
@@ -92,8 +101,8 @@ Examples:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, steps, max_minutes,
-         minibatches_per_step, optimizer, lr, seed, device, workers, in_memory, use_compile,
-         log_every, checkpoint_every, resume, no_progress):
+         minibatches_per_step, optimizer, lr, seed, device, precision, channels_last, workers,
+         pin_memory, in_memory, use_compile, log_every, checkpoint_every, resume, no_progress):
     """Train the Deep Convolutional Inverse Graphics Network on a dcign store.
 
     Latent groups come from the store's factor table (faces: z1 azimuth, z2 elevation,
@@ -107,7 +116,9 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, step
                       ratio=ratio, arch=arch, mirror_odd=tuple(mirror_odd), steps=steps,
                       max_minutes=max_minutes,
                       minibatches_per_step=minibatches_per_step, optimizer=optimizer, lr=lr,
-                      seed=seed, device=device, workers=workers, in_memory=in_memory,
+                      seed=seed, device=device, precision=precision,
+                      channels_last=channels_last, workers=workers, pin_memory=pin_memory,
+                      in_memory=in_memory,
                       compile=use_compile, log_every=log_every,
                       checkpoint_every=checkpoint_every, progress=not no_progress)
     from .loop import train  # torch imports only after the arguments are known to be sane

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-# Fields that only change how fast or where a run executes, never its numbers on the CPU;
-# a resumed run takes them from the command line, everything else from the checkpoint.
-RUNTIME_FIELDS = ("steps", "max_minutes", "device", "workers", "in_memory", "compile", "log_every",
-                  "checkpoint_every", "progress")
+# Fields that change how long, where or how fast a run executes (precision included: a run
+# trained in bf16 on a GPU may continue in fp32 on a CPU); a resumed run takes them from the
+# command line, everything else from the checkpoint.
+RUNTIME_FIELDS = ("steps", "max_minutes", "device", "precision", "channels_last", "workers",
+                  "pin_memory", "in_memory", "compile", "log_every", "checkpoint_every",
+                  "progress")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -33,7 +36,10 @@ class TrainConfig:
     beta2: float = 0.99
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on the CPU
+    channels_last: bool | None = None  # None: on CUDA, off on the CPU
     workers: int = -1  # -1: 4 loader processes on CUDA, 0 on the CPU (they would steal cores)
+    pin_memory: bool | None = None  # None: on CUDA
     in_memory: bool = False
     compile: bool = False
     log_every: int = 10

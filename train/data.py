@@ -139,8 +139,12 @@ class StepDataset(Dataset):
 
 def make_loader(dataset: StepDataset, start: int, stop: int, workers: int, pin_memory: bool
                 ) -> DataLoader:
-    """Steps start..stop-1 in order, prefetched by `workers` processes."""
+    """Steps start..stop-1 in order, prefetched by `workers` processes.
+
+    Workers are spawned, never forked: zarr and fsspec run event-loop threads, and a fork
+    copies them dead into the child."""
     return DataLoader(dataset, batch_size=None, sampler=range(start, stop),
                       num_workers=workers, pin_memory=pin_memory,
                       prefetch_factor=4 if workers else None,
+                      multiprocessing_context="spawn" if workers else None,
                       persistent_workers=False)

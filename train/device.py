@@ -1,12 +1,23 @@
-"""Where a network runs: choosing the device, and the arithmetic used on it."""
+"""Where and how a network runs: the device, the arithmetic (fp32 or bf16 autocast), the
+memory layout, and how the loader feeds it.
+
+Every choice that CUDA makes by default is a flag that also works on the CPU, so the GPU's
+code paths run in the CPU test suite: bf16 autocast, channels-last, pinned memory with
+non-blocking copies, loader worker processes and torch.compile.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
 from dcign.shared.errors import DcignError
+
+from .config import PRECISIONS, TrainConfig
+
+CUDA_LOADER_WORKERS = 4
 
 
 def pick_device(name: str) -> torch.device:
@@ -22,8 +33,42 @@ def pick_device(name: str) -> torch.device:
                          ) from None
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (bf16 keeps fp32's range: no loss scaling needed); fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+@dataclass(frozen=True)
+class Execution:
+    """How a run executes on its device; none of it is part of what the run learns."""
+
+    device: torch.device
+    precision: str  # "fp32" or "bf16" (autocast; losses, clamping and the optimiser stay fp32)
+    channels_last: bool
+    workers: int  # loader processes (spawned)
+    pin_memory: bool
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def describe(self) -> str:
+        layout = ", channels-last" if self.channels_last else ""
+        return f"{self.device} {self.precision}{layout}"
+
+
+def execution_for(cfg: TrainConfig) -> Execution:
+    """Resolve the config's `auto` choices against the device it picks."""
+    if cfg.precision not in PRECISIONS:
+        raise DcignError(f"--precision {cfg.precision!r}: choose {', '.join(PRECISIONS)}")
+    device = pick_device(cfg.device)
+    cuda = device.type == "cuda"
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if cuda else "fp32")
+    workers = cfg.workers if cfg.workers >= 0 else (CUDA_LOADER_WORKERS if cuda else 0)
+    if cfg.in_memory:
+        workers = 0  # the split is in this process's memory: a worker would copy all of it
+    return Execution(device, precision,
+                     cuda if cfg.channels_last is None else cfg.channels_last, workers,
+                     cuda if cfg.pin_memory is None else cfg.pin_memory)
+
+
+def autocast(execution: Execution):
+    """bf16 autocast on the run's device (bf16 keeps fp32's range: no loss scaling needed)."""
+    if execution.precision == "bf16":
+        return torch.autocast(execution.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

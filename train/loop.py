@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from dcign.shared.errors import DcignError
@@ -23,13 +24,13 @@ from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
 from dcign.shared.store import StoreSpec
 
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, store_fingerprint, write_checkpoint
-from .clamping import active_mask, clamp
+from .clamping import active_mask
 from .config import TrainConfig
 from .data import StepDataset, TrainingData, make_loader, open_training_data
-from .device import autocast, pick_device
+from .device import Execution, execution_for
 from .eval import held_out
 from .model import DCIGN, Architecture, architecture_for
-from .objective import kl_nats, reconstruction_nats, reparameterize
+from .objective import MinibatchLoss, minibatch_noise
 from .runlog import RunLog
 
 
@@ -43,13 +44,15 @@ class Run:
     data: TrainingData
     model: DCIGN
     optimizer: torch.optim.Optimizer
-    device: torch.device
-    noise: torch.Generator  # ε of the reparameterisation, checkpointed for exact resumption
+    execution: Execution
+    loss: nn.Module  # a MinibatchLoss over `model`, compiled with --compile
     masks: list[torch.Tensor]  # active latents per batch type
     step: int = 0
-    encode: object = None  # the model's encode/decode, compiled with --compile
-    decode: object = None
     out: Path = field(default_factory=Path)
+
+    @property
+    def device(self) -> torch.device:
+        return self.execution.device
 
     @property
     def checkpoint_path(self) -> Path:
@@ -91,47 +94,39 @@ def build_run(cfg: TrainConfig) -> Run:
     if not cfg.lr > 0 or not cfg.invariance >= 0:
         raise DcignError(f"--lr must be positive and --invariance non-negative (got "
                          f"{cfg.lr} and {cfg.invariance})")
-    device = pick_device(cfg.device)
+    execution = execution_for(cfg)
     data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
     arch = architecture_for(cfg.arch, data.spec.image_size,
                             mirror_odd_latents(data.spec, cfg.mirror_odd, LATENT_SIZE))
     torch.manual_seed(cfg.seed)  # weight initialisation
-    model = DCIGN(arch).to(device)
-    if device.type == "cuda":
+    model = DCIGN(arch).to(execution.device)
+    if execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    encode, decode = model.encode, model.decode
+    loss = MinibatchLoss(model, cfg.mode, cfg.clamp, cfg.invariance, execution)
     if cfg.compile:
-        encode, decode = torch.compile(encode), torch.compile(decode)
-    return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), device,
-               torch.Generator(device).manual_seed(cfg.seed),
-               [active_mask(t.latents, arch.latent_size, device) for t in data.types],
-               encode=encode, decode=decode, out=Path(cfg.out))
+        loss = torch.compile(loss, fullgraph=True)  # the clamp compiles with the network
+    masks = [active_mask(t.latents, arch.latent_size, execution.device) for t in data.types]
+    return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), execution, loss,
+               masks, out=Path(cfg.out))
 
 
 def train_step(run: Run, step: tuple[torch.Tensor, torch.Tensor]) -> dict:
-    """One optimiser step over a step's minibatches (kinds (M,), uint8 images (M, B, H, W)).
+    """One optimiser step over a step's minibatches (kinds (M,), uint8 images (M, B, H, W)),
+    each clamped on its own, gradients accumulated.
 
     Returns the summed nats and the image count."""
-    cfg, dev = run.cfg, run.device
+    cfg, ex = run.cfg, run.execution
     kinds, stacked = step
-    stacked = stacked.to(dev, non_blocking=True)
+    stacked = stacked.to(ex.device, non_blocking=ex.pin_memory)
     run.optimizer.zero_grad(set_to_none=True)
-    sums = torch.zeros(2, device=dev)
+    sums = torch.zeros(2, device=ex.device)
     n = 0
-    for kind, images in zip(kinds.tolist(), stacked, strict=True):
+    for i, (kind, images) in enumerate(zip(kinds.tolist(), stacked, strict=True)):
         x = images.unsqueeze(1).float().div_(255)
-        if dev.type == "cuda":
+        if ex.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(dev):
-            mu, logvar = run.encode(x)
-        mu, logvar = mu.float(), logvar.float()
-        if cfg.mode == "dcign":  # clamp everything outside this minibatch's varying factor
-            mu = clamp(mu, run.masks[kind], cfg.clamp, cfg.invariance)
-            logvar = clamp(logvar, run.masks[kind], cfg.clamp, cfg.invariance)
-        z = reparameterize(mu, logvar, run.noise)
-        with autocast(dev):
-            logits = run.decode(z)
-        terms = torch.stack([reconstruction_nats(logits, x), kl_nats(mu, logvar)])
+        eps = minibatch_noise(cfg.seed, run.step, i, (len(images), run.model.arch.latent_size))
+        terms = run.loss(x, run.masks[kind], eps.to(ex.device, non_blocking=ex.pin_memory))
         terms.sum().backward()
         sums += terms.detach()
         n += len(images)
@@ -153,7 +148,7 @@ def save_checkpoint(run: Run) -> Path:
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "step": run.step,
-        "rng": {"noise": run.noise.get_state(), "torch": torch.get_rng_state()},
+        "rng": {"torch": torch.get_rng_state()},
         "config": run.cfg.to_dict(),
         "store": store_fingerprint(run.data.spec),
         "store_counts": {t.factor.name: len(t.indices) for t in run.data.types},
@@ -176,7 +171,6 @@ def restore(run: Run, state: dict, path: Path) -> None:
                    f"({state.get('store_counts')} → {counts}); the schedule differs from here on")
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.noise.set_state(state["rng"]["noise"])  # a CPU byte tensor for any device
     torch.set_rng_state(state["rng"]["torch"])
     run.step = int(state["step"])
 
@@ -217,11 +211,11 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
     if run.step >= cfg.steps:
         tqdm.write(f"the checkpoint is already at step {run.step} of {cfg.steps}")
     dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory)
-    workers = cfg.workers if cfg.workers >= 0 else (4 if run.device.type == "cuda" else 0)
-    loader = make_loader(dataset, run.step, cfg.steps, workers,
-                         pin_memory=run.device.type == "cuda")
+    ex = run.execution
+    loader = make_loader(dataset, run.step, cfg.steps, ex.workers, pin_memory=ex.pin_memory)
     log.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
-             "device": str(run.device), "arch": run.model.arch.to_dict(),
+             "device": str(run.device), "execution": ex.describe(),
+             "loader_workers": ex.workers, "arch": run.model.arch.to_dict(),
              "batch_types": [t.factor.name for t in run.data.types]})
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step")
     window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}

@@ -3,19 +3,44 @@
 Both terms are sums over the minibatch, as in the released code (λ of the invariance
 targeting is relative to these sums). The negative ELBO per image is their sum divided by
 the number of images, in nats.
+
+The reparameterisation noise ε of a training minibatch is a pure function of (seed, step,
+the minibatch's place in the step), drawn on the CPU: so a resumed run continues exactly, a
+checkpoint carries no device-specific generator state, and the numbers do not depend on the
+device or on how many processes share a step.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from .clamping import clamp
+from .device import Execution, autocast
+from .model import DCIGN
+
+NOISE_STREAM = 1  # ε's seeds (seed, step, minibatch, NOISE_STREAM) never meet the schedule's
+
+
+def sample_latents(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = μ + σ·ε."""
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
                    ) -> torch.Tensor:
-    """z = μ + σ·ε, with ε drawn from the run's own generator so resumption is exact."""
+    """z = μ + σ·ε, with ε drawn from `generator` (held-out ELBOs)."""
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(0.5 * logvar) * eps
+    return sample_latents(mu, logvar, eps)
+
+
+def minibatch_noise(seed: int, step: int, minibatch: int, shape: tuple[int, ...]
+                    ) -> torch.Tensor:
+    """ε (float32, CPU) for minibatch `minibatch` of training step `step`."""
+    key = np.random.SeedSequence([seed, step, minibatch, NOISE_STREAM]).generate_state(1)
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(key[0])))
 
 
 def reconstruction_nats(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -26,3 +51,30 @@ def reconstruction_nats(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def kl_nats(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)), summed over latents and images."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+class MinibatchLoss(nn.Module):
+    """One minibatch's summed BCE and KL, as a (2,) fp32 tensor.
+
+    In `dcign` mode every latent outside the varying factor's group (`active`) is clamped,
+    in μ and in log σ². The network runs under the execution's autocast; the clamp, the
+    sampling and the loss in fp32. This module is what `--compile` compiles (whole, clamp
+    included) and what data-parallel training wraps."""
+
+    def __init__(self, model: DCIGN, mode: str, rule: str, invariance: float,
+                 execution: Execution):
+        super().__init__()
+        self.model, self.mode, self.rule = model, mode, rule
+        self.invariance, self.execution = invariance, execution
+
+    def forward(self, x: torch.Tensor, active: torch.Tensor, eps: torch.Tensor
+                ) -> torch.Tensor:
+        with autocast(self.execution):
+            mu, logvar = self.model.encode(x)
+        mu, logvar = mu.float(), logvar.float()
+        if self.mode == "dcign":
+            mu = clamp(mu, active, self.rule, self.invariance)
+            logvar = clamp(logvar, active, self.rule, self.invariance)
+        with autocast(self.execution):
+            logits = self.model.decode(sample_latents(mu, logvar, eps))
+        return torch.stack([reconstruction_nats(logits, x), kl_nats(mu, logvar)])
