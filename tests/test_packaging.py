@@ -26,8 +26,8 @@ def _train_modules() -> list[str]:
 
     import dcign.train
 
-    return ["dcign.train"] + [f"dcign.train.{m.name}"
-                              for m in pkgutil.iter_modules(dcign.train.__path__)]
+    return ["dcign.train"] + [m.name for m in pkgutil.walk_packages(dcign.train.__path__,
+                                                                    "dcign.train.")]
 
 
 def test_the_renderer_never_imports_torch():

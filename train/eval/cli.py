@@ -18,6 +18,7 @@ from dcign.shared.store import Store, open_store
 from ..checkpoint import checkpoint_file
 from ..device import pick_device
 from . import report
+from .disentanglement import DEFAULT_BINS, DEFAULT_SAMPLES
 from .figures import compare_figure, novel_view_figure, scatter_figure, traversal_figure
 from .measures import (
     EncodedTest,
@@ -245,9 +246,9 @@ def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Pat
               help="Traversal values START:STOP:N (the paper sweeps -15 … +15).")
 @click.option("--traversal-images", type=click.IntRange(1, 16), default=4, show_default=True,
               help="Held-out images per traversal figure.")
-@click.option("--samples", type=click.IntRange(100), default=10000, show_default=True,
+@click.option("--samples", type=click.IntRange(100), default=DEFAULT_SAMPLES, show_default=True,
               help="Test images (at most) pooled for the disentanglement metrics.")
-@click.option("--bins", type=click.IntRange(2), default=20, show_default=True,
+@click.option("--bins", type=click.IntRange(2), default=DEFAULT_BINS, show_default=True,
               help="Equal-width bins per factor (and per latent for MIG).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the metric sampling and the ELBO's noise.")
