@@ -11,19 +11,23 @@ import sys
 from pathlib import Path
 
 import click
+from tqdm import tqdm
 
 from dcign.shared.cli import DcignGroup, default_of, split_choices
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, factor_names
+from dcign.shared.store import open_store
+from dcign.shared.verify import verify_store
 
 from .generators.aubry import AUBRY_MINIBATCHES, VARY, AubryRecipe
 from .generators.base import DatasetGenerator, DatasetRecipe, MinibatchCounts
 from .generators.chairs import CHAIR_MINIBATCHES, ChairRecipe
 from .generators.faces import FACE_MINIBATCHES, FaceRecipe
+from .generators.from_store import recipe_for
 from .objects.aubry_tree import scan_tree
 from .objects.mesh_folder import UP_AXES, FolderScan, scan_folder
 from .plans import PAPER_CHAIRS, paper_test_share
-from .renderer.platform import GL_PLATFORMS, choose_gl_platform
+from .renderer.platform import GL_PLATFORMS
 from .writer import RenderRequest, RenderSummary, check_counts, render_store
 
 PAPER_TEST_PERCENT = round(100 * PAPER_CHAIRS.test / PAPER_CHAIRS.chairs)
@@ -70,9 +74,16 @@ def _seed_option(recipe: type, help_text: str):
                         help=help_text)
 
 
-def _workers_option(help_text: str):
-    return click.option("--workers", default=None, type=int,
-                        help=f"{help_text} Default: all cores.")
+def _workers_options(help_text: str) -> list:
+    return [
+        click.option("--workers", default=None, type=int,
+                     help=f"{help_text} More than one runs a local Dask cluster. Default: all "
+                          "cores."),
+        click.option("--scheduler", default=None, metavar="ADDRESS",
+                     help="Send the shard tasks to an existing Dask cluster instead (e.g. "
+                          "tcp://10.0.0.5:8786; also DASK_SCHEDULER_ADDRESS); its workers "
+                          "need dcign installed and --workers is ignored."),
+    ]
 
 
 def _out_option(default_out: str):
@@ -101,7 +112,7 @@ def render_options(recipe: type, counts: MinibatchCounts, default_out: str, vary
         click.option("--vary", multiple=True, metavar="FACTOR[,FACTOR]", help=vary_help),
         *_count_options(recipe, counts, "identities disjoint from training"),
         _seed_option(recipe, "Seed of every random draw."),
-        _workers_option("Rendering processes, each with its own GL context."),
+        *_workers_options("Rendering processes, each with its own GL context."),
         _out_option(default_out),
         OVERWRITE_OPTION,
         click.option("--gl", "gl_platform", type=click.Choice(("auto",) + GL_PLATFORMS),
@@ -116,18 +127,18 @@ def _all_cores(workers: int | None) -> int:
     return workers if workers is not None else (os.cpu_count() or 1)
 
 
-def _run(command: str, recipe: DatasetRecipe, vary, batches, test_batches, workers, out,
-         overwrite, gl_platform: str | None, quiet, generator: DatasetGenerator | None = None,
+def _run(command: str, recipe: DatasetRecipe, vary, batches, test_batches, workers, scheduler,
+         out, overwrite, gl_platform: str, quiet, generator: DatasetGenerator | None = None,
          **extra) -> RenderSummary:
-    """Fill the store through the writer, recording the command in its history; a GL
-    platform is chosen (probed) only for a recipe that renders through GL."""
+    """Fill the store through the writer, recording the command in its history (the writer
+    probes the GL platform only for a recipe that renders through GL)."""
     request = RenderRequest(vary=vary, batches=batches, test_batches=test_batches)
-    platform = choose_gl_platform(gl_platform) if recipe.needs_gl else None
     config = {"command": command, "argv": sys.argv[1:], "vary": list(vary), "batches": batches,
-              "test_batches": test_batches, "workers": workers, "gl": platform, **extra}
-    return render_store(out, recipe, request, workers=workers, gl_platform=platform,
+              "test_batches": test_batches, "workers": workers, "scheduler": scheduler,
+              "gl": gl_platform if recipe.needs_gl else None, **extra}
+    return render_store(out, recipe, request, workers=workers, gl_platform=gl_platform,
                         overwrite=overwrite, progress=not quiet, config=config,
-                        generator=generator,
+                        generator=generator, scheduler=scheduler,
                         verb="rendering" if recipe.needs_gl else "importing")
 
 
@@ -148,16 +159,16 @@ def _echo_rendered(out, summary: RenderSummary, batch_size: int) -> None:
               default=default_of(FaceRecipe, "model_path"),
               help="A Basel Face Model file (2009 .mat or 2017 .h5). Default: the embedded "
                    "morphable model, which needs no licence or download.")
-def faces(vary, batches, test_batches, batch_size, size, seed, workers, out, overwrite,
-          gl_platform, quiet, model_path) -> None:
+def faces(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, out,
+          overwrite, gl_platform, quiet, model_path) -> None:
     """Render morphable-model faces varying in azimuth, elevation, light or identity."""
     vary = split_choices(vary, factor_names(FACE_FACTORS), "factor") or tuple(
         factor_names(FACE_FACTORS))
     workers = _all_cores(workers)
     check_counts(batch_size, batches, test_batches, size, workers)
     recipe = FaceRecipe(seed=seed, image_size=size, batch_size=batch_size, model_path=model_path)
-    summary = _run("faces", recipe, vary, batches, test_batches, workers, out, overwrite,
-                   gl_platform, quiet)
+    summary = _run("faces", recipe, vary, batches, test_batches, workers, scheduler, out,
+                   overwrite, gl_platform, quiet)
     _echo_rendered(out, summary, batch_size)
 
 
@@ -220,8 +231,9 @@ def _scan_meshes(meshes_dir: str, up_axis: str) -> FolderScan:
                    "(ShapeNet's <id>/models/model_normalized.obj layout works).")
 @click.option("--up-axis", type=click.Choice(UP_AXES), default=default_of(ChairRecipe, "up_axis"),
               show_default=True, help="Which axis of the --meshes files points up.")
-def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, overwrite,
-           gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis) -> None:
+def chairs(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, out,
+           overwrite, gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis
+           ) -> None:
     """Render CAD chairs on white varying in azimuth (and elevation) or identity."""
     vary = _chair_factors_to_vary(vary, views)
     workers = _all_cores(workers)
@@ -235,8 +247,8 @@ def chairs(vary, batches, test_batches, batch_size, size, seed, workers, out, ov
                          meshes=scan.readable if scan else (),
                          mesh_root=str(scan.root.resolve()) if scan else "",
                          mesh_fingerprint=scan.fingerprint if scan else "", up_axis=up_axis)
-    summary = _run("chairs", recipe, vary, batches, test_batches, workers, out, overwrite,
-                   gl_platform, quiet, views=views, chairs=recipe.total_chairs,
+    summary = _run("chairs", recipe, vary, batches, test_batches, workers, scheduler, out,
+                   overwrite, gl_platform, quiet, views=views, chairs=recipe.total_chairs,
                    test_chairs=test_chairs, meshes=meshes_dir)
     _echo_rendered(out, summary, batch_size)
     if scan is not None and scan.skipped:
@@ -270,12 +282,12 @@ train and test from --seed; rerunning resumes.
                  help=f"Chairs kept for the test split. Default: {PAPER_TEST_PERCENT}% (the "
                       f"paper's {PAPER_CHAIRS.test} of {PAPER_CHAIRS.chairs})."),
     _seed_option(AubryRecipe, "Seed of the chair split and the minibatch draws."),
-    _workers_option("Importing processes, each reading its share of the renders."),
+    *_workers_options("Importing processes, each reading its share of the renders."),
     OVERWRITE_OPTION,
     QUIET_OPTION,
 ])
 def import_aubry_command(tree, out, overwrite, vary, batches, test_batches, batch_size, size,
-                         seed, workers, crop, test_chairs, quiet) -> None:
+                         seed, workers, scheduler, crop, test_chairs, quiet) -> None:
     """Convert the Aubry et al. "Seeing 3D chairs" renders into a chairs store."""
     vary = split_choices(vary, list(VARY), "factor") or VARY
     workers = _all_cores(workers)
@@ -287,8 +299,8 @@ def import_aubry_command(tree, out, overwrite, vary, batches, test_batches, batc
     generator.check(vary)  # before the warnings: a refused request prints its one line only
     for name in found.malformed:
         click.echo(f"warning: skipping {name}: not image_NNN_pEEE_tAAA_rDDD.png", err=True)
-    summary = _run("import-aubry", recipe, vary, batches, test_batches, workers, out,
-                   overwrite, None, quiet, generator=generator, tree=str(Path(tree)),
+    summary = _run("import-aubry", recipe, vary, batches, test_batches, workers, scheduler,
+                   out, overwrite, "auto", quiet, generator=generator, tree=str(Path(tree)),
                    batch_size=batch_size, size=size, crop=crop, seed=seed,
                    test_chairs=generator.test_chairs)
     written = summary.rendered
@@ -297,3 +309,47 @@ def import_aubry_command(tree, out, overwrite, vary, batches, test_batches, batc
     if found.malformed:
         click.echo(f"skipped {len(found.malformed)} files with malformed names (warnings "
                    "above)", err=True)
+
+
+REPAIR_EPILOG = """\b
+Examples:
+  dcign-store verify datasets/faces.zarr       # names each damaged minibatch
+  dcign-render repair datasets/faces.zarr      # renders exactly those again
+  dcign-render repair datasets/chairs-aubry.zarr   # an import: read again from its tree
+
+Each minibatch is a pure function of the store's recipe and its index, so a repaired store
+is byte-identical to one that was never damaged. A Basel model file, a mesh folder or an
+Aubry tree must still be where the store says it was, unchanged.
+"""
+
+
+@main.command(epilog=REPAIR_EPILOG)
+@click.argument("store_path", metavar="STORE")
+@_decorate([
+    *_workers_options("Rendering processes, each with its own GL context."),
+    click.option("--gl", "gl_platform", type=click.Choice(("auto",) + GL_PLATFORMS),
+                 default="auto", show_default=True, help="Offscreen OpenGL, as for rendering."),
+    QUIET_OPTION,
+])
+def repair(store_path, workers, scheduler, gl_platform, quiet) -> None:
+    """Render the damaged minibatches of a store again (missing chunks, checksum failures,
+    unreadable or broken ones), found as `dcign-store verify` finds them."""
+    store = open_store(store_path)
+    with tqdm(total=sum(len(store.complete(s, f)) for s, f in store.groups()),
+              unit="minibatch", desc="checking", leave=False, disable=quiet) as bar:
+        report = verify_store(store, on_minibatch=lambda: bar.update(1))
+    if not report.damaged:
+        click.echo(f"{store.path}: nothing to repair: every complete minibatch reads back "
+                   "intact")
+        return
+    recipe = recipe_for(store.spec, store.path)
+    config = {"command": "repair", "argv": sys.argv[1:], "workers": _all_cores(workers),
+              "scheduler": scheduler, "gl": gl_platform if recipe.needs_gl else None,
+              "damaged": report.damaged_count}
+    summary = render_store(store.path, recipe, None, workers=_all_cores(workers),
+                           gl_platform=gl_platform, progress=not quiet, config=config,
+                           scheduler=scheduler, damaged=report.damaged,
+                           verb="repairing")
+    click.echo(f"{store.path}: repaired {report.damaged_count} damaged minibatches "
+               f"({summary.rendered} rendered again in {summary.seconds:.1f} s); check it "
+               f"with `dcign-store verify {store.path}`")

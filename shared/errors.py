@@ -11,3 +11,16 @@ class StoreError(DcignError):
 
 class ModelFileError(DcignError):
     """An object-model file (e.g. a Basel Face Model) that cannot be read."""
+
+
+class DamagedMinibatch(StoreError):
+    """A minibatch whose marker says complete but which cannot be read back as written."""
+
+    def __init__(self, split: str, factor: str, index: int, what: str, store: str):
+        self.split, self.factor, self.index, self.what, self.store = (split, factor, index,
+                                                                      what, store)
+        super().__init__(f"{store}: {split}/{factor}/{index} is damaged: {what} (re-render "
+                         f"the damaged minibatches with `dcign-render repair {store}`)")
+
+    def __reduce__(self):  # crosses process boundaries (loader workers, Dask) intact
+        return (DamagedMinibatch, (self.split, self.factor, self.index, self.what, self.store))

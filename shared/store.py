@@ -4,28 +4,32 @@ dcign dataset is laid out, and the way every reader (trainer, evaluation, tools)
     STORE/                      attrs["dcign"]: schema version, dataset kind, image size,
                                 minibatch size, factor table, generator (name, version, seed,
                                 scene constants), object model (name, fingerprint), run history
-      <split>/<factor>/images   uint8   (n, B, H, W)  one chunk per minibatch, zstd
+      <split>/<factor>/images   uint8   (n, B, H, W)
       <split>/<factor>/factors  float32 (n, B, F)     every image's true factor values
       <split>/<factor>/identity int64   (n, B)        which face / chair
       <split>/<factor>/complete bool    (n,)          set only after the arrays above
 
-Minibatches write to disjoint chunks (complete too: one element per chunk), so any number of
-processes may fill one store without a lock. Only the coordinating process resizes arrays or
-writes attributes.
+Schema 2 (this one): every array is sharded along the minibatch axis, S minibatches to a
+shard file (the same S for the four arrays of a group), one minibatch to an inner chunk,
+each inner chunk zstd-compressed and then checksummed (crc32c), so a flipped bit fails at
+read time in every Zarr reader. A writer owns whole shards: it writes a shard's images,
+factors and identities, then its completeness markers; no two writers ever touch one shard.
+Schema 1 (one file per minibatch and array, no checksums) is refused with the way to
+convert it (`dcign-store migrate`).
 
 Reading, in the spirit of disentanglement_lib's `GroundTruthData`: `open_store(path)`, then
 `store.groups(split)` lists what is there, `store.complete(split, factor)` the complete
 minibatches, `store.minibatch(split, factor, k)` reads one, `store.minibatches(...)` iterates,
 `store.read_complete(...)` stacks a group, `store.read_images(...)` reads several minibatches'
 images concurrently, and `store.sample(n, rng)` draws a seeded sample of images with their
-factor values.
+factor values. A minibatch that cannot be read back as written (checksum, unreadable or
+missing chunk) raises `DamagedMinibatch`, which names it and the repair command.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,13 +39,31 @@ import numpy as np
 import zarr
 import zarr.codecs
 
-from .errors import StoreError
+from .errors import DamagedMinibatch, StoreError
 from .factors import Factor, continuous_factors
+from .location import Location, locate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SPLITS = ("train", "test")
 ATTRS_KEY = "dcign"
-_COMPRESSOR = zarr.codecs.ZstdCodec(level=3)
+ARRAYS = ("images", "factors", "identity", "complete")  # in writing order: markers last
+# A shard holds this many minibatches, fewer for large images so that its raw images stay
+# under SHARD_RAW_BYTES: at 150×150 and minibatches of 20, 100 minibatches is 45 MB raw, about
+# 8 MB of zstd (faces: 70-90 kB a minibatch), and the default faces store is 560 files.
+SHARD_MINIBATCHES = 100
+SHARD_RAW_BYTES = 45_000_000
+ZSTD_LEVEL = 3
+
+
+def shard_minibatches(batch_size: int, image_size: int) -> int:
+    """S, the minibatches in a shard, for a new group of this minibatch and image size."""
+    raw = batch_size * image_size * image_size
+    return max(1, min(SHARD_MINIBATCHES, SHARD_RAW_BYTES // raw))
+
+
+def _inner_chunk_codecs() -> list:
+    """What each minibatch's chunk goes through after its bytes: zstd, then a crc32c checksum."""
+    return [zarr.codecs.ZstdCodec(level=ZSTD_LEVEL), zarr.codecs.Crc32cCodec()]
 
 
 @dataclass(frozen=True)
@@ -107,43 +129,51 @@ def differences(old: StoreSpec, new: StoreSpec) -> list[str]:
     return reasons
 
 
-def _is_store(path: Path) -> bool:
-    return (path / "zarr.json").is_file()
-
-
-def _read_attrs(path: Path) -> dict:
+def read_attrs(location: Location) -> dict:
+    """A store's dcign attributes, whatever its schema; refuses what is not a dcign store."""
+    if not location.exists():
+        raise StoreError(f"no store at {location.url}")
+    if not location.exists("zarr.json"):
+        raise StoreError(f"{location.url} is not a Zarr store (no zarr.json)")
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(location.url, mode="r")
+        attrs = group.attrs.asdict()
     except Exception as exc:  # zarr raises several types for unreadable metadata
-        raise StoreError(f"{path} is not a readable Zarr store ({type(exc).__name__})") from exc
-    attrs = group.attrs.asdict()
+        raise StoreError(f"{location.url} is not a readable Zarr store ({type(exc).__name__})"
+                         ) from exc
     if ATTRS_KEY not in attrs:
-        raise StoreError(f"{path} is a Zarr store but not a dcign dataset")
+        raise StoreError(f"{location.url} is a Zarr store but not a dcign dataset")
     return attrs[ATTRS_KEY]
+
+
+def spec_from_attrs(attrs: dict, url: str) -> StoreSpec:
+    try:
+        return StoreSpec.from_attrs(attrs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{url} has damaged dcign attributes ({exc})") from exc
 
 
 def read_spec(path: str | Path) -> StoreSpec:
     """The spec of an existing store; refuses a missing store or one of another schema."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"no store at {path}")
-    if not _is_store(path):
-        raise StoreError(f"{path} is not a Zarr store (no zarr.json)")
-    attrs = _read_attrs(path)
+    location = locate(path)
+    attrs = read_attrs(location)
     version = attrs.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version == 1:
         raise StoreError(
-            f"{path} has store schema {version!r}; this dcign reads schema {SCHEMA_VERSION}"
-        )
-    try:
-        return StoreSpec.from_attrs(attrs)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{path} has damaged dcign attributes ({exc})") from exc
+            f"{location.url} has store schema 1 (a file per minibatch, no checksums); this "
+            f"dcign reads schema {SCHEMA_VERSION}: convert it with `dcign-store migrate "
+            f"{location.url} NEW` or render it again with --overwrite")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{location.url} has store schema {version!r}; this dcign reads "
+                         f"schema {SCHEMA_VERSION}")
+    return spec_from_attrs(attrs, location.url)
 
+
+# ----------------------------------------------------------------------------- one group
 
 @dataclass
 class MinibatchArrays:
-    """The four arrays of one (split, factor) group."""
+    """The four arrays of one (split, factor) group, and their shard layout."""
 
     images: zarr.Array
     factors: zarr.Array
@@ -153,19 +183,75 @@ class MinibatchArrays:
     def __len__(self) -> int:
         return self.complete.shape[0]
 
+    @property
+    def per_shard(self) -> int:
+        """S: minibatches in each shard of this group."""
+        return self.complete.shards[0] if self.complete.shards else 1
+
+    def shard_ranges(self, n: int | None = None) -> list[range]:
+        """The minibatch ranges of this group's shards (of its first n minibatches)."""
+        n, s = len(self) if n is None else n, self.per_shard
+        return [range(start, min(start + s, n)) for start in range(0, n, s)]
+
     def completed(self) -> np.ndarray:
-        return np.asarray(self.complete[:], dtype=bool)
+        """bool (n,): each minibatch's completeness marker. A shard whose markers cannot be
+        read counts as incomplete (its minibatches are redone), as after a crash."""
+        done = np.zeros(len(self), dtype=bool)
+        for shard in self.shard_ranges():
+            try:
+                done[shard.start:shard.stop] = self.complete[shard.start:shard.stop]
+            except Exception:  # noqa: BLE001 - any undecodable shard: not known to be complete
+                continue
+        return done
 
-    def write(self, k: int, images: np.ndarray, factors: np.ndarray, identity: np.ndarray) -> None:
-        """Write minibatch k; the completeness marker goes last so a crash leaves it unset."""
-        self.images[k] = images
-        self.factors[k] = factors
-        self.identity[k] = identity
-        self.complete[k] = True
+    def unreadable_marker_shards(self) -> list[range]:
+        """Shards whose completeness markers cannot be decoded."""
+        bad = []
+        for shard in self.shard_ranges():
+            try:
+                self.complete[shard.start:shard.stop]
+            except Exception:  # noqa: BLE001 - what zarr raises differs by codec
+                bad.append(shard)
+        return bad
 
-    def read(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.images[k], self.factors[k], self.identity[k]
+    def write_block(self, start: int, images: np.ndarray, values: np.ndarray,
+                    identity: np.ndarray) -> None:
+        """Write minibatches start.. (a whole shard, for the writer that owns it); the
+        completeness markers go last, so a crash leaves them unset."""
+        stop = start + len(images)
+        self.images[start:stop] = images
+        self.factors[start:stop] = values
+        self.identity[start:stop] = identity
+        self.complete[start:stop] = True
 
+    def write(self, k: int, images: np.ndarray, values: np.ndarray,
+              identity: np.ndarray) -> None:
+        """Write minibatch k alone (a writer that owns its shard, e.g. a test fixture)."""
+        self.write_block(k, images[None], values[None], identity[None])
+
+
+def _damage_kind(exc: Exception) -> str:
+    text = str(exc)
+    if "checksum" in text.lower():
+        return "checksum mismatch"
+    return f"unreadable ({type(exc).__name__}: {text.splitlines()[0][:80] if text else ''})"
+
+
+def _missing_parts(images: np.ndarray, values: np.ndarray, identity: np.ndarray) -> list[str]:
+    """Which arrays of a complete minibatch read back as their fill value: chunks that are
+    gone (zarr returns the fill value for a chunk it cannot find). No stored minibatch is all
+    black, has a NaN factor or identity -1."""
+    missing = []
+    if images.size and not images.any():
+        missing.append("images")
+    if values.size and np.isnan(values).all():
+        missing.append("factors")
+    if identity.size and (identity == -1).all():
+        missing.append("identity")
+    return missing
+
+
+# ----------------------------------------------------------------------------- the store
 
 @dataclass(frozen=True)
 class Minibatch:
@@ -205,14 +291,21 @@ class Sample:
 class Store:
     """An opened dcign store."""
 
-    path: Path
+    location: Location
     spec: StoreSpec
     root: zarr.Group = field(repr=False)
+    _arrays: dict = field(default_factory=dict, repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
     _loop_pid: int = field(default=-1, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
-        return self.__dict__ | {"_loop": None, "_loop_pid": -1}  # a loop cannot be pickled
+        # a loop cannot cross processes, and each process opens its own arrays
+        return self.__dict__ | {"_arrays": {}, "_loop": None, "_loop_pid": -1}
+
+    @property
+    def path(self) -> str:
+        """The store as the user named it: a local path or a URL."""
+        return self.location.url
 
     @property
     def history(self) -> list[dict]:
@@ -233,29 +326,61 @@ class Store:
         """The factors with at least one complete minibatch in `split`, in table order."""
         return [f for _, f in self.groups(split) if self.complete(split, f).size]
 
+    def arrays(self, split: str, factor: str) -> MinibatchArrays:
+        """The group's arrays, opened once per process (opening reads their metadata)."""
+        key = (split, factor)
+        if key not in self._arrays:
+            try:
+                g = self.root[f"{split}/{factor}"]
+                self._arrays[key] = MinibatchArrays(*(g[name] for name in ARRAYS))
+            except KeyError as exc:
+                raise StoreError(f"{self.path} has no {split}/{factor} minibatches") from exc
+        return self._arrays[key]
+
     def complete(self, split: str, factor: str) -> np.ndarray:
         """Indices of the complete minibatches of (split, factor), ascending."""
         return np.flatnonzero(self.arrays(split, factor).completed())
 
-    def minibatch(self, split: str, factor: str, k: int) -> Minibatch:
-        """Minibatch k of (split, factor); refuses one that is absent or incomplete."""
+    # ------------------------------------------------------------------------- reading
+
+    def damaged(self, split: str, factor: str, k: int, what: str) -> DamagedMinibatch:
+        return DamagedMinibatch(split, factor, k, what, self.path)
+
+    def _checked(self, split: str, factor: str, k: int, images: np.ndarray,
+                 values: np.ndarray, identity: np.ndarray) -> Minibatch:
+        missing = _missing_parts(images, values, identity)
+        if missing:
+            raise self.damaged(split, factor, k, f"missing chunk ({', '.join(missing)})")
+        return Minibatch(split, factor, k, images, values, identity)
+
+    def _read_one(self, split: str, factor: str, k: int) -> Minibatch:
         arrays = self.arrays(split, factor)
-        if not 0 <= k < len(arrays) or not bool(arrays.complete[k]):
+        try:
+            parts = arrays.images[k], arrays.factors[k], arrays.identity[k]
+        except Exception as exc:  # noqa: BLE001 - zstd, checksum and shard-index errors alike
+            raise self.damaged(split, factor, k, _damage_kind(exc)) from None
+        return self._checked(split, factor, k, *parts)
+
+    def minibatch(self, split: str, factor: str, k: int) -> Minibatch:
+        """Minibatch k of (split, factor); refuses one that is absent, incomplete or damaged."""
+        arrays = self.arrays(split, factor)
+        if not 0 <= k < len(arrays) or not arrays.completed()[k]:
             raise StoreError(f"{split}/{factor} minibatch {k} is not in {self.path}")
-        return Minibatch(split, factor, k, *arrays.read(k))
+        return self._read_one(split, factor, k)
 
     def minibatches(self, split: str, factor: str) -> Iterator[Minibatch]:
         """Every complete minibatch of (split, factor), in index order."""
-        arrays = self.arrays(split, factor)
         for k in self.complete(split, factor):
-            yield Minibatch(split, factor, int(k), *arrays.read(int(k)))
+            yield self._read_one(split, factor, int(k))
 
     def read_complete(self, split: str, factor: str) -> Stacked:
         """Every complete minibatch of (split, factor) in one read, stacked."""
-        arrays = self.arrays(split, factor)
-        done = arrays.completed()
-        return Stacked(split, factor, np.flatnonzero(done), np.asarray(arrays.images[:])[done],
-                       np.asarray(arrays.factors[:])[done], np.asarray(arrays.identity[:])[done])
+        ks = self.complete(split, factor)
+        images, values, identity = (self._read_selected(split, factor, ks, name)
+                                    for name in ARRAYS[:3])
+        for i, k in enumerate(ks):
+            self._checked(split, factor, int(k), images[i], values[i], identity[i])
+        return Stacked(split, factor, ks, images, values, identity)
 
     def identities(self, split: str) -> np.ndarray:
         """Every identity shown in a complete minibatch of `split` (with repeats)."""
@@ -272,10 +397,17 @@ class Store:
         arrays = {f: self.arrays(split, f).images.async_array for f in dict.fromkeys(
             f for f, _ in picks)}
 
-        async def all_of_them() -> list[np.ndarray]:
-            return await asyncio.gather(*(arrays[f].getitem(k) for f, k in picks))
+        async def all_of_them() -> list:
+            return await asyncio.gather(*(arrays[f].getitem(k) for f, k in picks),
+                                        return_exceptions=True)
 
-        return self._event_loop().run_until_complete(all_of_them())
+        images = self._event_loop().run_until_complete(all_of_them())
+        for (f, k), result in zip(picks, images, strict=True):
+            if isinstance(result, Exception):
+                raise self.damaged(split, f, k, _damage_kind(result))
+            if not result.any():
+                raise self.damaged(split, f, k, "missing chunk (images)")
+        return images
 
     def sample(self, n: int, rng: np.random.Generator, split: str = "test",
                factors: Iterable[str] | None = None) -> Sample:
@@ -300,18 +432,28 @@ class Store:
                 continue
             minibatch, image = np.divmod(within[rows], b)
             needed, position = np.unique(done[g][minibatch], return_inverse=True)
-            for array, target in (("images", out.images), ("factors", out.values),
-                                  ("identity", out.identity)):
-                target[rows] = self._read_selected(split, name, needed, array)[position, image]
+            parts = [self._read_selected(split, name, needed, a) for a in ARRAYS[:3]]
+            for i, k in enumerate(needed):
+                self._checked(split, name, int(k), *(p[i] for p in parts))
+            for part, target in zip(parts, (out.images, out.values, out.identity), strict=True):
+                target[rows] = part[position, image]
             out.factor[rows] = name
         return out
 
     def _read_selected(self, split: str, factor: str, ks: np.ndarray, name: str) -> np.ndarray:
-        """Minibatches `ks` of one array, in one orthogonal read."""
+        """Minibatches `ks` of one array, in one orthogonal read; a damaged one is named."""
         array = getattr(self.arrays(split, factor), name)
         if not len(ks):
             return np.empty((0, *array.shape[1:]), array.dtype)
-        return np.asarray(array.get_orthogonal_selection((np.asarray(ks, dtype=np.int64),)))
+        try:
+            return np.asarray(array.get_orthogonal_selection((np.asarray(ks, dtype=np.int64),)))
+        except Exception:  # noqa: BLE001 - find which minibatch: read them one by one
+            for k in ks:
+                try:
+                    array[int(k)]
+                except Exception as exc:  # noqa: BLE001
+                    raise self.damaged(split, factor, int(k), _damage_kind(exc)) from None
+            raise
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """This process's own loop for concurrent reads (a forked or spawned copy makes its
@@ -321,34 +463,32 @@ class Store:
             weakref.finalize(self, self._loop.close)
         return self._loop
 
-    def arrays(self, split: str, factor: str) -> MinibatchArrays:
-        try:
-            g = self.root[f"{split}/{factor}"]
-            return MinibatchArrays(g["images"], g["factors"], g["identity"], g["complete"])
-        except KeyError as exc:
-            raise StoreError(f"{self.path} has no {split}/{factor} minibatches") from exc
+    # ------------------------------------------------------------------------- writing
 
     def require_arrays(self, split: str, factor: str, n: int) -> MinibatchArrays:
-        """The group's arrays with room for at least n minibatches, created or grown as needed.
+        """The group's arrays with room for at least n minibatches, created or grown as
+        needed, before any worker writes (nothing is resized while workers run).
 
-        Never shrinks: minibatches already written are kept.
-        """
+        Never shrinks: minibatches already written are kept."""
         s = self.spec
         g = self.root.require_group(f"{split}/{factor}")
         b, h = s.batch_size, s.image_size
+        shard = shard_minibatches(b, h)
         if "complete" not in g:
             def make(name, dims, shape, chunks, dtype, fill):
                 # dimension names let xarray open the arrays without this package
-                g.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                               compressors=_COMPRESSOR, fill_value=fill, overwrite=True,
-                               dimension_names=dims)
+                g.create_array(name, shape=shape, chunks=chunks,
+                               shards=(shard, *chunks[1:]), dtype=dtype,
+                               compressors=_inner_chunk_codecs(), fill_value=fill,
+                               overwrite=True, dimension_names=dims)
             mb, im = "minibatch", "image"
             make("images", (mb, im, "y", "x"), (n, b, h, h), (1, b, h, h), "uint8", 0)
             make("factors", (mb, im, "factor"), (n, b, s.n_columns), (1, b, s.n_columns),
                  "float32", np.nan)
             make("identity", (mb, im), (n, b), (1, b), "int64", -1)
             make("complete", (mb,), (n,), (1,), "bool", False)
-        arrays = MinibatchArrays(g["images"], g["factors"], g["identity"], g["complete"])
+        self._arrays.pop((split, factor), None)
+        arrays = self.arrays(split, factor)
         if len(arrays) < n:
             # complete grows last, so an interruption leaves no marker beyond the data arrays
             arrays.images.resize((n, b, h, h))
@@ -365,37 +505,56 @@ class Store:
 
 def open_store(path: str | Path, mode: str = "r") -> Store:
     """Open an existing dcign store (mode 'r' or 'r+'), validating its schema."""
+    location = locate(path)
     spec = read_spec(path)
-    return Store(Path(path), spec, zarr.open_group(str(path), mode=mode))
+    return Store(location, spec, zarr.open_group(location.url, mode=mode))
 
 
-def create_or_open_store(path: str | Path, spec: StoreSpec, overwrite: bool = False) -> Store:
-    """Open a store for adding minibatches made as `spec`, creating it if needed.
+def check_target(path: str | Path, spec: StoreSpec, overwrite: bool = False,
+                 keep: tuple[str, ...] = ()) -> bool:
+    """Whether minibatches made as `spec` may go to `path`, writing nothing: True for an
+    existing store to add to, False for one to create (or replace, with `overwrite`).
 
-    An existing store made with another spec is refused (or, with `overwrite`, deleted).
-    A path that exists but is not a dcign store is always refused: it is not ours to delete.
-    """
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise StoreError(f"{path} exists and is not a store directory")
-        if _is_store(path):
-            old = read_spec(path) if not overwrite else None
-            if old is not None:
-                reasons = differences(old, spec)
-                if reasons:
-                    raise StoreError(
-                        f"{path} was made differently: {'; '.join(reasons)} "
-                        "(choose another --out, or pass --overwrite to replace it)"
-                    )
-                return open_store(path, mode="r+")
-            _read_attrs(path)  # only a dcign store may be overwritten
-            shutil.rmtree(path)
-        elif any(path.iterdir()):
-            raise StoreError(f"{path} is a non-empty directory that is not a dcign store")
+    An existing store made with another spec (or schema) is refused unless `overwrite`; a
+    path that exists but is not a dcign store is always refused: it is not ours to delete.
+    Top-level files named in `keep` (the writer's lock) are not counted."""
+    location = locate(path)
+    if location.exists() and not location.is_dir():
+        raise StoreError(f"{location.url} exists and is not a store directory")
+    if location.exists("zarr.json"):
+        read_attrs(location)  # only a dcign store may be overwritten
+        if overwrite:
+            return False
+        reasons = differences(read_spec(path), spec)
+        if reasons:
+            raise StoreError(f"{location.url} was made differently: {'; '.join(reasons)} "
+                             "(choose another --out, or pass --overwrite to replace it)")
+        return True
+    if _entries(location, keep):
+        raise StoreError(f"{location.url} is a non-empty directory that is not a dcign store")
+    return False
+
+
+def _entries(location: Location, keep: tuple[str, ...]) -> list[str]:
+    if not location.is_dir():
+        return []
+    return [e for e in location.fs.ls(location.root, detail=False)
+            if e.rstrip("/").rsplit("/", 1)[-1] not in keep]
+
+
+def create_or_open_store(path: str | Path, spec: StoreSpec, overwrite: bool = False,
+                         keep: tuple[str, ...] = ()) -> Store:
+    """Open a store for adding minibatches made as `spec`, creating it if needed (refusing
+    what `check_target` refuses; with `overwrite`, an existing store is emptied first)."""
+    if check_target(path, spec, overwrite, keep):
+        return open_store(path, mode="r+")
+    location = locate(path)
+    for entry in _entries(location, keep):
+        location.fs.rm(entry, recursive=True)
     try:
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        root = zarr.open_group(location.url, mode="a", zarr_format=3)
     except OSError as exc:
-        raise StoreError(f"cannot create a store at {path}: {exc.strerror or exc}") from exc
+        raise StoreError(f"cannot create a store at {location.url}: {exc.strerror or exc}"
+                         ) from exc
     root.attrs[ATTRS_KEY] = spec.to_attrs() | {"history": []}
-    return Store(path, spec, root)
+    return Store(location, spec, root)

@@ -8,14 +8,17 @@ from tqdm import tqdm
 from .cli import DcignGroup, split_choices
 from .errors import DcignError
 from .factors import factor_names
+from .location import locate
+from .migrate import migrate as migrate_store
 from .preview import save_preview
-from .store import SPLITS, Store, open_store
+from .store import SPLITS, Store, StoreSpec, open_store, read_attrs, spec_from_attrs
 from .verify import verify_store
 
 EPILOG = """\b
 Examples:
   dcign-store info datasets/faces.zarr
   dcign-store verify datasets/faces.zarr
+  dcign-store migrate datasets/old-faces.zarr datasets/faces.zarr   # schema 1 → 2
   dcign-store preview datasets/faces.zarr --out preview.png
   dcign-store preview datasets/faces.zarr --split test --factor light --minibatch 0,1,2
 """
@@ -26,21 +29,37 @@ def main() -> None:
     """Summarise, verify and preview dcign Zarr stores."""
 
 
-def _disk_bytes(store: Store) -> int:
-    return sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file())
+def _layout(store: Store) -> str:
+    """How the bytes lie: the schema, its shards and checksums."""
+    shards = sorted({store.arrays(sp, f).per_shard for sp, f in store.groups()})
+    per = "/".join(str(s) for s in shards) or "-"
+    return (f"schema {store.spec.schema_version}: {per} minibatches a shard file, "
+            "each minibatch zstd-compressed and crc32c-checksummed")
+
+
+def _describe(spec: StoreSpec, url: str) -> None:
+    g = spec.generator
+    click.echo(f"{url}: {spec.dataset}, {spec.image_size}x{spec.image_size} grayscale, "
+               f"minibatches of {spec.batch_size}")
+    click.echo(f"generator {g.get('name')} v{g.get('version')}, seed {g.get('seed')}; "
+               f"model {spec.model.get('name')} ({spec.model.get('fingerprint')})")
 
 
 @main.command(epilog=EPILOG)
 @click.argument("store_path", metavar="STORE", type=click.Path())
 def info(store_path: str) -> None:
-    """Print what a store holds and how it was made."""
+    """Print what a store holds, how it was made and how it is laid out."""
+    location = locate(store_path)
+    attrs = read_attrs(location)
+    if attrs.get("schema_version") == 1:
+        _describe(spec_from_attrs(attrs | {"schema_version": 1}, location.url), location.url)
+        click.echo("schema 1: one file per minibatch and array, no checksums; this dcign reads "
+                   f"schema 2: convert it with `dcign-store migrate {location.url} NEW`")
+        return
     store = open_store(store_path)
     s = store.spec
-    g = s.generator
-    click.echo(f"{store.path}: {s.dataset}, {s.image_size}x{s.image_size} grayscale, "
-               f"minibatches of {s.batch_size}, schema {s.schema_version}")
-    click.echo(f"generator {g.get('name')} v{g.get('version')}, seed {g.get('seed')}; "
-               f"model {s.model.get('name')} ({s.model.get('fingerprint')})")
+    _describe(s, store.path)
+    click.echo(_layout(store))
     click.echo("factors:")
     for f in s.factors:
         span = f"[{f.low:g}, {f.high:g}] {f.unit}" if not f.is_intrinsic else f.unit
@@ -54,25 +73,42 @@ def info(store_path: str) -> None:
         done, room = len(store.complete(split, name)), len(store.arrays(split, name))
         total += done * s.batch_size
         click.echo(f"{split:<6} {name:<10} {done:>5}/{room:<4} {done * s.batch_size:>9}")
-    click.echo(f"{total} images, {_disk_bytes(store) / 2**20:.1f} MiB on disk")
+    click.echo(f"{total} images, {location.size() / 2**20:.1f} MiB in "
+               f"{len(location.files())} files")
 
 
 @main.command(epilog=EPILOG)
 @click.argument("store_path", metavar="STORE", type=click.Path())
 def verify(store_path: str) -> None:
-    """Check every minibatch's invariants; exit 1 if any fails."""
+    """Read back and check every complete minibatch: name each one that is damaged (missing
+    chunk, checksum, unreadable, invariant) on a line of its own; exit 1 if any is."""
     store = open_store(store_path)
     total = sum(len(store.complete(sp, f)) for sp, f in store.groups())
     with tqdm(total=total, unit="minibatch", desc="verifying", leave=False) as bar:
         report = verify_store(store, on_minibatch=lambda: bar.update(1))
-    for problem in report.problems[:20]:
+    for problem in report.problems:
         click.echo(f"FAIL {problem}", err=True)
-    if len(report.problems) > 20:
-        click.echo(f"... and {len(report.problems) - 20} more", err=True)
+    if report.damaged:
+        raise DcignError(f"{report.damaged_count} damaged minibatches in {store.path} (of "
+                         f"{len(report.problems)} problems): `dcign-render repair "
+                         f"{store.path}` renders exactly those again")
     if not report.ok:
-        raise click.ClickException(f"{len(report.problems)} problems in {store.path}")
-    click.echo(f"OK: {report.checked} minibatches: one factor varies in each over distinct "
-               "values, all else identical; train and test identities disjoint")
+        raise DcignError(f"{len(report.problems)} problems in {store.path}")
+    click.echo(f"OK: {report.checked} minibatches read back intact (checksums, every chunk "
+               "there): one factor varies in each over distinct values, all else identical; "
+               "train and test identities disjoint")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("source", metavar="OLD")
+@click.argument("target", metavar="NEW")
+def migrate(source: str, target: str) -> None:
+    """Convert a schema-1 store into a new schema-2 store (sharded, checksummed), copying
+    every complete minibatch; the old store is only read."""
+    with tqdm(unit="minibatch", desc="migrating", leave=False) as bar:
+        copied = migrate_store(source, target, on_minibatches=bar.update)
+    click.echo(f"{target}: {copied} minibatches copied from {source} (schema 1 → 2); check it "
+               f"with `dcign-store verify {target}`")
 
 
 def _indices(text: str) -> list[int]:

@@ -1,5 +1,11 @@
-"""Checks that a store keeps its promises: one factor varies per minibatch, over distinct
-values; everything else is bit-identical; values lie in range; splits share no identity."""
+"""Checks that a store keeps its promises: every complete minibatch reads back as written (no
+missing chunk, no checksum failure, nothing unreadable); one factor varies per minibatch,
+over distinct values; everything else is bit-identical; values lie in range; splits share
+no identity.
+
+A missing chunk is found by its absence (the shard file that should hold a complete
+minibatch is not there), not only by the pixels.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import DamagedMinibatch
 from .factors import Factor
-from .store import Store
+from .store import ARRAYS, MinibatchArrays, Store
+
+Damaged = dict[tuple[str, str], set[int]]
 
 
 @dataclass
@@ -17,10 +26,19 @@ class Report:
     checked: int = 0  # complete minibatches examined
     incomplete: int = 0
     problems: list[str] = field(default_factory=list)
+    damaged: Damaged = field(default_factory=dict)  # what `dcign-render repair` re-renders
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def damaged_count(self) -> int:
+        return sum(len(ks) for ks in self.damaged.values())
+
+    def damage(self, split: str, factor: str, k: int, what: str) -> None:
+        self.damaged.setdefault((split, factor), set()).add(k)
+        self.problems.append(f"{split}/{factor}/{k}: {what}")
 
 
 def _same_rows(a: np.ndarray) -> bool:
@@ -61,26 +79,55 @@ def minibatch_problems(factor: Factor, table: tuple[Factor, ...], images: np.nda
     return problems
 
 
+def _shards_present(store: Store, split: str, factor: str) -> dict[str, set[int]]:
+    """Per array, the shard files that exist (their index along the minibatch axis)."""
+    present = {}
+    for name in ARRAYS:
+        files = store.location.files(split, factor, name, "c")
+        present[name] = {int(f.split("/c/", 1)[1].split("/", 1)[0]) for f in files}
+    return present
+
+
+def _check_markers(report: Report, split: str, factor: str, arrays: MinibatchArrays) -> None:
+    for shard in arrays.unreadable_marker_shards():
+        for k in shard:
+            report.damage(split, factor, k, "completeness markers unreadable (their shard "
+                                            "cannot be decoded)")
+
+
 def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -> Report:
     """Examine every complete minibatch and the split disjointness of identities."""
     report = Report()
     spec = store.spec
     identities: dict[str, set[int]] = {"train": set(), "test": set()}
     for split, name in store.groups():
-        shape = store.arrays(split, name).images.shape[1:]
-        report.incomplete += len(store.arrays(split, name)) - len(store.complete(split, name))
+        arrays = store.arrays(split, name)
+        shape = arrays.images.shape[1:]
         if shape != (spec.batch_size, spec.image_size, spec.image_size):
             report.problems.append(f"{split}/{name}: images of shape {shape}")
             continue
-        factor = spec.factor(name)
-        for m in store.minibatches(split, name):
-            for problem in minibatch_problems(factor, spec.factors, m.images, m.values,
-                                              m.identity):
-                report.problems.append(f"{split}/{name} minibatch {m.index}: {problem}")
-            identities[split].update(m.identity.tolist())
-            report.checked += 1
+        _check_markers(report, split, name, arrays)
+        done = store.complete(split, name)
+        report.incomplete += len(arrays) - len(done) - len(report.damaged.get((split, name), ()))
+        present, factor = _shards_present(store, split, name), spec.factor(name)
+        for k in (int(k) for k in done):
             if on_minibatch:
                 on_minibatch()
+            gone = [a for a in ARRAYS[:3] if k // arrays.per_shard not in present[a]]
+            if gone:
+                report.damage(split, name, k, f"missing chunk ({', '.join(gone)}: its shard "
+                                              "file is gone)")
+                continue
+            try:
+                m = store.minibatch(split, name, k)
+            except DamagedMinibatch as exc:
+                report.damage(split, name, k, exc.what)
+                continue
+            for problem in minibatch_problems(factor, spec.factors, m.images, m.values,
+                                              m.identity):
+                report.damage(split, name, k, f"invariant: {problem}")
+            identities[split].update(m.identity.tolist())
+            report.checked += 1
     shared = identities["train"] & identities["test"]
     if shared:
         report.problems.append(f"{len(shared)} identities appear in both train and test")

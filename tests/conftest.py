@@ -81,7 +81,7 @@ def read_group(store: Path, split: str, factor: str) -> dict[str, np.ndarray]:
 def content_digest(path: Path, ignore_model: tuple[str, ...] = ()) -> str:
     """A hash of what a reader sees in a store: its dcign attributes (the run history and the
     model keys named aside) and every array's shape, dtype and values. It ignores how the
-    bytes are encoded on disk."""
+    bytes are laid out on disk: the schema version (sharding, checksums) included."""
     import json
 
     import zarr
@@ -89,6 +89,7 @@ def content_digest(path: Path, ignore_model: tuple[str, ...] = ()) -> str:
     root = zarr.open_group(str(path), mode="r")
     attrs = dict(root.attrs["dcign"])
     attrs.pop("history", None)
+    attrs.pop("schema_version", None)
     attrs["model"] = {k: v for k, v in attrs["model"].items() if k not in ignore_model}
     h = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
     for split in sorted(root.group_keys()):

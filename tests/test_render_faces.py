@@ -149,7 +149,7 @@ def test_overwrite_replaces_a_store_made_with_other_settings(fresh_store):
 
 def test_the_store_records_how_it_was_made(tiny_store):
     attrs = zarr.open_group(str(tiny_store), mode="r").attrs["dcign"]
-    assert attrs["schema_version"] == 1 and attrs["dataset"] == "faces"
+    assert attrs["schema_version"] == 2 and attrs["dataset"] == "faces"
     assert attrs["image_size"] == 32 and attrs["batch_size"] == 4
     assert [f["name"] for f in attrs["factors"]] == FACTORS
     assert attrs["factors"][0]["latents"] == [0, 1]

@@ -9,7 +9,7 @@ import scipy.io
 import zarr
 from conftest import TINY, assert_one_line_error, render, store_tool
 
-from dcign.render import writer
+from dcign.render.writer import cluster
 from dcign.render.objects.embedded_face import build_embedded_model
 from dcign.shared.store import open_store
 
@@ -88,25 +88,26 @@ def test_a_store_made_from_another_model_file_is_refused(fresh_store, bfm2009_fi
 
 def test_the_papers_light_only_command_sizes_the_store_and_resumes_after_an_interrupt(
         tmp_path, monkeypatch):
-    """`--vary light --batches 12000`, interrupted after two minibatches, then resumed."""
+    """`--vary light --batches 12000`, interrupted after its first shard, then resumed."""
     out = tmp_path / "light.zarr"
     small = ["--size", "16", "--batch-size", "4", "--test-batches", "1", "--workers", "1",
              "--quiet"]
     done = []
 
-    def interrupt_after_two(task):
-        if len(done) == 2:
+    def interrupt_after_one_shard(recipe, url, task, settings):
+        if done:
             raise KeyboardInterrupt
-        done.append(real(task))
+        done.append(real(recipe, url, task, settings))
         return done[-1]
 
-    real = writer._render_task
-    monkeypatch.setattr(writer, "_render_task", interrupt_after_two)
+    real = cluster.render_shard
+    monkeypatch.setattr(cluster, "render_shard", interrupt_after_one_shard)
     result = render(["--vary", "light", "--batches", "12000", *small, "--out", out])
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
     arrays = open_store(out).arrays("train", "light")
-    assert len(arrays) == 12000 and arrays.completed().sum() == 2
-    monkeypatch.setattr(writer, "_render_task", real)
-    resumed = render(["--vary", "light", "--batches", "4", *small, "--out", out])
-    assert resumed.exit_code == 0 and "rendered 3 minibatches" in resumed.output  # 2 + 1 test
-    assert arrays.completed()[:4].all()
+    per_shard = arrays.per_shard
+    assert len(arrays) == 12000 and arrays.completed().sum() == per_shard == 100
+    monkeypatch.setattr(cluster, "render_shard", real)
+    resumed = render(["--vary", "light", "--batches", "150", *small, "--out", out])
+    assert resumed.exit_code == 0 and "rendered 51 minibatches" in resumed.output  # 50 + 1 test
+    assert arrays.completed()[:150].all() and not arrays.completed()[150:].any()

@@ -34,7 +34,7 @@ def test_verify_passes_a_freshly_rendered_store(tiny_store):
     (lambda g: g["train/elevation/identity"].__setitem__((0, 2), 7), "identity changes"),
     (lambda g: g["test/intrinsic/identity"].__setitem__(
         (0, 0), int(g["train/intrinsic/identity"][0, 0])), "both train and test"),
-    (lambda g: g["train/light/images"].__setitem__(2, np.zeros((4, 32, 32), np.uint8)),
+    (lambda g: g["train/light/images"].__setitem__((2, 1), np.zeros((32, 32), np.uint8)),
      "blank image"),
     (lambda g: g["test/azimuth/complete"].__setitem__(1, False), "not complete"),
 ])

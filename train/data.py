@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dcign.shared.errors import DcignError
+from dcign.shared.errors import DamagedMinibatch, DcignError
 from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import Store, StoreSpec, open_store
 
@@ -131,9 +131,15 @@ class StepDataset(Dataset):
         return self.store.read_images("train", [(self.types[kind].factor.name, k)
                                                 for kind, k in drawn])
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | DamagedMinibatch:
+        """The step's minibatches; or, when one of them is damaged, the error itself, as data:
+        a loader worker's exception reaches the main process re-worded with its traceback,
+        and the trainer must name the minibatch in one line."""
         drawn = draw_step(self.types, self.seed, step, self.per_step)
-        images = np.stack(self._read(drawn))
+        try:
+            images = np.stack(self._read(drawn))
+        except DamagedMinibatch as exc:
+            return exc
         return torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images)
 
 

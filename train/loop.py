@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dcign.shared.errors import DcignError
+from dcign.shared.errors import DamagedMinibatch, DcignError
 from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
 from dcign.shared.store import StoreSpec
 
@@ -226,6 +226,8 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
                 if time.monotonic() > deadline:
                     tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
                     break
+                if isinstance(step, DamagedMinibatch):
+                    raise step
                 out = train_step(run, step)
                 for k in ("bce", "kl", "images"):
                     window[k] += out[k]
@@ -243,6 +245,11 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
             save_checkpoint(run)
             raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
                              f"{run.checkpoint_path}, --resume continues") from None
+        except DamagedMinibatch as exc:  # the weights are sound: keep them for --resume
+            save_checkpoint(run)
+            log.log({"event": "damaged-store", "step": run.step, "message": str(exc)})
+            raise DcignError(f"{exc}; the run stopped at step {run.step} with its checkpoint "
+                             "saved, and --resume continues after the repair") from None
         finally:
             bar.close()
         path = save_checkpoint(run)

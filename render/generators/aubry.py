@@ -35,6 +35,7 @@ from .chairs import CHAIR_MINIBATCHES
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 IMPORTER_VERSION = 1
+AUBRY_GENERATOR = "dcign.render.aubry"  # the label stores record
 VARY = ("azimuth", "intrinsic")  # elevation has the archive's two values: held fixed
 AUBRY_MINIBATCHES = CHAIR_MINIBATCHES  # the same 81,000 images as the chairs dataset
 
@@ -89,7 +90,7 @@ class AubryGenerator:
     def spec(self) -> StoreSpec:
         """What the store records; the fingerprint stats every image, so once."""
         r = self.recipe
-        generator = {"name": "dcign.render.aubry", "version": IMPORTER_VERSION,
+        generator = {"name": AUBRY_GENERATOR, "version": IMPORTER_VERSION,
                      "seed": r.seed, "crop": r.crop, "gray_weights": GRAY_WEIGHTS.tolist(),
                      "identities": self.pools.to_attrs()}
         model = {"name": "Seeing 3D chairs renders", "fingerprint": r.tree.fingerprint(),

@@ -45,6 +45,7 @@ from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
+CHAIRS_GENERATOR = "dcign.render.chairs"  # the label stores record
 # Light enough that dark chairs show their form, dim enough that pale seats stay off-white.
 CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=0.7,
                           ambient=0.3)
@@ -126,7 +127,7 @@ class ChairGenerator:
         """What the store records; the procedural fingerprint builds chairs, so once."""
         r = self.recipe
         generator = {
-            "name": "dcign.render.chairs",
+            "name": CHAIRS_GENERATOR,
             "version": GENERATOR_VERSION,
             "seed": r.seed,
             "views": r.views,

@@ -25,6 +25,7 @@ from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 2
+FACES_GENERATOR = "dcign.render.faces"  # the label stores record
 FACE_HEIGHT = 2.0  # the mean face's vertical extent in scene units; camera framing assumes it
 FACE_LIGHTING = Lighting(background=0.0)
 # The paper's faces: per varying factor, 3000 training and 350 test minibatches.
@@ -67,7 +68,7 @@ class FaceGenerator:
         """What the store records; hashing the model makes it worth computing once."""
         r = self.recipe
         generator = {
-            "name": "dcign.render.faces",
+            "name": FACES_GENERATOR,
             "version": GENERATOR_VERSION,
             "seed": r.seed,
             "lighting": asdict(r.lighting),

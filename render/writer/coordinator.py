@@ -1,0 +1,187 @@
+"""render_store: fill a store from any dataset generator, resumable, extendable, parallel.
+
+The coordinator holds the store's writer lock, refuses requests the generator cannot fill,
+creates or grows every array and writes the attributes before any task runs (nothing is
+resized while workers write), and lists the shards that hold missing minibatches (those
+whose completeness marker is unset) or damaged ones (repair). Each shard is one task, and
+each task owns its shard: no two writers ever touch one shard file. A rerun of the same
+command resumes; a failing disk ends in one line that says how far the store got.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dcign.shared.errors import DcignError, StoreError
+from dcign.shared.location import Location, locate
+from dcign.shared.lock import LOCK_NAME, writer_lock
+from dcign.shared.store import Store, check_target, create_or_open_store, open_store
+
+from ..generators.base import DatasetGenerator, DatasetRecipe
+from ..renderer.platform import choose_gl_platform
+from .cluster import cores_per_worker, run_in_process, run_on_dask, scheduler_address
+from .shards import ShardTask, WorkerSettings
+
+# Errors of the disk (or bucket) rather than of the request: said in one line, with progress.
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
+               errno.EDQUOT: "the disk quota is exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only"}
+Damaged = dict[tuple[str, str], set[int]]  # (split, factor) → minibatches to render again
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """How many minibatches of which factors a run should leave in the store."""
+
+    vary: tuple[str, ...]
+    batches: int  # training minibatches per varying factor
+    test_batches: int
+
+
+@dataclass
+class RenderSummary:
+    rendered: int  # minibatches rendered by this run
+    already_there: int  # minibatches the store held before
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return 0.0 if self.seconds == 0 else self.rendered / self.seconds
+
+
+def plan_shards(store: Store, request: RenderRequest) -> tuple[list[ShardTask], int]:
+    """Create or grow every array the request needs, then list the shards holding minibatches
+    to render, in a fixed order; and how many minibatches were there already."""
+    tasks, present = [], 0
+    for split, count in (("train", request.batches), ("test", request.test_batches)):
+        for factor in request.vary:
+            arrays = store.require_arrays(split, factor, count)
+            done = arrays.completed()[:count]
+            present += int(done.sum())
+            tasks += [ShardTask(split, factor, shard.start, shard.stop)
+                      for shard in arrays.shard_ranges(count)
+                      if not done[shard.start:shard.stop].all()]
+    return tasks, present
+
+
+def repair_shards(store: Store, damaged: Damaged) -> tuple[list[ShardTask], int]:
+    """The shards holding damaged minibatches, each to render exactly those again (and any
+    minibatch of the shard whose marker is unset); nothing is created or grown."""
+    tasks = []
+    for (split, factor), ks in sorted(damaged.items()):
+        arrays = store.arrays(split, factor)
+        for shard in arrays.shard_ranges():
+            mine = frozenset(k for k in ks if k in shard)
+            if mine:
+                tasks.append(ShardTask(split, factor, shard.start, shard.stop, mine))
+    present = sum(len(store.complete(s, f)) for s, f in store.groups())
+    return tasks, present
+
+
+def _check_request(location: Location, generator: DatasetGenerator,
+                   request: RenderRequest | None, overwrite: bool) -> None:
+    """Refuse, before anything is written (the lock included), a request the generator
+    cannot fill or a target that is not ours or was made differently."""
+    spec = generator.spec
+    if request is not None:
+        for name in request.vary:
+            spec.factor(name)
+        generator.check(request.vary)
+    check_target(location.url, spec, overwrite, keep=(LOCK_NAME,))
+
+
+def _remove_partial_writes(location: Location) -> None:
+    """Zarr writes a file beside its target and renames it; a killed writer leaves the
+    temporary one. Under the writer lock no one else is writing, so they can go."""
+    if location.is_local:
+        for partial in Path(location.root).rglob("*.partial"):
+            partial.unlink(missing_ok=True)
+
+
+def _disk_error(exc: OSError, location: Location, request: RenderRequest | None, verb: str
+                ) -> DcignError:
+    """One line for a disk that fails mid-run: what, how far the store got, what to do."""
+    what = DISK_ERRORS.get(exc.errno, exc.strerror or str(exc))
+    try:
+        store = open_store(location.url)
+        done = sum(len(store.complete(s, f)) for s, f in store.groups())
+        wanted = (len(request.vary) * (request.batches + request.test_batches) if request
+                  else sum(len(store.arrays(s, f)) for s, f in store.groups()))
+        progress = f"{done} of {wanted} minibatches are complete"
+    except (StoreError, OSError):
+        progress = "the minibatches written so far are kept"
+    return DcignError(f"{verb} {location.url} stopped: {what}; {progress}. Rerunning the same "
+                      "command resumes.")
+
+
+def _run(tasks: list[ShardTask], recipe: DatasetRecipe, generator: DatasetGenerator,
+         url: str, settings: WorkerSettings, workers: int, scheduler: str | None
+         ) -> Iterator[tuple[ShardTask, int]]:
+    if scheduler is None and min(workers, len(tasks)) <= 1:
+        return run_in_process(tasks, recipe, generator, url, settings)
+    return run_on_dask(tasks, recipe, url, settings, min(workers, len(tasks)), scheduler)
+
+
+def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest | None, *,
+                 workers: int, gl_platform: str = "auto", overwrite: bool = False,
+                 progress: bool = True, config: dict | None = None,
+                 generator: DatasetGenerator | None = None, verb: str = "rendering",
+                 scheduler: str | None = None, damaged: Damaged | None = None
+                 ) -> RenderSummary:
+    """Render every missing minibatch of `request` into the store at `out`, a local path or a
+    URL; or, with `damaged` (and no request), exactly the damaged minibatches of the store.
+
+    `gl_platform` is the one asked for (auto, egl, osmesa); it is probed here for local
+    workers, and by each worker of a remote cluster. `generator` is the recipe's, if the
+    caller has loaded it already. `scheduler` (or DASK_SCHEDULER_ADDRESS) sends the tasks to
+    an existing Dask cluster."""
+    scheduler = scheduler_address(scheduler)
+    generator = generator or recipe.load()
+    location = locate(out)
+    _check_request(location, generator, request, overwrite)
+    with writer_lock(location, note=tqdm.write):
+        _remove_partial_writes(location)
+        store = create_or_open_store(location.url, generator.spec, overwrite, keep=(LOCK_NAME,))
+        tasks, present = (repair_shards(store, damaged) if damaged is not None
+                          else plan_shards(store, request))
+        platform = None
+        if recipe.needs_gl:
+            platform = gl_platform if scheduler else choose_gl_platform(gl_platform)
+        settings = WorkerSettings(platform, cores_per_worker(min(workers, max(1, len(tasks)))))
+        started, rendered = time.perf_counter(), 0
+        try:
+            with tqdm(total=sum(t.size for t in tasks) * recipe.batch_size, unit="img",
+                      disable=not progress or not tasks, desc=f"{verb} {location.name}",
+                      smoothing=0.1) as bar:
+                for task, count in (_run(tasks, recipe, generator, location.url, settings,
+                                         workers, scheduler) if tasks else ()):
+                    rendered += count
+                    bar.update(task.size * recipe.batch_size)
+        except OSError as exc:
+            raise _disk_error(exc, location, request, verb) from None
+        seconds = time.perf_counter() - started
+        store.append_history({
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": config or {},
+            "rendered_minibatches": rendered,
+            "seconds": round(seconds, 2),
+        })
+    return RenderSummary(rendered, present, seconds)
+
+
+def check_counts(batch_size: int, batches: int, test_batches: int, size: int,
+                 workers: int) -> None:
+    """Refuse non-positive counts and sizes with one clear line."""
+    for name, value, minimum in (("--batch-size", batch_size, 2), ("--batches", batches, 1),
+                                 ("--test-batches", test_batches, 1), ("--size", size, 8),
+                                 ("--workers", workers, 1)):
+        if value < minimum:
+            raise DcignError(f"{name} must be at least {minimum} (got {value})")
