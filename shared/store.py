@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 import zarr.codecs
+from zarr.core.sync import sync
 
 from .errors import DamagedMinibatch, StoreError
 from .factors import Factor, continuous_factors
@@ -217,8 +218,15 @@ class MinibatchArrays:
     def write_block(self, start: int, images: np.ndarray, values: np.ndarray,
                     identity: np.ndarray) -> None:
         """Write minibatches start.. (a whole shard, for the writer that owns it); the
-        completeness markers go last, so a crash leaves them unset."""
+        completeness markers go last, so a crash leaves them unset.
+
+        A whole shard is written from scratch: its old files (markers first) are removed,
+        since zarr would otherwise merge into a shard it may not be able to read (damaged)."""
         stop = start + len(images)
+        s = self.per_shard
+        if start % s == 0 and stop == min(start + s, len(self)):
+            for array in (self.complete, self.identity, self.factors, self.images):
+                _erase_shard(array, start // s)
         self.images[start:stop] = images
         self.factors[start:stop] = values
         self.identity[start:stop] = identity
@@ -228,6 +236,11 @@ class MinibatchArrays:
               identity: np.ndarray) -> None:
         """Write minibatch k alone (a writer that owns its shard, e.g. a test fixture)."""
         self.write_block(k, images[None], values[None], identity[None])
+
+
+def _erase_shard(array: zarr.Array, shard: int) -> None:
+    key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
+    sync((array.store_path / key).delete())
 
 
 def _damage_kind(exc: Exception) -> str:

@@ -10,6 +10,7 @@ from .errors import DcignError
 from .factors import factor_names
 from .location import locate
 from .migrate import migrate as migrate_store
+from .migrate import plan_migration
 from .preview import save_preview
 from .store import SPLITS, Store, StoreSpec, open_store, read_attrs, spec_from_attrs
 from .verify import verify_store
@@ -105,8 +106,9 @@ def verify(store_path: str) -> None:
 def migrate(source: str, target: str) -> None:
     """Convert a schema-1 store into a new schema-2 store (sharded, checksummed), copying
     every complete minibatch; the old store is only read."""
-    with tqdm(unit="minibatch", desc="migrating", leave=False) as bar:
-        copied = migrate_store(source, target, on_minibatches=bar.update)
+    plan = plan_migration(source, target)
+    with tqdm(total=plan.minibatches, unit="minibatch", desc="migrating", leave=False) as bar:
+        copied = migrate_store(plan, on_minibatches=bar.update)
     click.echo(f"{target}: {copied} minibatches copied from {source} (schema 1 → 2); check it "
                f"with `dcign-store verify {target}`")
 

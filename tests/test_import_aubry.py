@@ -14,11 +14,11 @@ import pytest
 from conftest import assert_one_line_error, content_digest, invoke, read_group, tree_digest
 from PIL import Image
 
-from dcign.render.writer import cluster
 from dcign.render.cli import main as render_main
 from dcign.render.generators.aubry import AubryRecipe
 from dcign.render.generators.base import DatasetGenerator, DatasetRecipe
 from dcign.render.objects.aubry_tree import crop_gray, scan_tree
+from dcign.render.writer import cluster
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 

@@ -9,8 +9,8 @@ import scipy.io
 import zarr
 from conftest import TINY, assert_one_line_error, render, store_tool
 
-from dcign.render.writer import cluster
 from dcign.render.objects.embedded_face import build_embedded_model
+from dcign.render.writer import cluster
 from dcign.shared.store import open_store
 
 SHAPE_COMPONENTS, ALBEDO_COMPONENTS = 10, 6  # a few are enough; keeps the files small
