@@ -38,9 +38,11 @@ class Location:
         return "/".join([self.root.rstrip("/"), *parts])
 
     def exists(self, *parts: str) -> bool:
-        return self.fs.exists(self.key(*parts))
+        self.fs.invalidate_cache()  # an object store's listings are cached: another process
+        return self.fs.exists(self.key(*parts))  # (a worker) may have written since
 
     def is_dir(self) -> bool:
+        self.fs.invalidate_cache()
         return self.fs.isdir(self.root)
 
     def is_empty_dir(self) -> bool:
@@ -69,13 +71,20 @@ class Location:
     def files(self, *parts: str) -> list[str]:
         """Every file under the root (or under a sub-path), as paths relative to the root."""
         base = self.key(*parts)
-        if not self.fs.exists(base):
+        if not self.exists(*parts):
             return []
         start = len(self.root.rstrip("/")) + 1
         return sorted(p[start:] for p in self.fs.find(base))
 
     def size(self) -> int:
+        self.fs.invalidate_cache()
         return int(self.fs.du(self.root, total=True))
+
+    def make_root(self) -> None:
+        """Create the store's directory on a disk; an object store has none to create (and
+        creating one would create a missing bucket)."""
+        if self.is_local:
+            self.fs.makedirs(self.root, exist_ok=True)
 
 
 def locate(path: str | Path) -> Location:

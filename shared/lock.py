@@ -61,6 +61,17 @@ def read_lock(location: Location) -> dict | None:
         return {}  # a torn or foreign lock file: stale by its missing heartbeat
 
 
+def _claimed(location: Location, lock: dict) -> bool:
+    """Create the store's root and write the lock, only if none exists; one line when the
+    place cannot be written (a missing bucket, a read-only disk)."""
+    try:
+        location.make_root()
+        return _create(location, lock)
+    except OSError as exc:
+        raise StoreError(f"cannot write a store at {location.url}: "
+                         f"{exc.strerror or type(exc).__name__} ({exc})") from None
+
+
 def _create(location: Location, lock: dict) -> bool:
     """Write the lock only if none exists (atomically on a local disk)."""
     text = json.dumps(lock)
@@ -81,13 +92,8 @@ def _create(location: Location, lock: dict) -> bool:
 @contextmanager
 def writer_lock(location: Location, note: Callable[[str], None] = print) -> Iterator[dict]:
     """Hold the store's writer lock for the block; refuse at once if another writer holds it."""
-    try:
-        location.fs.makedirs(location.root, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create a store at {location.url}: {exc.strerror or exc}"
-                         ) from None
     lock = _holder()
-    while not _create(location, lock):
+    while not _claimed(location, lock):
         held = read_lock(location)
         if held is None:
             continue  # released between our two looks

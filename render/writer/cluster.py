@@ -62,6 +62,12 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator:
         yield client
 
 
+def check_scheduler(address: str) -> None:
+    """Refuse an unreachable scheduler before anything is written."""
+    with dask_client(0, address):
+        pass
+
+
 def run_in_process(tasks: list[ShardTask], recipe: DatasetRecipe, generator: DatasetGenerator,
                    url: str, settings: WorkerSettings) -> Iterator[tuple[ShardTask, int]]:
     """Each task in turn, here, with the coordinator's generator (loading the model again

@@ -26,7 +26,13 @@ from dcign.shared.store import Store, check_target, create_or_open_store, open_s
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
-from .cluster import cores_per_worker, run_in_process, run_on_dask, scheduler_address
+from .cluster import (
+    check_scheduler,
+    cores_per_worker,
+    run_in_process,
+    run_on_dask,
+    scheduler_address,
+)
 from .shards import ShardTask, WorkerSettings
 
 # Errors of the disk (or bucket) rather than of the request: said in one line, with progress.
@@ -147,6 +153,8 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
     generator = generator or recipe.load()
     location = locate(out)
     _check_request(location, generator, request, overwrite)
+    if scheduler:
+        check_scheduler(scheduler)
     with writer_lock(location, note=tqdm.write):
         _remove_partial_writes(location)
         store = create_or_open_store(location.url, generator.spec, overwrite, keep=(LOCK_NAME,))

@@ -1,0 +1,188 @@
+"""Rendering beyond one process: the same shard tasks on a local Dask cluster, on a cluster
+started from the command line, into an S3 bucket; retried when they die; each worker with its
+GL settings and, on a multi-GPU node, its own EGL device. Every server listens on 127.0.0.1
+and stops inside its test."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import TINY, assert_one_line_error, content_digest, render, store_tool
+
+from dcign.render.generators.faces import FaceRecipe
+from dcign.render.writer import RenderRequest, render_store
+from dcign.render.writer.cluster import dask_client
+from dcign.render.writer.shards import WorkerSettings, _worker_name, worker_environment
+from dcign.shared.store import open_store
+
+SERVER_START_SECONDS = 60
+
+
+def test_two_local_workers_write_the_store_one_process_writes(tiny_store, tmp_path):
+    out = tmp_path / "faces.zarr"
+    args = [a if a != "1" or TINY[i - 1] != "--workers" else "2" for i, a in enumerate(TINY)]
+    result = render([*args, "--out", out])
+    assert result.exit_code == 0, result.output
+    assert content_digest(out) == content_digest(tiny_store)
+    store = open_store(out)  # one shard file per array of each group: 8 groups x 4 arrays
+    assert len([f for f in store.location.files() if "/c/" in f]) == 32
+
+
+def test_each_worker_receives_its_gl_settings_blas_pool_and_egl_device(monkeypatch):
+    monkeypatch.setenv("DCIGN_RENDER_GPUS", "2")  # as on a node with two GPUs
+    for name in ("EGL_DEVICE_ID", "CUDA_VISIBLE_DEVICES", "LP_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = WorkerSettings(gl_platform="egl", cores=1)
+
+    def environment() -> dict:
+        return dict(os.environ) | worker_environment(settings, _worker_name(),
+                                                     dict(os.environ)) | {"name": _worker_name()}
+
+    with dask_client(2, None) as client:
+        client.wait_for_workers(2)
+        seen = client.gather([client.submit(environment, workers=[address], pure=False)
+                              for address in client.scheduler_info()["workers"]])
+    by_name = {env["name"]: env for env in seen}
+    assert sorted(by_name) == [0, 1]
+    for name, env in by_name.items():
+        assert env["EGL_DEVICE_ID"] == str(name)
+        assert env["LP_NUM_THREADS"] == "0" and env["OMP_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("environ, worker, device", [
+    ({"EGL_DEVICE_ID": "3", "DCIGN_RENDER_GPUS": "2"}, 1, "3"),  # the user's choice wins
+    ({"CUDA_VISIBLE_DEVICES": "5"}, 0, "5"),  # a jobqueue or Kubernetes GPU worker
+    ({"DCIGN_RENDER_GPUS": "4"}, 6, "2"),  # local workers take the GPUs in turn
+    ({"DCIGN_RENDER_GPUS": "0"}, 1, None),  # no GPU: EGL's default device
+])
+def test_a_worker_renders_on_the_egl_device_its_environment_names(environ, worker, device):
+    env = worker_environment(WorkerSettings("egl", 1), worker, environ)
+    assert env.get("EGL_DEVICE_ID", environ.get("EGL_DEVICE_ID")) == device
+
+
+@dataclass(frozen=True)
+class FlakyFaces(FaceRecipe):
+    """Faces whose first task in every fresh worker process dies (a marker file per
+    process): Dask must run it again."""
+
+    marker_dir: str = ""
+
+    def load(self):
+        generator = super().load()
+        marker = Path(self.marker_dir) / f"died-{os.getpid()}"
+        if not marker.exists():
+            marker.write_text("once")
+            raise OSError("a worker lost its disk for a moment")
+        return generator
+
+
+def test_a_task_that_dies_is_retried_and_the_store_completes(tiny_store, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers import FlakyFaces
+    recipe = FlakyFaces(image_size=32, batch_size=4, marker_dir=str(tmp_path))
+    out = tmp_path / "faces.zarr"
+    summary = render_store(out, recipe, RenderRequest(("azimuth", "elevation", "light",
+                                                       "intrinsic"), 3, 2),
+                           workers=2, progress=False, generator=FaceRecipe(
+                               image_size=32, batch_size=4).load())
+    assert summary.rendered == 20 and len(list(tmp_path.glob("died-*"))) >= 1
+    assert content_digest(out) == content_digest(tiny_store)
+
+
+def _wait_for(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no scheduler"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def command_line_cluster(tmp_path):
+    """`dask scheduler` and one `dask worker`, started as a user would, on 127.0.0.1."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        _wait_for(scheduler_file, scheduler)
+        worker = subprocess.Popen([dask, "worker", "--scheduler-file", str(scheduler_file),
+                                   "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
+                                   "--no-dashboard"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import json
+
+        yield json.loads(scheduler_file.read_text())["address"]
+    finally:
+        for process in (worker, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def test_an_existing_cluster_renders_the_same_store(command_line_cluster, tiny_store,
+                                                    tmp_path):
+    out = tmp_path / "faces.zarr"
+    result = render([*TINY, "--scheduler", command_line_cluster, "--out", out])
+    assert result.exit_code == 0, result.output
+    assert content_digest(out) == content_digest(tiny_store)
+
+
+def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "faces.zarr"
+    result = render([*TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", out])
+    assert_one_line_error(result, "cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    assert not out.exists()
+
+
+@pytest.fixture
+def bucket(monkeypatch):
+    """A local S3-compatible server (moto) with one bucket, reached through the environment
+    every S3 client reads."""
+    pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"),
+                            ("AWS_ACCESS_KEY_ID", "testing"),
+                            ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(name, value)
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        name = f"dcign-test-{uuid.uuid4().hex[:8]}"  # moto's buckets outlive its servers
+        s3fs.S3FileSystem().mkdir(name)
+        yield f"s3://{name}"
+    finally:
+        server.stop()
+
+
+def test_a_store_written_to_a_bucket_holds_what_a_local_one_does(bucket, tiny_store):
+    url = f"{bucket}/faces.zarr"
+    args = [a if a != "1" or TINY[i - 1] != "--workers" else "2" for i, a in enumerate(TINY)]
+    result = render([*args, "--out", url])
+    assert result.exit_code == 0, result.output
+    assert content_digest(url) == content_digest(tiny_store)
+    verified = store_tool(["verify", url])
+    assert verified.exit_code == 0 and "OK: 20 minibatches" in verified.output
+    again = render([*TINY, "--out", url])
+    assert again.exit_code == 0 and "20 were already there" in again.output
+
+
+def test_a_bucket_that_cannot_be_written_is_one_line(bucket):
+    assert_one_line_error(render([*TINY, "--out", "s3://no-such-bucket/faces.zarr"]),
+                          "cannot write a store at s3://no-such-bucket/faces.zarr")
