@@ -59,7 +59,8 @@ def loader_rate(store: str, workers: int, in_memory: bool, steps: int, repeats: 
     def once(offset: int) -> float:
         start = time.perf_counter()
         n = 0
-        for _, images in make_loader(data, offset, offset + steps, workers, pin_memory=False):
+        for _, images, _ in make_loader(data, offset, offset + steps, workers,
+                                        pin_memory=False):
             n += images.shape[0] * images.shape[1]
         return n / (time.perf_counter() - start)
 

@@ -75,7 +75,7 @@ def test_a_zero_weight_leaves_a_batch_type_out(blobs):
 
 def test_an_item_is_a_steps_minibatches_each_read_whole_from_its_types_group(blobs):
     data = open_training_data(str(blobs), "dcign", None, 200)
-    kinds, images = StepDataset(data, seed=3, per_step=3)[11]
+    kinds, images, _ = StepDataset(data, seed=3, per_step=3)[11]
     assert images.dtype == torch.uint8 and images.shape == (3, 20, 32, 32)
     store = open_store(blobs)
     drawn = draw_step(data.types, 3, 11, 3)
@@ -95,12 +95,15 @@ def test_only_minibatches_marked_complete_are_drawn(tmp_path):
     assert drawn == {0, 2, 3}
 
 
-def test_in_memory_and_worker_loaders_yield_the_same_steps_as_direct_reads(blobs):
+def test_in_memory_and_spawned_worker_loaders_yield_the_same_steps_as_direct_reads(blobs):
     data = open_training_data(str(blobs), "dcign", None, 200)
 
     def steps(in_memory, workers):
         ds = StepDataset(data, seed=1, per_step=2, in_memory=in_memory)
-        return [(k.clone(), im.clone()) for k, im in make_loader(ds, 5, 11, workers, False)]
+        loader = make_loader(ds, 5, 11, workers, False)
+        if workers:  # never forked: zarr's and fsspec's event-loop threads die in a fork
+            assert loader.multiprocessing_context.get_start_method() == "spawn"
+        return [(k.clone(), im.clone()) for k, im, _ in loader]
 
     direct = steps(False, 0)
     for other in (steps(True, 0), steps(False, 2)):

@@ -41,8 +41,9 @@ def test_dcign_steps_clamp_each_minibatch_outside_its_own_factors_group(blobs, t
                                                                         monkeypatch):
     run = build_run(config(blobs, tmp_path, minibatches_per_step=4))
     seen = record_posterior_means(monkeypatch)
-    kinds, images = StepDataset(run.data, 0, 4)[0]
-    train_step(run, (kinds, images))
+    step = StepDataset(run.data, 0, 4)[0]
+    kinds = step.kinds
+    train_step(run, step)
     assert len(set(kinds.tolist())) > 1  # several batch types in one step
     for kind, mu in zip(kinds.tolist(), seen, strict=True):
         active = run.masks[kind]

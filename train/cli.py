@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from dcign.shared.cli import DcignCommand, default_of
+from dcign.shared.errors import DcignError
 
 from .config import PRECISIONS, TrainConfig
 
@@ -121,9 +123,18 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, step
                       in_memory=in_memory,
                       compile=use_compile, log_every=log_every,
                       checkpoint_every=checkpoint_every, progress=not no_progress)
-    from .loop import train  # torch imports only after the arguments are known to be sane
+    from .distributed import launched_ranks  # torch imports only after the arguments are sane
+    from .loop import RankError, train
 
-    result = train(cfg, resume=resume)
+    main_rank = launched_ranks().is_main
+    try:
+        result = train(cfg, resume=resume)
+    except DcignError as exc:  # under torchrun, one line per failure, not one per rank
+        if main_rank or isinstance(exc, RankError):
+            raise
+        sys.exit(1)
+    if not main_rank:
+        return
     held = result.held_out
     if held:
         click.echo(f"held-out ELBO: {held['elbo_per_image']:.1f} nats/image")

@@ -9,6 +9,7 @@ steps in parallel, and a resumed run simply starts the index at the checkpoint's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -105,18 +106,29 @@ def draw_step(types: tuple[BatchType, ...], seed: int, step: int, count: int
     return [(int(k), int(types[k].indices[rng.integers(len(types[k].indices))])) for k in kinds]
 
 
-class StepDataset(Dataset):
-    """Item `step` = that step's minibatches, stacked: (kinds int64 (M,), uint8 (M, B, H, W)).
+class Step(NamedTuple):
+    """One training step's minibatches (this process's share of them)."""
 
-    kinds[i] indexes `types`: which factor varies in minibatch i. One stacked tensor per step
-    means one shared-memory transfer from a worker and one pinned copy. Each worker process
-    reads through its own copy of the store (`Store.read_images` reads a step's minibatches
-    concurrently); `in_memory` reads the train split once, up front, instead.
+    kinds: torch.Tensor  # int64 (m,): which batch type (varying factor) each minibatch is
+    images: torch.Tensor  # uint8 (m, B, H, W)
+    places: torch.Tensor  # int64 (m,): each minibatch's place in the whole step
+
+
+class StepDataset(Dataset):
+    """Item `step` = that step's minibatches, stacked, as a `Step`.
+
+    One stacked tensor per step means one shared-memory transfer from a worker and one pinned
+    copy. Each worker process reads through its own copy of the store (`Store.read_images`
+    reads a step's minibatches concurrently); `in_memory` reads the train split once, up
+    front, instead. `share` keeps only some places of every step's plan (a rank's share
+    under torchrun); the plan itself is drawn whole, so it is the same on every rank.
     """
 
-    def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False):
+    def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False,
+                 share: list[int] | None = None):
         self.store, self.types = data.store, data.types
         self.seed, self.per_step = seed, per_step
+        self.share = list(range(per_step)) if share is None else share
         self.memory = None
         if in_memory:
             self.memory = [data.store.read_complete("train", t.factor.name) for t in self.types]
@@ -131,16 +143,18 @@ class StepDataset(Dataset):
         return self.store.read_images("train", [(self.types[kind].factor.name, k)
                                                 for kind, k in drawn])
 
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor] | DamagedMinibatch:
+    def __getitem__(self, step: int) -> Step | DamagedMinibatch:
         """The step's minibatches; or, when one of them is damaged, the error itself, as data:
         a loader worker's exception reaches the main process re-worded with its traceback,
         and the trainer must name the minibatch in one line."""
-        drawn = draw_step(self.types, self.seed, step, self.per_step)
+        plan = draw_step(self.types, self.seed, step, self.per_step)
+        drawn = [plan[place] for place in self.share]
         try:
             images = np.stack(self._read(drawn))
         except DamagedMinibatch as exc:
             return exc
-        return torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images)
+        return Step(torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images),
+                    torch.tensor(self.share))
 
 
 def make_loader(dataset: StepDataset, start: int, stop: int, workers: int, pin_memory: bool

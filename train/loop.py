@@ -10,13 +10,15 @@ non-finite loss stops the run before the optimiser touches the weights.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dcign.shared.errors import DamagedMinibatch, DcignError
@@ -26,8 +28,17 @@ from dcign.shared.store import StoreSpec
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, store_fingerprint, write_checkpoint
 from .clamping import active_mask
 from .config import TrainConfig
-from .data import StepDataset, TrainingData, make_loader, open_training_data
+from .data import Step, StepDataset, TrainingData, make_loader, open_training_data
 from .device import Execution, execution_for
+from .distributed import (
+    Ranks,
+    any_rank,
+    join,
+    launched_ranks,
+    leave,
+    summed,
+    summed_gradients,
+)
 from .eval import held_out
 from .model import DCIGN, Architecture, architecture_for
 from .objective import MinibatchLoss, minibatch_noise
@@ -35,7 +46,12 @@ from .runlog import RunLog
 
 
 class NonFiniteLoss(DcignError):
-    """The loss or the gradient became NaN or infinite."""
+    """The loss or the gradient became NaN or infinite (every rank sees it at once)."""
+
+
+class RankError(DcignError):
+    """A failure one rank of a data-parallel run meets alone (the others raise nothing):
+    that rank reports it. Every other error is met by all ranks alike and rank 0 reports it."""
 
 
 @dataclass
@@ -45,10 +61,12 @@ class Run:
     model: DCIGN
     optimizer: torch.optim.Optimizer
     execution: Execution
-    loss: nn.Module  # a MinibatchLoss over `model`, compiled with --compile
+    loss: nn.Module  # a MinibatchLoss over `model`: data-parallel, then compiled, if asked
     masks: list[torch.Tensor]  # active latents per batch type
     step: int = 0
     out: Path = field(default_factory=Path)
+    ranks: Ranks = field(default_factory=Ranks)
+    parallel: DistributedDataParallel | None = None  # the DDP wrapper under torchrun
 
     @property
     def device(self) -> torch.device:
@@ -94,55 +112,69 @@ def build_run(cfg: TrainConfig) -> Run:
     if not cfg.lr > 0 or not cfg.invariance >= 0:
         raise DcignError(f"--lr must be positive and --invariance non-negative (got "
                          f"{cfg.lr} and {cfg.invariance})")
-    execution = execution_for(cfg)
+    execution, ranks = execution_for(cfg), launched_ranks()
+    execution = replace(execution, device=join(ranks, execution.device,
+                                               cfg.minibatches_per_step))
     data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
     arch = architecture_for(cfg.arch, data.spec.image_size,
                             mirror_odd_latents(data.spec, cfg.mirror_odd, LATENT_SIZE))
-    torch.manual_seed(cfg.seed)  # weight initialisation
+    torch.manual_seed(cfg.seed)  # weight initialisation, the same on every rank
     model = DCIGN(arch).to(execution.device)
     if execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss = MinibatchLoss(model, cfg.mode, cfg.clamp, cfg.invariance, execution)
-    if cfg.compile:
-        loss = torch.compile(loss, fullgraph=True)  # the clamp compiles with the network
+    parallel = None
+    if ranks.distributed:  # DDP wraps the loss before torch.compile sees it
+        parallel = loss = DistributedDataParallel(
+            loss, device_ids=[execution.device] if execution.on_cuda else None)
+        parallel.register_comm_hook(None, summed_gradients)
+    if cfg.compile:  # the clamp compiles with the network (DDP splits the graph at buckets)
+        loss = torch.compile(loss, fullgraph=not ranks.distributed)
     masks = [active_mask(t.latents, arch.latent_size, execution.device) for t in data.types]
     return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), execution, loss,
-               masks, out=Path(cfg.out))
+               masks, out=Path(cfg.out), ranks=ranks, parallel=parallel)
 
 
-def train_step(run: Run, step: tuple[torch.Tensor, torch.Tensor]) -> dict:
-    """One optimiser step over a step's minibatches (kinds (M,), uint8 images (M, B, H, W)),
-    each clamped on its own, gradients accumulated.
+def train_step(run: Run, step: Step) -> dict:
+    """One optimiser step over this rank's share of a step's minibatches, each clamped on its
+    own, gradients accumulated (and summed over the ranks).
 
-    Returns the summed nats and the image count."""
-    cfg, ex = run.cfg, run.execution
-    kinds, stacked = step
-    stacked = stacked.to(ex.device, non_blocking=ex.pin_memory)
+    Returns the step's summed nats and image count over all ranks."""
+    cfg, ex, ranks = run.cfg, run.execution, run.ranks
+    stacked = step.images.to(ex.device, non_blocking=ex.pin_memory)
     run.optimizer.zero_grad(set_to_none=True)
-    sums = torch.zeros(2, device=ex.device)
-    n = 0
-    for i, (kind, images) in enumerate(zip(kinds.tolist(), stacked, strict=True)):
+    totals = torch.zeros(3, device=ex.device)  # bce, kl, images
+    last = len(step.kinds) - 1
+    for j, (kind, place, images) in enumerate(zip(step.kinds.tolist(), step.places.tolist(),
+                                                  stacked, strict=True)):
         x = images.unsqueeze(1).float().div_(255)
         if ex.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        eps = minibatch_noise(cfg.seed, run.step, i, (len(images), run.model.arch.latent_size))
-        terms = run.loss(x, run.masks[kind], eps.to(ex.device, non_blocking=ex.pin_memory))
-        terms.sum().backward()
-        sums += terms.detach()
-        n += len(images)
+        eps = minibatch_noise(cfg.seed, run.step, place, (len(images), run.model.arch.latent_size))
+        # gradients are summed over the ranks once, when the last minibatch's backward runs
+        with (run.parallel.no_sync() if run.parallel is not None and j < last
+              else contextlib.nullcontext()):
+            terms = run.loss(x, run.masks[kind], eps.to(ex.device, non_blocking=ex.pin_memory))
+            terms.sum().backward()
+        totals[:2] += terms.detach()
+        totals[2] += len(images)
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
-    bce, kl, gn = torch.cat([sums, grad_norm.reshape(1)]).tolist()  # the step's one sync
+    # the step's one sync (with several ranks, one all-reduce of the three sums)
+    bce, kl, n, gn = torch.cat([summed(totals, ranks), grad_norm.reshape(1)]).tolist()
     if not (math.isfinite(bce + kl) and math.isfinite(gn)):
         raise NonFiniteLoss(f"loss became {bce + kl} (gradient norm {gn}) at step {run.step + 1}")
     run.optimizer.step()
     run.step += 1
-    return {"bce": bce, "kl": kl, "images": n, "grad_norm": gn}
+    return {"bce": bce, "kl": kl, "images": int(n), "grad_norm": gn}
 
 
 # ----------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(run: Run) -> Path:
-    """Write model, optimiser, step, RNG states, config and store fingerprint atomically."""
+    """Write model, optimiser, step, RNG states, config and store fingerprint atomically
+    (rank 0 only: the others hold the same state and never write)."""
+    if not run.ranks.is_main:
+        return run.checkpoint_path
     return write_checkpoint({
         "arch": run.model.arch.to_dict(),
         "model": run.model.state_dict(),
@@ -200,31 +232,43 @@ def prepare(cli: TrainConfig, resume: bool) -> Run:
         raise DcignError(f"{out} already holds a run; pass --resume to continue it or choose "
                          f"another --out")
     run = build_run(cli)
-    out.mkdir(parents=True, exist_ok=True)
+    if run.ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     return run
 
 
 def train(cli: TrainConfig, resume: bool = False) -> Result:
     run = prepare(cli, resume)
-    cfg = run.cfg
-    log = RunLog(run.out)
-    if run.step >= cfg.steps:
+    try:
+        return _train(run)
+    finally:
+        leave(run.ranks)
+
+
+def _train(run: Run) -> Result:
+    cfg, main = run.cfg, run.ranks.is_main
+    log = RunLog(run.out, enabled=main)
+    if run.step >= cfg.steps and main:
         tqdm.write(f"the checkpoint is already at step {run.step} of {cfg.steps}")
-    dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory)
+    dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory,
+                          share=run.ranks.share(cfg.minibatches_per_step))
     ex = run.execution
     loader = make_loader(dataset, run.step, cfg.steps, ex.workers, pin_memory=ex.pin_memory)
     log.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
              "device": str(run.device), "execution": ex.describe(),
-             "loader_workers": ex.workers, "arch": run.model.arch.to_dict(),
+             "loader_workers": ex.workers, "processes": run.ranks.world,
+             "arch": run.model.arch.to_dict(),
              "batch_types": [t.factor.name for t in run.data.types]})
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not cfg.progress, unit="step")
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not (cfg.progress and main),
+               unit="step")
     window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}
     try:  # the run log (and TensorBoard's writer) close however the run ends
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         try:
             for step in loader:
-                if time.monotonic() > deadline:
-                    tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
+                if any_rank(time.monotonic() > deadline, run.ranks, run.device):
+                    if main:
+                        tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
                     break
                 if isinstance(step, DamagedMinibatch):
                     raise step
@@ -248,12 +292,14 @@ def train(cli: TrainConfig, resume: bool = False) -> Result:
         except DamagedMinibatch as exc:  # the weights are sound: keep them for --resume
             save_checkpoint(run)
             log.log({"event": "damaged-store", "step": run.step, "message": str(exc)})
-            raise DcignError(f"{exc}; the run stopped at step {run.step} with its checkpoint "
-                             "saved, and --resume continues after the repair") from None
+            who = f"rank {run.ranks.rank}: " if run.ranks.distributed else ""
+            raise RankError(f"{who}{exc}; the run stopped at step {run.step} with its "
+                            "checkpoint saved, and --resume continues after the "
+                            "repair") from None
         finally:
             bar.close()
         path = save_checkpoint(run)
-        numbers, figures = end_of_run_check(run, log)
+        numbers, figures = end_of_run_check(run, log) if main else ({}, [])
     finally:
         log.close()
     return Result(path, log.path, figures, numbers)

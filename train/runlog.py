@@ -13,16 +13,22 @@ RUN_LOG_NAME = "metrics.jsonl"
 
 
 class RunLog:
-    def __init__(self, out: Path):
-        self.path = out / RUN_LOG_NAME
-        self.file = open(self.path, "a")  # noqa: SIM115 - held for the run's lifetime
-        self.tb = None
-        with contextlib.suppress(ImportError):
-            from torch.utils.tensorboard import SummaryWriter
+    """Disabled (`enabled=False`, every rank of a data-parallel run but rank 0), it writes
+    nothing and opens no file."""
 
-            self.tb = SummaryWriter(str(out / "tensorboard"))
+    def __init__(self, out: Path, enabled: bool = True):
+        self.path = out / RUN_LOG_NAME
+        self.file = open(self.path, "a") if enabled else None  # noqa: SIM115 - held open
+        self.tb = None
+        if enabled:
+            with contextlib.suppress(ImportError):
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
 
     def log(self, record: dict) -> None:
+        if self.file is None:
+            return
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         if self.tb is not None and "event" not in record:  # training windows only
@@ -35,6 +41,7 @@ class RunLog:
             self.tb.add_image(tag, grid, step, dataformats="HW")
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         if self.tb is not None:
             self.tb.close()
