@@ -1,4 +1,4 @@
-"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s benchmarks`."""
+"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s benchmarks`, `nox -s gpu`."""
 
 import nox
 
@@ -35,3 +35,10 @@ def demo(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     session.install(TORCH, "-e", ".[all]")
     session.run("python", "benchmarks/render_faces.py", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The GPU check, in the Python that already holds a CUDA build of torch (a GPU machine
+    may reach no package index): `nox -s gpu -- --json gpu_check.json`."""
+    session.run("python", "benchmarks/gpu_check.py", *session.posargs)

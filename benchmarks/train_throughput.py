@@ -30,9 +30,9 @@ from dcign.train.synthetic import write_blob_store
 
 
 def training_rate(store: str, device: str, per_step: int, steps: int, repeats: int,
-                  compile_: bool = False) -> float:
+                  compile_: bool = False, arch: str = "paper150") -> float:
     """Images/s of `train_step` for paper150 (bf16 autocast and channels-last on CUDA)."""
-    cfg = TrainConfig(store=store, out="unused", arch="paper150", device=device,
+    cfg = TrainConfig(store=store, out="unused", arch=arch, device=device,
                       minibatches_per_step=per_step, compile=compile_)
     run = build_run(cfg)
     data = StepDataset(run.data, 0, per_step, in_memory=True)
@@ -53,19 +53,23 @@ def training_rate(store: str, device: str, per_step: int, steps: int, repeats: i
 
 def loader_rate(store: str, workers: int, in_memory: bool, steps: int, repeats: int,
                 per_step: int = 8) -> float:
+    """Images/s the loader delivers once its workers are up: timed from the first step it
+    hands over (spawning workers that import torch and zarr costs seconds once per run)."""
     cfg = TrainConfig(store=store, out="unused", arch="paper150", device="cpu")
     data = StepDataset(build_run(cfg).data, 0, per_step, in_memory=in_memory)
 
     def once(offset: int) -> float:
-        start = time.perf_counter()
-        n = 0
-        for _, images, _ in make_loader(data, offset, offset + steps, workers,
+        n, start = 0, None
+        for _, images, _ in make_loader(data, offset, offset + steps + 1, workers,
                                         pin_memory=False):
+            if start is None:
+                start = time.perf_counter()
+                continue
             n += images.shape[0] * images.shape[1]
         return n / (time.perf_counter() - start)
 
     once(0)
-    return statistics.median(once((r + 1) * steps) for r in range(repeats))
+    return statistics.median(once((r + 1) * (steps + 1)) for r in range(repeats))
 
 
 def main() -> None:

@@ -353,3 +353,7 @@ def repair(store_path, workers, scheduler, gl_platform, quiet) -> None:
     click.echo(f"{store.path}: repaired {report.damaged_count} damaged minibatches "
                f"({summary.rendered} rendered again in {summary.seconds:.1f} s); check it "
                f"with `dcign-store verify {store.path}`")
+
+
+if __name__ == "__main__":  # python -m, as torchrun -m runs it
+    main()

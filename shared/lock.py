@@ -68,8 +68,8 @@ def _claimed(location: Location, lock: dict) -> bool:
         location.make_root()
         return _create(location, lock)
     except OSError as exc:
-        raise StoreError(f"cannot write a store at {location.url}: "
-                         f"{exc.strerror or type(exc).__name__} ({exc})") from None
+        raise StoreError(f"cannot create a store at {location.url}: "
+                         f"{exc.strerror or exc or type(exc).__name__}") from None
 
 
 def _create(location: Location, lock: dict) -> bool:

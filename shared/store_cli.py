@@ -144,3 +144,7 @@ def preview(store_path, split, factor, minibatches, columns, out) -> None:
             rows.append((split, name, k))
     path = save_preview(store, rows, out, columns)
     click.echo(f"wrote {path} ({len(rows)} rows)")
+
+
+if __name__ == "__main__":  # python -m, as torchrun -m runs it
+    main()

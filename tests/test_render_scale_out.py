@@ -185,4 +185,4 @@ def test_a_store_written_to_a_bucket_holds_what_a_local_one_does(bucket, tiny_st
 
 def test_a_bucket_that_cannot_be_written_is_one_line(bucket):
     assert_one_line_error(render([*TINY, "--out", "s3://no-such-bucket/faces.zarr"]),
-                          "cannot write a store at s3://no-such-bucket/faces.zarr")
+                          "cannot create a store at s3://no-such-bucket/faces.zarr")

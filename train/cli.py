@@ -145,3 +145,7 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, step
     click.echo(f"metrics:    {result.run_log}")
     for f in result.figures:
         click.echo(f"figure:     {f}")
+
+
+if __name__ == "__main__":  # python -m, as torchrun -m runs it
+    main()

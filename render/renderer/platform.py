@@ -27,6 +27,24 @@ _PROBE = (
 )
 
 
+_RENDERER_PROBE = (
+    "import pyrender; r = pyrender.OffscreenRenderer(8, 8); "
+    "from OpenGL import GL; print(GL.glGetString(GL.GL_RENDERER).decode()); r.delete()"
+)
+
+
+def gl_renderer(platform: str) -> str:
+    """The GL renderer string a context on `platform` reports ("llvmpipe …" is Mesa's
+    software rasteriser; an NVIDIA GPU names itself), with the worker's EGL_DEVICE_ID."""
+    env = dict(os.environ, PYOPENGL_PLATFORM=platform)
+    try:
+        done = subprocess.run([sys.executable, "-c", _RENDERER_PROBE], env=env,
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return "unknown (the probe hung)"
+    return done.stdout.strip() or f"unknown ({done.stderr.strip()[-200:]})"
+
+
 def _platform_works(platform: str) -> bool:
     env = dict(os.environ, PYOPENGL_PLATFORM=platform)
     try:

@@ -281,3 +281,7 @@ def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, trave
         html, table = evaluate_one(checkpoint, baseline, values, traversal_images, opts, out)
     click.echo(table)
     click.echo(f"report: {html}")
+
+
+if __name__ == "__main__":  # python -m, as torchrun -m runs it
+    main()

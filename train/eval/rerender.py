@@ -126,3 +126,7 @@ def resolve_latent(trained, factor: str, latent: int | None) -> int:
     if z is None:
         raise DcignError(f"{factor} is stored only and has no latent in this run's factor table")
     return z
+
+
+if __name__ == "__main__":  # python -m, as torchrun -m runs it
+    main()
