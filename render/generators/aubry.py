@@ -34,7 +34,7 @@ from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE
 from .chairs import CHAIR_MINIBATCHES
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
-IMPORTER_VERSION = 1
+IMPORTER_VERSION = 2  # 2: t360 is t000's view, not a view of its own
 AUBRY_GENERATOR = "dcign.render.aubry"  # the label stores record
 VARY = ("azimuth", "intrinsic")  # elevation has the archive's two values: held fixed
 AUBRY_MINIBATCHES = CHAIR_MINIBATCHES  # the same 81,000 images as the chairs dataset

@@ -9,6 +9,10 @@ and box-filtered down to `size`.
 File names that do not follow the pattern are listed as malformed, never guessed at. The
 archive's fingerprint hashes relative names and sizes of the images used (not their bytes:
 hashing 86k PNGs would double the import's reading).
+
+Azimuth is modulo 360: the archive names 31 azimuths per elevation, t000 … t360 in steps of
+12, and t360 is t000's view again. One view per angle (t000 kept), as the paper counted them
+(30 azimuths × 2 elevations), so no minibatch holds one view under two labels.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from dcign.shared.images import to_gray
 
 NAME = re.compile(r"^image_(\d{3})_p(\d{3})_t(\d{3})_r(\d{3})\.png$")
 
-View = tuple[float, float]  # (azimuth, elevation) in degrees
+View = tuple[float, float]  # (azimuth in [0, 360), elevation) in degrees
+FULL_TURN = 360
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,9 @@ def scan_tree(root: str | Path) -> AubryTree:
                 malformed.append(image.relative_to(root).as_posix())
                 continue
             _, elevation, azimuth, _ = (int(g) for g in match.groups())
-            found[(float(azimuth), float(elevation))] = image
+            view = (float(azimuth % FULL_TURN), float(elevation))
+            if view not in found or azimuth < FULL_TURN:  # t000 over t360
+                found[view] = image
         if found:
             chairs.append(chair_dir.name)
             views.append(found)

@@ -55,9 +55,14 @@ def dask_client(workers: int, scheduler: str | None) -> Iterator:
         with client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
-                      env=worker_env(cores_per_worker(workers))) as cluster, \
+    import dask
+
+    # Dask's statistical profiler samples every worker's stack every 10 ms; nobody reads it
+    # here, and on a machine whose every core renders it only takes the GIL from the renderer
+    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                         host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                         env=worker_env(cores_per_worker(workers))) as cluster, \
             Client(cluster) as client:
         yield client
 
