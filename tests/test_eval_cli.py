@@ -26,7 +26,9 @@ from dcign.train.synthetic import write_blob_store
 
 FAST = ["--sweep", "-3:3:3", "--traversal-images", "2", "--samples", "200"]
 FIGURES = ["traversal_azimuth.png", "traversal_elevation.png", "traversal_light.png",
-           "traversal_intrinsic.png", "inferred_vs_true.png", "novel_views_azimuth.png"]
+           "traversal_intrinsic.png", "inferred_vs_true.png", "novel_views_azimuth.png",
+           "novel_view_pairs_azimuth.png", "novel_view_pairs_elevation.png",
+           "novel_view_pairs_light.png"]
 
 
 def run_eval(*args):
@@ -92,6 +94,14 @@ def test_report_json_states_how_each_number_was_computed_with_counts_and_seeds(r
     assert set(m["inferred_vs_true"]) == {"azimuth", "elevation", "light"}
     assert m["latents"]["azimuth"]["latent"] == 0 and m["latents"]["light"]["latent"] == 2
     assert m["traversal"]["values"] == [-3.0, 0.0, 3.0]
+    for run, latent_count in ((m, 1), (m["baseline"], 1)):
+        scores = run["novel_view"]["scores"]
+        assert set(scores) == {"azimuth", "elevation", "light"}
+        for score in scores.values():
+            assert 0 < score["mse_per_pixel"] < 1 and score["pairs"] == 40 * 19
+            assert 0 < score["floor_input_unchanged"] < 1
+            assert 0 < score["floor_training_mean_of_view"] < 1
+            assert len(score["latents"]) == latent_count and score["views"] == 20
 
 
 def test_the_terminal_shows_a_table_and_the_report_path(report):

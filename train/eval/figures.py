@@ -143,3 +143,18 @@ def compare_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return save(fig, path)
+
+
+def pair_grid_figure(rows: list[tuple[str, np.ndarray]], labels: list[str], title: str,
+                     path: Path) -> Path:
+    """Rows of tiles, one column per example, each row named at its left (e.g. input, truth,
+    and each model's re-render at the target view)."""
+    grid = np.stack([images for _, images in rows])
+    fig, axes = _figure_for(grid)
+    tile_axes(axes[0, 0], grid, labels)
+    h = grid.shape[2]
+    axes[0, 0].set_yticks([r * (h + GAP) + h / 2 for r in range(len(rows))],
+                          [name for name, _ in rows], fontsize=7)
+    axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
