@@ -42,6 +42,8 @@ Examples:
   dcign-render faces --vary light --batches 12000     # only light-varying minibatches
   dcign-render faces --size 64 --batches 200 --test-batches 20 --out datasets/faces64.zarr
   dcign-render faces --model 01_MorphableModel.mat    # the licensed Basel Face Model 2009
+  dcign-render faces --scheduler tcp://10.0.0.5:8786  # on your Dask cluster
+  dcign-render faces --out s3://my-bucket/faces.zarr  # straight into a bucket
 
 Rerunning a command resumes where it stopped; a larger --batches extends the store and a
 new --vary appends factors. A store made with another size, seed or model is refused

@@ -34,6 +34,10 @@ Examples:
 \b
   # continue a run that was stopped or killed, now up to 20000 steps
   dcign-train --store datasets/faces.zarr --resume --steps 20000
+\b
+  # every GPU of a node, data-parallel (--minibatches-per-step counts all processes')
+  torchrun --nproc-per-node 8 "$(which dcign-train)" --store datasets/faces.zarr \\
+           --arch paper150 --minibatches-per-step 64
 """
 
 
