@@ -10,7 +10,7 @@ import click
 from dcign.shared.cli import DcignCommand, default_of
 from dcign.shared.errors import DcignError
 
-from .config import PRECISIONS, TrainConfig
+from .config import ADA_AVERAGES, ADA_MASKS, MODES, PRECISIONS, TrainConfig
 
 
 def default(name: str):
@@ -25,6 +25,10 @@ Examples:
 \b
   # the paper's entangled baseline: the same network and data, no clamping
   dcign-train --store datasets/faces.zarr --mode vae    # → runs/faces-vae/
+\b
+  # today's methods on the same data and network (Locatello 2020, Higgins 2017, Chen 2018)
+  dcign-train --store datasets/faces.zarr --mode adagvae --ada-mask oracle
+  dcign-train --store datasets/faces.zarr --mode betatcvae --beta 6
 \b
   # z1 odd under a left-right mirror, which rules out a folded azimuth code (not in the paper)
   dcign-train --store datasets/faces.zarr --mirror-odd azimuth
@@ -47,9 +51,19 @@ Examples:
 @click.option("--out", default=None,
               help="Run directory: checkpoint.pt, metrics.jsonl, figures. "
                    "Default: runs/<store name>-<mode>.")
-@click.option("--mode", type=click.Choice(["dcign", "vae"]), default=default("mode"),
-              show_default=True,
-              help="dcign: clamped training (paper §3); vae: the entangled baseline.")
+@click.option("--mode", type=click.Choice(MODES), default=default("mode"), show_default=True,
+              help="dcign: clamped training (paper §3); vae: the entangled baseline; "
+                   "adagvae, betavae, betatcvae: today's methods on the same network and loss "
+                   "convention (see train/modes.py).")
+@click.option("--beta", type=float, default=default("beta"),
+              help="KL weight of adagvae (default 1), betavae (4) and betatcvae (6: the total "
+                   "correlation's).")
+@click.option("--ada-average", type=click.Choice(ADA_AVERAGES), default=default("ada_average"),
+              help="adagvae: how a pair's shared latents are averaged: gvae (mean of μ and "
+                   "σ², default) or ml (product of the posteriors).")
+@click.option("--ada-mask", type=click.Choice(ADA_MASKS), default=default("ada_mask"),
+              help="adagvae: threshold (the pair's KL, default) or oracle (exactly the latents "
+                   "outside the varying factor's group: DC-IGN's supervision).")
 @click.option("--clamp", "clamp_rule", type=click.Choice(["mean", "first"]),
               default=default("clamp"), show_default=True,
               help="Shared value of clamped latents: batch mean (paper) or first sample "
@@ -106,7 +120,8 @@ Examples:
               help="Steps between checkpoints (a killed run loses at most these).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, steps, max_minutes,
+def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, ratio, arch,
+         mirror_odd, steps, max_minutes,
          minibatches_per_step, optimizer, lr, seed, device, precision, channels_last, workers,
          pin_memory, in_memory, use_compile, log_every, checkpoint_every, resume, no_progress):
     """Train the Deep Convolutional Inverse Graphics Network on a dcign store.
@@ -118,7 +133,8 @@ def main(store, out, mode, clamp_rule, invariance, ratio, arch, mirror_odd, step
     """
     if out is None:
         out = str(Path("runs") / f"{Path(store).stem}-{mode}")
-    cfg = TrainConfig(store=store, out=out, mode=mode, clamp=clamp_rule, invariance=invariance,
+    cfg = TrainConfig(store=store, out=out, mode=mode, beta=beta, ada_average=ada_average,
+                      ada_mask=ada_mask, clamp=clamp_rule, invariance=invariance,
                       ratio=ratio, arch=arch, mirror_odd=tuple(mirror_odd), steps=steps,
                       max_minutes=max_minutes,
                       minibatches_per_step=minibatches_per_step, optimizer=optimizer, lr=lr,

@@ -15,13 +15,22 @@ RUNTIME_FIELDS = ("steps", "max_minutes", "device", "precision", "channels_last"
                   "pin_memory", "in_memory", "compile", "log_every", "checkpoint_every",
                   "progress")
 PRECISIONS = ("auto", "fp32", "bf16")
+# The training modes (train/modes.py says what each does) and their options.
+MODES = ("dcign", "vae", "adagvae", "betavae", "betatcvae")
+DEFAULT_BETA = {"adagvae": 1.0, "betavae": 4.0, "betatcvae": 6.0}
+INDEPENDENT_MODES = ("betavae", "betatcvae")  # their steps draw images independently
+ADA_AVERAGES = ("gvae", "ml")
+ADA_MASKS = ("threshold", "oracle")
 
 
 @dataclass
 class TrainConfig:
     store: str
     out: str = "runs/dcign"
-    mode: str = "dcign"  # "dcign" (clamped) or "vae" (the paper's entangled baseline)
+    mode: str = "dcign"  # dcign (clamped), vae (the paper's baseline), adagvae, betavae, betatcvae
+    beta: float | None = None  # KL weight of adagvae (1), betavae (4), betatcvae (6)
+    ada_average: str | None = None  # adagvae: "gvae" (mean of μ and σ², default) or "ml"
+    ada_mask: str | None = None  # adagvae: "threshold" (default) or "oracle" (the factor's)
     clamp: str = "mean"  # "mean" (paper) or "first" (released code)
     invariance: float = 0.01  # λ of paper §3.2, relative to the summed loss; 0 = released default
     ratio: str | None = None  # batch-type weights in factor-table order, e.g. "1:1:1:10"

@@ -60,10 +60,15 @@ class TrainingData:
     def spec(self) -> StoreSpec:
         return self.store.spec
 
+    @property
+    def train_images(self) -> int:
+        """Images in the batch types' complete train minibatches."""
+        return sum(len(t.indices) for t in self.types) * self.spec.batch_size
+
 
 def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
                        ) -> TrainingData:
-    """Open a store and check it can train `mode` ('dcign' or 'vae'); one-line errors."""
+    """Open a store and check it can train `mode`; one-line errors."""
     store = open_store(path)
     factors = store.spec.factors
     weights = parse_ratio(ratio, factors)
@@ -75,8 +80,8 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
                              "latent group, so clamping would hold every latent: give it 0")
         idx = store.complete("train", f.name) if f.name in present else np.empty(0, int)
         if w > 0 and len(idx) == 0:
-            if mode == "vae" and ratio is None:
-                continue  # the baseline needs images, not every batch type
+            if mode != "dcign" and ratio is None:
+                continue  # an unclamped mode needs images, not every batch type
             raise DcignError(
                 f"{path} has no complete train/{f.name} minibatches, which {mode} training "
                 f"with this ratio needs (give it weight 0 in --ratio to leave it out)")
@@ -95,6 +100,30 @@ def check_disjoint_identities(store: Store) -> None:
     if shared.size:
         raise DcignError(f"{store.path}: {shared.size} identities are in both the train and "
                          f"the test split (e.g. {int(shared[0])}); refusing to train on test faces")
+
+
+def check_independent_draws(data: TrainingData, per_step: int) -> None:
+    """Refuse a store too small for a step of images drawn independently, without
+    replacement."""
+    needed = per_step * data.spec.batch_size
+    if data.train_images < needed:
+        raise DcignError(f"{data.store.path} has {data.train_images} training images; a step of "
+                         f"independent draws needs {needed}")
+
+
+def draw_images(types: tuple[BatchType, ...], seed: int, step: int, count: int, size: int
+                ) -> list[list[tuple[int, int, int]]]:
+    """`count` groups of `size` (batch type, stored minibatch, image) drawn without
+    replacement, uniformly over every training image: a pure function of its arguments."""
+    rng = np.random.default_rng((seed, step))
+    per_type = np.array([len(t.indices) * size for t in types])
+    pick = rng.choice(int(per_type.sum()), size=count * size, replace=False)
+    kind = np.searchsorted(np.cumsum(per_type), pick, side="right")
+    within = pick - np.concatenate([[0], np.cumsum(per_type)[:-1]])[kind]
+    minibatch, image = np.divmod(within, size)
+    drawn = [(int(t), int(types[t].indices[m]), int(i))
+             for t, m, i in zip(kind, minibatch, image, strict=True)]
+    return [drawn[g * size:(g + 1) * size] for g in range(count)]
 
 
 def draw_step(types: tuple[BatchType, ...], seed: int, step: int, count: int
@@ -125,10 +154,11 @@ class StepDataset(Dataset):
     """
 
     def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False,
-                 share: list[int] | None = None):
+                 share: list[int] | None = None, independent: bool = False):
         self.store, self.types = data.store, data.types
         self.seed, self.per_step = seed, per_step
         self.share = list(range(per_step)) if share is None else share
+        self.independent = independent  # images drawn independently, not one-factor groups
         self.memory = None
         if in_memory:
             self.memory = [data.store.read_complete("train", t.factor.name) for t in self.types]
@@ -147,13 +177,27 @@ class StepDataset(Dataset):
         """The step's minibatches; or, when one of them is damaged, the error itself, as data:
         a loader worker's exception reaches the main process re-worded with its traceback,
         and the trainer must name the minibatch in one line."""
-        plan = draw_step(self.types, self.seed, step, self.per_step)
-        drawn = [plan[place] for place in self.share]
         try:
+            if self.independent:
+                return self._independent(step)
+            plan = draw_step(self.types, self.seed, step, self.per_step)
+            drawn = [plan[place] for place in self.share]
             images = np.stack(self._read(drawn))
         except DamagedMinibatch as exc:
             return exc
         return Step(torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images),
+                    torch.tensor(self.share))
+
+    def _independent(self, step: int) -> Step:
+        """The step's images drawn one by one over the whole train split (batch type -1)."""
+        b = self.store.spec.batch_size
+        plan = draw_images(self.types, self.seed, step, self.per_step, b)
+        groups = [plan[place] for place in self.share]
+        needed = list(dict.fromkeys((kind, k) for group in groups for kind, k, _ in group))
+        read = dict(zip(needed, self._read(needed), strict=True))
+        images = np.stack([np.stack([read[(kind, k)][i] for kind, k, i in group])
+                           for group in groups])
+        return Step(torch.full((len(groups),), -1), torch.from_numpy(images),
                     torch.tensor(self.share))
 
 

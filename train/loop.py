@@ -28,7 +28,14 @@ from dcign.shared.store import StoreSpec
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, store_fingerprint, write_checkpoint
 from .clamping import active_mask
 from .config import TrainConfig
-from .data import Step, StepDataset, TrainingData, make_loader, open_training_data
+from .data import (
+    Step,
+    StepDataset,
+    TrainingData,
+    check_independent_draws,
+    make_loader,
+    open_training_data,
+)
 from .device import Execution, execution_for
 from .distributed import (
     Ranks,
@@ -41,7 +48,16 @@ from .distributed import (
 )
 from .eval import held_out
 from .model import DCIGN, Architecture, architecture_for
-from .objective import MinibatchLoss, minibatch_noise
+from .modes import (
+    ADA_AVERAGES,
+    ADA_MASKS,
+    DEFAULT_BETA,
+    MODES,
+    Mode,
+    minibatch_pairs,
+    mode_for,
+)
+from .objective import MinibatchLoss, loss_of, minibatch_noise
 from .runlog import RunLog
 
 
@@ -67,6 +83,7 @@ class Run:
     out: Path = field(default_factory=Path)
     ranks: Ranks = field(default_factory=Ranks)
     parallel: DistributedDataParallel | None = None  # the DDP wrapper under torchrun
+    mode: Mode = field(default_factory=lambda: Mode("dcign"))
 
     @property
     def device(self) -> torch.device:
@@ -99,9 +116,30 @@ def mirror_odd_latents(spec: StoreSpec, names: tuple[str, ...], latent_size: int
     return tuple(latents)
 
 
+def check_mode(cfg: TrainConfig) -> Mode:
+    """The run's mode, its options refused in one line where they do not apply."""
+    if cfg.mode not in MODES:
+        raise DcignError(f"unknown mode {cfg.mode!r} (choose {', '.join(MODES)})")
+    if cfg.beta is not None and not cfg.beta > 0:
+        raise DcignError(f"--beta must be positive (got {cfg.beta})")
+    if cfg.beta is not None and cfg.mode not in DEFAULT_BETA:
+        raise DcignError(f"--beta weighs the KL of {', '.join(DEFAULT_BETA)}; --mode "
+                         f"{cfg.mode} has none")
+    given = [f"--ada-{k}" for k, v in (("average", cfg.ada_average), ("mask", cfg.ada_mask))
+             if v is not None]
+    if given and cfg.mode != "adagvae":
+        raise DcignError(f"{' and '.join(given)} apply to --mode adagvae only (this run is "
+                         f"{cfg.mode})")
+    for option, value, allowed in (("--ada-average", cfg.ada_average, ADA_AVERAGES),
+                                   ("--ada-mask", cfg.ada_mask, ADA_MASKS)):
+        if value is not None and value not in allowed:
+            raise DcignError(f"unknown {option} {value!r} (choose {', '.join(allowed)})")
+    return mode_for(cfg.mode, cfg.beta, cfg.clamp, cfg.invariance,
+                    cfg.ada_average or ADA_AVERAGES[0], cfg.ada_mask or ADA_MASKS[0])
+
+
 def build_run(cfg: TrainConfig) -> Run:
-    if cfg.mode not in ("dcign", "vae"):
-        raise DcignError(f"unknown mode {cfg.mode!r} (choose dcign or vae)")
+    mode = check_mode(cfg)
     if cfg.clamp not in ("mean", "first"):
         raise DcignError(f"unknown clamping rule {cfg.clamp!r} (choose mean or first)")
     for flag, value in (("--steps", cfg.steps), ("--minibatches-per-step",
@@ -116,13 +154,15 @@ def build_run(cfg: TrainConfig) -> Run:
     execution = replace(execution, device=join(ranks, execution.device,
                                                cfg.minibatches_per_step))
     data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
+    if mode.independent:
+        check_independent_draws(data, cfg.minibatches_per_step)
     arch = architecture_for(cfg.arch, data.spec.image_size,
                             mirror_odd_latents(data.spec, cfg.mirror_odd, LATENT_SIZE))
     torch.manual_seed(cfg.seed)  # weight initialisation, the same on every rank
     model = DCIGN(arch).to(execution.device)
     if execution.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss = MinibatchLoss(model, cfg.mode, cfg.clamp, cfg.invariance, execution)
+    loss = MinibatchLoss(model, mode, execution, data.train_images)
     parallel = None
     if ranks.distributed:  # DDP wraps the loss before torch.compile sees it
         parallel = loss = DistributedDataParallel(
@@ -132,40 +172,63 @@ def build_run(cfg: TrainConfig) -> Run:
         loss = torch.compile(loss, fullgraph=not ranks.distributed)
     masks = [active_mask(t.latents, arch.latent_size, execution.device) for t in data.types]
     return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), execution, loss,
-               masks, out=Path(cfg.out), ranks=ranks, parallel=parallel)
+               masks, out=Path(cfg.out), ranks=ranks, parallel=parallel, mode=mode)
 
 
 def train_step(run: Run, step: Step) -> dict:
-    """One optimiser step over this rank's share of a step's minibatches, each clamped on its
-    own, gradients accumulated (and summed over the ranks).
+    """One optimiser step over this rank's share of a step's minibatches, each clamped (or
+    otherwise shaped by the mode) on its own, gradients accumulated (and summed over ranks).
 
-    Returns the step's summed nats and image count over all ranks."""
+    Returns the step's summed nats and image count over all ranks, and per batch type the
+    latents the mode shared per pair."""
     cfg, ex, ranks = run.cfg, run.execution, run.ranks
     stacked = step.images.to(ex.device, non_blocking=ex.pin_memory)
     run.optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(3, device=ex.device)  # bce, kl, images
-    last = len(step.kinds) - 1
-    for j, (kind, place, images) in enumerate(zip(step.kinds.tolist(), step.places.tolist(),
-                                                  stacked, strict=True)):
+    types = len(run.data.types)
+    # bce, kl, penalty, images, then per batch type: latents shared per pair, minibatches
+    totals = torch.zeros(4 + 2 * types, device=ex.device)
+    batches = _batches(run, step, stacked)
+    for j, (kind, place, images) in enumerate(batches):
         x = images.unsqueeze(1).float().div_(255)
         if ex.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         eps = minibatch_noise(cfg.seed, run.step, place, (len(images), run.model.arch.latent_size))
+        pairs = minibatch_pairs(cfg.seed, run.step, place, len(images))
+        active = run.masks[kind] if kind >= 0 else run.masks[0]  # independent draws: unused
         # gradients are summed over the ranks once, when the last minibatch's backward runs
-        with (run.parallel.no_sync() if run.parallel is not None and j < last
+        with (run.parallel.no_sync() if run.parallel is not None and j < len(batches) - 1
               else contextlib.nullcontext()):
-            terms = run.loss(x, run.masks[kind], eps.to(ex.device, non_blocking=ex.pin_memory))
-            terms.sum().backward()
-        totals[:2] += terms.detach()
-        totals[2] += len(images)
+            terms = run.loss(x, active, eps.to(ex.device, non_blocking=ex.pin_memory),
+                             pairs.to(ex.device))
+            loss_of(terms, run.mode).backward()
+        totals[:3] += terms[:3].detach()
+        totals[3] += len(images)
+        if kind >= 0:
+            totals[4 + kind] += terms[3].detach()
+            totals[4 + types + kind] += 1
     grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
-    # the step's one sync (with several ranks, one all-reduce of the three sums)
-    bce, kl, n, gn = torch.cat([summed(totals, ranks), grad_norm.reshape(1)]).tolist()
-    if not (math.isfinite(bce + kl) and math.isfinite(gn)):
-        raise NonFiniteLoss(f"loss became {bce + kl} (gradient norm {gn}) at step {run.step + 1}")
+    # the step's one sync (with several ranks, one all-reduce of the sums)
+    numbers = torch.cat([summed(totals, ranks), grad_norm.reshape(1)]).tolist()
+    bce, kl, penalty, n, gn = numbers[:4] + numbers[-1:]
+    shared = ({kind: (numbers[4 + kind], numbers[4 + types + kind]) for kind in range(types)
+               if numbers[4 + types + kind]} if run.mode.name == "adagvae" else {})
+    if not (math.isfinite(bce + kl + penalty) and math.isfinite(gn)):
+        raise NonFiniteLoss(f"loss became {bce + kl + penalty} (gradient norm {gn}) at step "
+                            f"{run.step + 1}")
     run.optimizer.step()
     run.step += 1
-    return {"bce": bce, "kl": kl, "images": int(n), "grad_norm": gn}
+    return {"bce": bce, "kl": kl, "penalty": penalty, "images": int(n), "grad_norm": gn,
+            "shared": shared}
+
+
+def _batches(run: Run, step: Step, stacked: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+    """(batch type, place in the step, images) per forward pass. A mode that draws images
+    independently sees the step's images as one batch: β-TCVAE's estimate is over all of
+    them."""
+    kinds, places = step.kinds.tolist(), step.places.tolist()
+    if run.mode.independent:
+        return [(-1, places[0], stacked.reshape(-1, *stacked.shape[2:]))]
+    return list(zip(kinds, places, stacked, strict=True))
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -251,7 +314,8 @@ def _train(run: Run) -> Result:
     if run.step >= cfg.steps and main:
         tqdm.write(f"the checkpoint is already at step {run.step} of {cfg.steps}")
     dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory,
-                          share=run.ranks.share(cfg.minibatches_per_step))
+                          share=run.ranks.share(cfg.minibatches_per_step),
+                          independent=run.mode.independent)
     ex = run.execution
     loader = make_loader(dataset, run.step, cfg.steps, ex.workers, pin_memory=ex.pin_memory)
     log.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
@@ -261,7 +325,7 @@ def _train(run: Run) -> Result:
              "batch_types": [t.factor.name for t in run.data.types]})
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not (cfg.progress and main),
                unit="step")
-    window = {"bce": 0.0, "kl": 0.0, "images": 0, "t": time.perf_counter()}
+    window = new_window()
     try:  # the run log (and TensorBoard's writer) close however the run ends
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         try:
@@ -273,8 +337,7 @@ def _train(run: Run) -> Result:
                 if isinstance(step, DamagedMinibatch):
                     raise step
                 out = train_step(run, step)
-                for k in ("bce", "kl", "images"):
-                    window[k] += out[k]
+                add_to_window(window, out)
                 bar.update(1)
                 if run.step % cfg.log_every == 0 or run.step == cfg.steps:
                     log_window(run, log, bar, window, out["grad_norm"])
@@ -305,17 +368,37 @@ def _train(run: Run) -> Result:
     return Result(path, log.path, figures, numbers)
 
 
+def new_window() -> dict:
+    return {"bce": 0.0, "kl": 0.0, "penalty": 0.0, "images": 0, "shared": {},
+            "t": time.perf_counter()}
+
+
+def add_to_window(window: dict, out: dict) -> None:
+    for k in ("bce", "kl", "penalty", "images"):
+        window[k] += out[k]
+    for kind, (value, count) in out["shared"].items():
+        total, seen = window["shared"].get(kind, (0.0, 0))
+        window["shared"][kind] = (total + value, seen + count)
+
+
 def log_window(run: Run, log: RunLog, bar: tqdm, window: dict, grad_norm: float) -> None:
+    """One run-log line: the objective (BCE + β·KL + penalty), the ELBO, their parts, and
+    for Ada-GVAE the latents shared per pair in each batch type's minibatches."""
     now = time.perf_counter()
     n = max(window["images"], 1)
-    loss = (window["bce"] + window["kl"]) / n
+    loss = (window["bce"] + run.mode.beta * window["kl"] + window["penalty"]) / n
     rate = window["images"] / max(now - window["t"], 1e-9)
-    log.log({"step": run.step, "images": window["images"],
-                 "loss_per_image": loss, "elbo_per_image": -loss,
-                 "bce_per_image": window["bce"] / n, "kl_per_image": window["kl"] / n,
-                 "grad_norm": grad_norm, "images_per_s": rate, "time": time.time()})
+    record = {"step": run.step, "images": window["images"],
+              "loss_per_image": loss, "elbo_per_image": -(window["bce"] + window["kl"]) / n,
+              "bce_per_image": window["bce"] / n, "kl_per_image": window["kl"] / n,
+              "grad_norm": grad_norm, "images_per_s": rate, "time": time.time()}
+    if run.mode.name == "betatcvae":
+        record["penalty_per_image"] = window["penalty"] / n
+    for kind, (total, count) in sorted(window["shared"].items()):
+        record[f"shared_latents_{run.data.types[kind].factor.name}"] = total / count
+    log.log(record)
     bar.set_postfix(loss=f"{loss:.1f}", img_s=f"{rate:.0f}")
-    window.update(bce=0.0, kl=0.0, images=0, t=now)
+    window.update(new_window())
 
 
 def end_of_run_check(run: Run, log: RunLog) -> tuple[dict, list[Path]]:

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clamping import clamp
 from .device import Execution, autocast
 from .model import DCIGN
+from .modes import Mode
 
 NOISE_STREAM = 1  # ε's seeds (seed, step, minibatch, NOISE_STREAM) never meet the schedule's
 
@@ -54,27 +54,34 @@ def kl_nats(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class MinibatchLoss(nn.Module):
-    """One minibatch's summed BCE and KL, as a (2,) fp32 tensor.
+    """One minibatch's summed BCE, KL, mode penalty and shared-latent count, as a (4,) fp32
+    tensor; the loss is BCE + β·KL + penalty (`loss_of`).
 
-    In `dcign` mode every latent outside the varying factor's group (`active`) is clamped,
-    in μ and in log σ². The network runs under the execution's autocast; the clamp, the
-    sampling and the loss in fp32. This module is what `--compile` compiles (whole, clamp
-    included) and what data-parallel training wraps."""
+    The training mode (modes.py) shapes the posterior before sampling: in `dcign` mode every
+    latent outside the varying factor's group (`active`) is clamped, in μ and in log σ².
+    The network runs under the execution's autocast; the posterior, the sampling and the
+    loss in fp32. This module is what `--compile` compiles (whole, clamp included) and what
+    data-parallel training wraps."""
 
-    def __init__(self, model: DCIGN, mode: str, rule: str, invariance: float,
-                 execution: Execution):
+    def __init__(self, model: DCIGN, mode: Mode, execution: Execution, dataset_size: int = 1):
         super().__init__()
-        self.model, self.mode, self.rule = model, mode, rule
-        self.invariance, self.execution = invariance, execution
+        self.model, self.mode, self.execution = model, mode, execution
+        self.dataset_size = dataset_size  # training images: β-TCVAE's estimate needs it
 
-    def forward(self, x: torch.Tensor, active: torch.Tensor, eps: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, active: torch.Tensor, eps: torch.Tensor,
+                pairs: torch.Tensor) -> torch.Tensor:
         with autocast(self.execution):
             mu, logvar = self.model.encode(x)
-        mu, logvar = mu.float(), logvar.float()
-        if self.mode == "dcign":
-            mu = clamp(mu, active, self.rule, self.invariance)
-            logvar = clamp(logvar, active, self.rule, self.invariance)
+        post = self.mode.posterior(mu.float(), logvar.float(), active, pairs)
+        z = sample_latents(post.mu, post.logvar, eps)
         with autocast(self.execution):
-            logits = self.model.decode(sample_latents(mu, logvar, eps))
-        return torch.stack([reconstruction_nats(logits, x), kl_nats(mu, logvar)])
+            logits = self.model.decode(z)
+        return torch.stack([reconstruction_nats(logits, x), kl_nats(post.mu, post.logvar),
+                            self.mode.penalty(z, post.mu, post.logvar, self.dataset_size),
+                            post.shared])
+
+
+def loss_of(terms: torch.Tensor, mode: Mode) -> torch.Tensor:
+    """What the optimiser minimises: BCE + β·KL + the mode's penalty (β = 1, no penalty:
+    the negative ELBO)."""
+    return terms[0] + mode.beta * terms[1] + terms[2]

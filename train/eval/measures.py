@@ -92,11 +92,12 @@ def reconstruction(trained: Trained, store: Store, test: EncodedTest, device: to
 
 
 def choose_latents(trained: Trained, store: Store, test: EncodedTest) -> dict:
-    """{factor: {latent, rule}}: the table's tie for DC-IGN; largest variance for the VAE."""
+    """{factor: {latent, rule}}: the table's tie for DC-IGN (and Ada-GVAE's oracle mask);
+    the largest variance for a network that learns no assignment."""
     size = trained.model.arch.latent_size
     chosen = {}
     for f in store.spec.factors:
-        if trained.mode == "vae":
+        if not trained.ties_latents:
             if f.name not in test.encoded:
                 continue
             mu = test.encoded[f.name].mu.reshape(-1, test.batch_size, size)

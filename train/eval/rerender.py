@@ -119,9 +119,9 @@ def resolve_latent(trained, factor: str, latent: int | None) -> int:
         if latent > size:
             raise DcignError(f"--latent {latent}: the code has {size} latents")
         return latent - 1
-    if trained.mode == "vae":
-        raise DcignError(f"{trained.checkpoint} is an entangled VAE run with no latent tied to "
-                         f"{factor}; give --latent N (dcign-eval reports its best guess)")
+    if not trained.ties_latents:
+        raise DcignError(f"{trained.checkpoint} is a {trained.settings} run with no latent tied "
+                         f"to {factor}; give --latent N (dcign-eval reports its best guess)")
     z = tied_latent(trained.store_spec.factor(factor), size)
     if z is None:
         raise DcignError(f"{factor} is stored only and has no latent in this run's factor table")

@@ -19,7 +19,11 @@ from dcign.shared.store import StoreSpec
 
 from ..checkpoint import checkpoint_file, read_checkpoint
 from ..model import DCIGN, Architecture
+from ..modes import DEFAULT_BETA
 from .encoding import to_tensor
+
+METHODS = {"dcign": "DC-IGN", "vae": "VAE baseline", "adagvae": "Ada-GVAE",
+           "betavae": "β-VAE", "betatcvae": "β-TCVAE"}
 
 
 @dataclass
@@ -28,9 +32,10 @@ class Trained:
 
     checkpoint: Path
     model: DCIGN
-    mode: str  # "dcign" or "vae"
+    mode: str  # the training mode: dcign, vae, adagvae, betavae, betatcvae
     step: int
     store_spec: StoreSpec  # the training store's spec
+    config: dict  # the run's TrainConfig, as its checkpoint records it
 
     @property
     def name(self) -> str:
@@ -41,6 +46,29 @@ class Trained:
     def image_size(self) -> int:
         return self.model.arch.image_size
 
+    @property
+    def ties_latents(self) -> bool:
+        """Whether the factor table's latent groups mean something in this network: DC-IGN
+        clamps them, Ada-GVAE with the oracle mask shares everything outside them. Other
+        modes learn no assignment; their factor's latent is chosen (largest variance)."""
+        return self.mode == "dcign" or (self.mode == "adagvae"
+                                        and self.config.get("ada_mask") == "oracle")
+
+    @property
+    def settings(self) -> str:
+        """The method and what sets it apart, in a few words (for comparison tables)."""
+        c = self.config
+        parts = [METHODS.get(self.mode, self.mode)]
+        if self.mode in DEFAULT_BETA:
+            beta = c.get("beta") if c.get("beta") is not None else DEFAULT_BETA[self.mode]
+            parts.append(f"β={beta:g}")
+        if self.mode == "adagvae":
+            parts.append(f"{c.get('ada_average') or 'gvae'} average, "
+                         f"{c.get('ada_mask') or 'threshold'} mask")
+        if c.get("mirror_odd"):
+            parts.append("mirror-odd " + ",".join(c["mirror_odd"]))
+        return ", ".join(parts)
+
 
 def load_trained(run: str | Path, device: torch.device) -> Trained:
     file = checkpoint_file(run)
@@ -50,7 +78,7 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
         model = DCIGN(arch)
         model.load_state_dict(state["model"])
         spec = StoreSpec.from_attrs(state["store"]["spec"])
-        mode = state["config"]["mode"]
+        mode, config = state["config"]["mode"], state["config"]
     except DcignError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -58,7 +86,7 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
         raise DcignError(f"{file} does not hold a network this dcign can build "
                          f"({type(exc).__name__})") from None
     model.to(device).eval()
-    return Trained(file, model, mode, int(state["step"]), spec)
+    return Trained(file, model, mode, int(state["step"]), spec, config)
 
 
 def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
