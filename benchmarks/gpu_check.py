@@ -175,8 +175,8 @@ def main() -> None:
         gpus = torch.cuda.device_count() if not smoke else 0
         ddp = ddp_section(str(store), tmp / "ddp", gpus, 20)
         quality = quality_section(str(store), tmp / "quality", device,
-                                  0.2 if smoke else max(0.5, budget.left_minutes() - 0.5),
-                                  3 if smoke else 100_000)
+                                  0.1 if smoke else max(0.5, budget.left_minutes() - 0.5),
+                                  2 if smoke else 100_000)
     result = {"device": (torch.cuda.get_device_name(0) if not smoke else "CPU smoke run"),
               "gl": f"{render['gl_platform']}: {render['gl_renderer']}",
               "command": " ".join(sys.argv), "render": render, "training": training,

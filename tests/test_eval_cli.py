@@ -149,7 +149,7 @@ def test_compare_puts_several_runs_in_one_table_and_one_plot(runs, tmp_path):
     table = result.output.splitlines()
     assert any(line.startswith("dcign ") for line in table)
     assert any(line.startswith("vae ") for line in table)
-    assert table[0].split()[:3] == ["run", "mode", "step"]
+    assert table[0].split()[:3] == ["run", "method", "step"]
 
 
 def test_a_rendered_faces_store_is_evaluated_without_code_changes(tiny_store, tmp_path):

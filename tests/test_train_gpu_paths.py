@@ -21,6 +21,7 @@ from dcign.train.data import StepDataset
 from dcign.train.device import execution_for
 from dcign.train.eval.trained import load_trained
 from dcign.train.loop import build_run, train
+from dcign.train.modes import minibatch_pairs
 from dcign.train.objective import minibatch_noise
 from dcign.train.synthetic import write_blob_store
 
@@ -44,7 +45,9 @@ def one_minibatch_loss(run):
     x = images[0].unsqueeze(1).float() / 255
     if run.execution.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    terms = run.loss(x, run.masks[int(kinds[0])], minibatch_noise(0, 0, 0, (20, 200)))
+    terms = run.loss(x, run.masks[int(kinds[0])], minibatch_noise(0, 0, 0, (20, 200)),
+                     minibatch_pairs(0, 0, 0, 20))
+    terms = terms[:2]  # BCE and KL: DC-IGN has no penalty and shares no latents
     terms.sum().backward()
     grad = torch.cat([p.grad.flatten() for p in run.model.parameters()])
     return terms.detach(), grad
