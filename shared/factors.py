@@ -7,7 +7,9 @@ latent groups are data, not code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+
+from .errors import DcignError
 
 LATENT_SIZE = 200  # the paper's graphics code
 
@@ -101,3 +103,31 @@ def continuous_factors(factors: tuple[Factor, ...]) -> list[Factor]:
 def latent_slice(factor: Factor, latent_size: int = LATENT_SIZE) -> slice:
     start, stop = factor.latents
     return slice(start, latent_size if stop is None else stop)
+
+
+def regroup(factors: tuple[Factor, ...], sizes: dict[str, int],
+            latent_size: int = LATENT_SIZE) -> tuple[Factor, ...]:
+    """The table with the named factors' latent groups resized, the groups laid out again in
+    table order and the intrinsic factor taking the rest. (A circle, such as the chairs' full
+    turn of azimuth, cannot be one continuous scalar: it needs two latents.)"""
+    for name, size in sizes.items():
+        factor = next((f for f in factors if f.name == name), None)
+        if factor is None or factor.is_intrinsic or not factor.ties_latents:
+            tied = [f.name for f in factors if f.ties_latents and not f.is_intrinsic]
+            raise DcignError(f"--latent-group {name}: not a factor tied to a latent group "
+                             f"here ({', '.join(tied)})")
+        if size < 1:
+            raise DcignError(f"--latent-group {name}={size}: a group holds at least one latent")
+    start, table = 0, []
+    for f in factors:
+        if f.is_intrinsic:
+            continue
+        width = sizes.get(f.name, (latent_slice(f).stop - latent_slice(f).start))
+        table.append(replace(f, latents=(start, start + width)))
+        start += width
+    if start >= latent_size:
+        raise DcignError(f"--latent-group leaves no latent for the object ({start} of "
+                         f"{latent_size} taken)")
+    rest = {f.name: replace(f, latents=(start, None)) for f in factors if f.is_intrinsic}
+    laid = {f.name: f for f in table} | rest
+    return tuple(laid[f.name] for f in factors)

@@ -27,6 +27,15 @@ def test_a_code_equal_to_the_angle_names_every_view_exactly():
     assert result["named_the_mirror_view"] == 0.0
 
 
+def test_a_sine_code_names_the_front_back_reflection_not_the_mirror():
+    truth = np.repeat(np.arange(30), 20)
+    noise = np.random.default_rng(0).normal(0, 0.01, len(truth))
+    sine = np.sin(np.radians(GRID[truth])) + noise  # sin a = sin(180° − a) = −sin(360° − a)
+    result = name_views(sine, truth, np.sin(np.radians(GRID)), Views(GRID, 0, 360, 30), True)
+    assert result["exact"] < 0.7 and result["named_the_front_back_reflection"] > 0.3
+    assert result["named_the_mirror_view"] == 0.0
+
+
 def test_a_folded_code_names_the_mirror_view_and_a_neighbour_across_zero_is_one_step():
     truth = np.arange(30)
     folded = np.abs(180.0 - GRID[truth])  # a view and its mirror code alike

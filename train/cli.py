@@ -83,6 +83,10 @@ Examples:
               help="Make this factor's latents odd under a left-right mirror of the image "
                    "(repeatable; not in the paper): rules out the folded azimuth code. "
                    "Faces: --mirror-odd azimuth.")
+@click.option("--latent-group", "latent_groups", multiple=True, metavar="FACTOR=N",
+              help="Give a factor N latents instead of the store's group (repeatable; not in "
+                   "the paper): a full turn of chairs azimuth needs 2, as one scalar cannot "
+                   "be continuous round a circle. --latent-group azimuth=2")
 @click.option("--steps", type=int, default=default("steps"), show_default=True,
               help="Optimiser steps in total (a resumed run continues up to this).")
 @click.option("--max-minutes", type=float, default=default("max_minutes"),
@@ -121,7 +125,7 @@ Examples:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, ratio, arch,
-         mirror_odd, steps, max_minutes,
+         mirror_odd, latent_groups, steps, max_minutes,
          minibatches_per_step, optimizer, lr, seed, device, precision, channels_last, workers,
          pin_memory, in_memory, use_compile, log_every, checkpoint_every, resume, no_progress):
     """Train the Deep Convolutional Inverse Graphics Network on a dcign store.
@@ -135,7 +139,8 @@ def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, 
         out = str(Path("runs") / f"{Path(store).stem}-{mode}")
     cfg = TrainConfig(store=store, out=out, mode=mode, beta=beta, ada_average=ada_average,
                       ada_mask=ada_mask, clamp=clamp_rule, invariance=invariance,
-                      ratio=ratio, arch=arch, mirror_odd=tuple(mirror_odd), steps=steps,
+                      ratio=ratio, arch=arch, mirror_odd=tuple(mirror_odd),
+                      latent_groups=tuple(latent_groups), steps=steps,
                       max_minutes=max_minutes,
                       minibatches_per_step=minibatches_per_step, optimizer=optimizer, lr=lr,
                       seed=seed, device=device, precision=precision,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from dcign.shared.errors import DcignError
+
 # Fields that change how long, where or how fast a run executes (precision included: a run
 # trained in bf16 on a GPU may continue in fp32 on a CPU); a resumed run takes them from the
 # command line, everything else from the checkpoint.
@@ -36,6 +38,7 @@ class TrainConfig:
     ratio: str | None = None  # batch-type weights in factor-table order, e.g. "1:1:1:10"
     arch: str = "auto"  # "auto", "paper150" or "small"
     mirror_odd: tuple[str, ...] = ()  # factors whose latents are odd under a mirror (not paper)
+    latent_groups: tuple[str, ...] = ()  # "FACTOR=N": resize a factor's group (not paper)
     steps: int = 2000
     max_minutes: float | None = None  # stop early (checkpoint, evaluate) after this wall time
     minibatches_per_step: int = 1
@@ -62,7 +65,18 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        return cls(**d | {"mirror_odd": tuple(d.get("mirror_odd", ()))})
+        return cls(**d | {"mirror_odd": tuple(d.get("mirror_odd", ())),
+                          "latent_groups": tuple(d.get("latent_groups", ()))})
+
+    def group_sizes(self) -> dict[str, int]:
+        """--latent-group FACTOR=N, parsed; one line for anything else."""
+        sizes = {}
+        for text in self.latent_groups:
+            name, _, size = text.partition("=")
+            if not size.strip().isdigit():
+                raise DcignError(f"--latent-group {text!r} is not FACTOR=N (e.g. azimuth=2)")
+            sizes[name.strip()] = int(size)
+        return sizes
 
     def resumed_with(self, cli: TrainConfig) -> TrainConfig:
         """This (checkpointed) configuration with the command line's runtime fields."""

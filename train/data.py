@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dcign.shared.errors import DamagedMinibatch, DcignError
-from dcign.shared.factors import Factor, latent_slice
+from dcign.shared.factors import Factor, latent_slice, regroup
 from dcign.shared.store import Store, StoreSpec, open_store
 
 
@@ -55,6 +55,7 @@ class TrainingData:
     store: Store
     types: tuple[BatchType, ...]
     test_groups: tuple[str, ...]  # factors with complete test minibatches
+    factors: tuple[Factor, ...]  # the store's table, with the run's latent groups
 
     @property
     def spec(self) -> StoreSpec:
@@ -66,11 +67,12 @@ class TrainingData:
         return sum(len(t.indices) for t in self.types) * self.spec.batch_size
 
 
-def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
-                       ) -> TrainingData:
-    """Open a store and check it can train `mode`; one-line errors."""
+def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int,
+                       groups: dict[str, int] | None = None) -> TrainingData:
+    """Open a store and check it can train `mode`; one-line errors. `groups` resizes
+    factors' latent groups (`--latent-group`)."""
     store = open_store(path)
-    factors = store.spec.factors
+    factors = regroup(store.spec.factors, groups or {}, latent_size)
     weights = parse_ratio(ratio, factors)
     present = {f for _, f in store.groups("train")}
     types = []
@@ -91,7 +93,7 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
         raise DcignError(f"{path} has no complete train minibatches (empty train split)")
     test = tuple(store.factors_present("test"))
     check_disjoint_identities(store)
-    return TrainingData(store, tuple(types), test)
+    return TrainingData(store, tuple(types), test, factors)
 
 
 def check_disjoint_identities(store: Store) -> None:

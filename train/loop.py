@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from dcign.shared.errors import DamagedMinibatch, DcignError
 from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
-from dcign.shared.store import StoreSpec
 
 from .checkpoint import CHECKPOINT_NAME, read_checkpoint, store_fingerprint, write_checkpoint
 from .clamping import active_mask
@@ -102,9 +101,10 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     raise DcignError(f"unknown optimizer {cfg.optimizer!r} (choose adam or rmsprop)")
 
 
-def mirror_odd_latents(spec: StoreSpec, names: tuple[str, ...], latent_size: int
+def mirror_odd_latents(data: TrainingData, names: tuple[str, ...], latent_size: int
                        ) -> tuple[int, ...]:
     """The latents of the named factors, each one that a left-right mirror negates."""
+    spec = data.spec
     negated = MIRROR_NEGATED.get(spec.dataset, ())
     latents: list[int] = []
     for name in dict.fromkeys(names):  # each factor once, in the order given
@@ -112,7 +112,8 @@ def mirror_odd_latents(spec: StoreSpec, names: tuple[str, ...], latent_size: int
             raise DcignError(f"--mirror-odd {name}: a left-right mirror does not negate "
                              f"{spec.dataset}' {name} (it negates: "
                              f"{', '.join(negated) or 'no factor of this dataset'})")
-        latents += range(latent_size)[latent_slice(spec.factor(name), latent_size)]
+        factor = next(f for f in data.factors if f.name == name)
+        latents += range(latent_size)[latent_slice(factor, latent_size)]
     return tuple(latents)
 
 
@@ -153,11 +154,11 @@ def build_run(cfg: TrainConfig) -> Run:
     execution, ranks = execution_for(cfg), launched_ranks()
     execution = replace(execution, device=join(ranks, execution.device,
                                                cfg.minibatches_per_step))
-    data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE)
+    data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE, cfg.group_sizes())
     if mode.independent:
         check_independent_draws(data, cfg.minibatches_per_step)
     arch = architecture_for(cfg.arch, data.spec.image_size,
-                            mirror_odd_latents(data.spec, cfg.mirror_odd, LATENT_SIZE))
+                            mirror_odd_latents(data, cfg.mirror_odd, LATENT_SIZE))
     torch.manual_seed(cfg.seed)  # weight initialisation, the same on every rank
     model = DCIGN(arch).to(execution.device)
     if execution.channels_last:
@@ -246,6 +247,7 @@ def save_checkpoint(run: Run) -> Path:
         "rng": {"torch": torch.get_rng_state()},
         "config": run.cfg.to_dict(),
         "store": store_fingerprint(run.data.spec),
+        "factors": [f.to_attrs() for f in run.data.factors],  # with the run's latent groups
         "store_counts": {t.factor.name: len(t.indices) for t in run.data.types},
     }, run.checkpoint_path)
 
@@ -408,8 +410,8 @@ def end_of_run_check(run: Run, log: RunLog) -> tuple[dict, list[Path]]:
                    "check")
         return {}, []
     run.model.eval()
-    result = held_out.check(run.model, run.data.store, run.data.test_groups, run.device,
-                            run.cfg.seed, run.step, run.out)
+    result = held_out.check(run.model, run.data.store, run.data.factors,
+                            run.data.test_groups, run.device, run.cfg.seed, run.step, run.out)
     run.model.train()
     log.log(result.numbers)
     log.image("reconstructions", result.grid, run.step)

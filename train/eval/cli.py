@@ -79,7 +79,7 @@ def view_latents(trained: Trained, latents: dict) -> dict[str, list[int]]:
     groups hold (DC-IGN), else the one chosen latent."""
     size = trained.model.arch.latent_size
     chosen = {}
-    for f in trained.store_spec.factors:
+    for f in trained.factors:
         z = latents.get(f.name, {}).get("latent")
         if z is None or f.is_intrinsic:
             continue
@@ -245,10 +245,16 @@ def single_rows(m: Measured) -> list[list]:
     rows += [[f"novel-view MSE {k} (input / view mean)",
               f"{v['mse_per_pixel']:.3e} ({v['floor_input_unchanged']:.3e} / "
               f"{v['floor_training_mean_of_view']:.3e})"] for k, v in m.novel.scores.items()]
-    rows += [[f"{k} view named by z{v['latent'] + 1}: exact / ±1 / mirror",
-              f"{v['exact']:.3f} / {v['within_one_step']:.3f} / {v['named_the_mirror_view']:.3f}"]
+    rows += [[f"{k} view named by {_latents_named(v['latents'])}: exact / ±1 / mirror / "
+              "front-back",
+              f"{v['exact']:.3f} / {v['within_one_step']:.3f} / {v['named_the_mirror_view']:.3f}"
+              f" / {v['named_the_front_back_reflection']:.3f}"]
              for k, v in m.novel.identification.items()]
     return rows
+
+
+def _latents_named(latents: list[int]) -> str:
+    return ",".join(f"z{z + 1}" for z in latents)
 
 
 def novel_view_pairs(runs: list[Measured], out: Path, examples: int = 8

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcign.shared.factors import latent_slice
+from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import Store
 
 from ..model import DCIGN
@@ -35,11 +35,13 @@ class HeldOutCheck:
     figures: list[Path]
 
 
-def factor_correlations(model: DCIGN, store: Store, test_groups: tuple[str, ...],
-                        device: torch.device) -> tuple[dict, dict[str, EncodedSplit]]:
-    """{factor: {latent, r, best_latent, best_r, images}} over held-out minibatches."""
+def factor_correlations(model: DCIGN, store: Store, factors: tuple[Factor, ...],
+                        test_groups: tuple[str, ...], device: torch.device
+                        ) -> tuple[dict, dict[str, EncodedSplit]]:
+    """{factor: {latent, r, best_latent, best_r, images}} over held-out minibatches; `factors`
+    is the run's table (its latent groups)."""
     results, encoded = {}, {}
-    for f in store.spec.factors:
+    for f in factors:
         if f.is_intrinsic or not f.ties_latents or f.name not in test_groups:
             continue  # a factor tied to no latent has no latent to correlate
         enc = encode_split(model, store, "test", f.name, device)
@@ -52,11 +54,12 @@ def factor_correlations(model: DCIGN, store: Store, test_groups: tuple[str, ...]
     return results, encoded
 
 
-def check(model: DCIGN, store: Store, test_groups: tuple[str, ...], device: torch.device,
-          seed: int, step: int, out: Path) -> HeldOutCheck:
+def check(model: DCIGN, store: Store, factors: tuple[Factor, ...],
+          test_groups: tuple[str, ...], device: torch.device, seed: int, step: int, out: Path
+          ) -> HeldOutCheck:
     """Measure `model` (in eval mode) on the test minibatches of `test_groups`; write the
     numbers and figures into `out`."""
-    correlations, encoded = factor_correlations(model, store, test_groups, device)
+    correlations, encoded = factor_correlations(model, store, factors, test_groups, device)
     numbers = {"event": "held_out", "step": step, "split": "test",
                "elbo_per_image": test_elbo(model, store, test_groups, device, seed),
                "correlations": correlations}
@@ -65,7 +68,6 @@ def check(model: DCIGN, store: Store, test_groups: tuple[str, ...], device: torc
     grid = reconstruction_grid(model, first.images[:GRID_IMAGES], device)
     figures = [save_grid(grid, out / "reconstructions.png")]
     if correlations:
-        factors = {f.name: f for f in store.spec.factors}
-        figures.append(save_latent_scatter(correlations, encoded, factors,
+        figures.append(save_latent_scatter(correlations, encoded, {f.name: f for f in factors},
                                            out / "latents_vs_factors.png"))
     return HeldOutCheck(numbers, grid, figures)

@@ -96,7 +96,7 @@ def choose_latents(trained: Trained, store: Store, test: EncodedTest) -> dict:
     the largest variance for a network that learns no assignment."""
     size = trained.model.arch.latent_size
     chosen = {}
-    for f in store.spec.factors:
+    for f in trained.factors:
         if not trained.ties_latents:
             if f.name not in test.encoded:
                 continue

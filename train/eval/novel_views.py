@@ -150,35 +150,45 @@ def novel_view_score(trained: Trained, store: Store, factor: Factor, latents: li
     }, pairs, predicted
 
 
-def identification(trained: Trained, store: Store, factor: Factor, latent: int,
+def identification(trained: Trained, store: Store, factor: Factor, latents: list[int],
                    device: torch.device) -> dict | None:
-    """How well one latent names a grid view: nearest class mean over the grid values."""
+    """How well the factor's latents name a grid view: nearest class mean over the grid."""
     views = views_of(factor, store.spec.generator)
     if views.grid is None:
         return None
-    means = training_view_means(trained, store, factor, [latent], views, device).latents[:, 0]
+    means = training_view_means(trained, store, factor, latents, views, device).latents
     group = store.read_complete("test", factor.name)
     images = group.images.reshape(-1, *group.images.shape[2:])
     truth = views.of(group.values.reshape(-1, group.values.shape[2])[:, factor.column])
-    z = encode_images(trained.model, images, device)[:, latent]
+    z = encode_images(trained.model, images, device)[:, latents]
     circular = factor.high - factor.low >= FULL_TURN
-    return {"latent": latent} | name_views(z, truth, means, views, circular)
+    return {"latent": latents[0], "latents": latents} | name_views(z, truth, means, views,
+                                                                  circular)
 
 
 def name_views(z: np.ndarray, truth: np.ndarray, means: np.ndarray, views: Views,
                circular: bool) -> dict:
-    """Each code's nearest class mean: how often it is the true view, within one grid step of
-    it, or its mirror view 360° − a (a chair and its mirror image differ little)."""
-    named = np.nanargmin(np.abs(z[:, None] - means[None]), axis=1)
+    """Each code's nearest class mean (codes (N,) or (N, L), means (views,) or (views, L)):
+    how often it is the true view, within one grid step of it, its mirror view 360° − a (a
+    chair and its mirror image differ little), or its front-back reflection 180° − a (the
+    pair one scalar coding sin a cannot tell apart)."""
+    z, means = z.reshape(len(z), -1), means.reshape(len(means), -1)
+    distance = np.linalg.norm(z[:, None] - means[None], axis=2)
+    named = np.nanargmin(np.where(np.isnan(distance), np.inf, distance), axis=1)
     steps = len(views.grid)
     off = np.abs(named - truth)
     if circular:
         off = np.minimum(off, steps - off)
-    mirror = views.of((FULL_TURN - views.grid[truth]) % FULL_TURN)
-    own_mirror = mirror == truth  # 0° and 180° are their own mirror views
+
+    def named_instead(angle_of_truth: np.ndarray) -> float:
+        """How often the named view is this other view (where it differs from the truth)."""
+        other = views.of(angle_of_truth % FULL_TURN)
+        return float(((named == other) & (other != truth)).mean())
+
     return {"images": len(z), "grid_values": steps, "exact": float((off == 0).mean()),
             "within_one_step": float((off <= 1).mean()),
-            "named_the_mirror_view": float(((named == mirror) & ~own_mirror).mean()),
+            "named_the_mirror_view": named_instead(FULL_TURN - views.grid[truth]),
+            "named_the_front_back_reflection": named_instead(FULL_TURN / 2 - views.grid[truth]),
             "chance_exact": 1 / steps}
 
 
@@ -207,7 +217,7 @@ def measure_novel_views(trained: Trained, store: Store, latents: dict[str, list[
                                                    device, seed)
         result.scores[factor.name] = score
         result.pairs[factor.name], result.predicted[factor.name] = pairs, predicted
-        named = identification(trained, store, factor, latents[factor.name][0], device)
+        named = identification(trained, store, factor, latents[factor.name], device)
         if named is not None:
             result.identification[factor.name] = named
     return result

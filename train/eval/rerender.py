@@ -122,7 +122,7 @@ def resolve_latent(trained, factor: str, latent: int | None) -> int:
     if not trained.ties_latents:
         raise DcignError(f"{trained.checkpoint} is a {trained.settings} run with no latent tied "
                          f"to {factor}; give --latent N (dcign-eval reports its best guess)")
-    z = tied_latent(trained.store_spec.factor(factor), size)
+    z = tied_latent(trained.factor(factor), size)
     if z is None:
         raise DcignError(f"{factor} is stored only and has no latent in this run's factor table")
     return z

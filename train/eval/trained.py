@@ -36,6 +36,7 @@ class Trained:
     step: int
     store_spec: StoreSpec  # the training store's spec
     config: dict  # the run's TrainConfig, as its checkpoint records it
+    factors: tuple[Factor, ...]  # the store's factor table with the run's latent groups
 
     @property
     def name(self) -> str:
@@ -45,6 +46,10 @@ class Trained:
     @property
     def image_size(self) -> int:
         return self.model.arch.image_size
+
+    def factor(self, name: str) -> Factor:
+        """A factor of the run's table (its latent group as trained)."""
+        return next(f for f in self.factors if f.name == name)
 
     @property
     def ties_latents(self) -> bool:
@@ -67,6 +72,8 @@ class Trained:
                          f"{c.get('ada_mask') or 'threshold'} mask")
         if c.get("mirror_odd"):
             parts.append("mirror-odd " + ",".join(c["mirror_odd"]))
+        if c.get("latent_groups"):
+            parts.append("groups " + ",".join(c["latent_groups"]))
         return ", ".join(parts)
 
 
@@ -79,6 +86,8 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
         model.load_state_dict(state["model"])
         spec = StoreSpec.from_attrs(state["store"]["spec"])
         mode, config = state["config"]["mode"], state["config"]
+        factors = (tuple(Factor.from_attrs(f) for f in state["factors"]) if "factors" in state
+                   else spec.factors)  # checkpoints before --latent-group: the store's
     except DcignError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -86,7 +95,7 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
         raise DcignError(f"{file} does not hold a network this dcign can build "
                          f"({type(exc).__name__})") from None
     model.to(device).eval()
-    return Trained(file, model, mode, int(state["step"]), spec, config)
+    return Trained(file, model, mode, int(state["step"]), spec, config, factors)
 
 
 def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
