@@ -111,7 +111,9 @@ class WorkerState:
                  generator: DatasetGenerator | None = None):
         os.environ.update(worker_environment(settings, _worker_name(), dict(os.environ)))
         if settings.gl_platform is not None:  # before PyOpenGL's first import fixes it
-            os.environ["PYOPENGL_PLATFORM"] = choose_gl_platform(settings.gl_platform)
+            os.environ["PYOPENGL_PLATFORM"] = (
+                choose_gl_platform() if settings.gl_platform == "auto"  # a remote worker probes
+                else settings.gl_platform)  # the coordinator probed it for local workers
         self.recipe, self.settings = recipe, settings
         self.gl = ThreadPoolExecutor(1, thread_name_prefix="dcign-gl")
         self.generator = generator or recipe.load()
