@@ -207,6 +207,13 @@ class MinibatchArrays:
                 continue
         return done
 
+    def is_complete(self, k: int) -> bool:
+        """Minibatch k's marker alone (an undecodable marker shard: not complete)."""
+        try:
+            return bool(self.complete[k])
+        except Exception:  # noqa: BLE001 - what zarr raises differs by codec
+            return False
+
     def unreadable_marker_shards(self) -> list[range]:
         """Shards whose completeness markers cannot be decoded."""
         bad = []
@@ -379,7 +386,7 @@ class Store:
     def minibatch(self, split: str, factor: str, k: int) -> Minibatch:
         """Minibatch k of (split, factor); refuses one that is absent, incomplete or damaged."""
         arrays = self.arrays(split, factor)
-        if not 0 <= k < len(arrays) or not arrays.completed()[k]:
+        if not 0 <= k < len(arrays) or not arrays.is_complete(k):
             raise StoreError(f"{split}/{factor} minibatch {k} is not in {self.path}")
         return self._read_one(split, factor, k)
 
