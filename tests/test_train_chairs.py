@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_error, invoke
+from PIL import Image
 
 from dcign.render.cli import main as render_main
 from dcign.shared.factors import FACE_FACTORS, chair_factors, regroup
@@ -65,6 +66,8 @@ def test_a_latent_group_of_two_gives_chairs_azimuth_two_latents_through_training
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert report["novel_view"]["scores"]["azimuth"]["latents"] == [0, 1]
     assert report["view_identification"]["azimuth"]["latents"] == [0, 1]
+    with Image.open(tmp_path / "e" / "inferred_vs_true.png") as scatter:
+        assert scatter.width > 1.5 * scatter.height, "z1 against z2 drawn beside z1 alone"
 
 
 @pytest.mark.parametrize("group, words", [("intrinsic=2", "not a factor tied to a latent"),

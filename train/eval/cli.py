@@ -168,11 +168,17 @@ def scatter(m: Measured, factors: list[Factor], out: Path) -> list[tuple[Path, s
         r, enc = m.inferred[f.name], m.test.encoded[f.name]
         panels.append({"truth": enc.values[:, f.column], "inferred": enc.mu[:, r["latent"]],
                        "factor": f.name, "unit": f.unit} | r)
+        group = view_latents(m.trained, m.latents).get(f.name, [])
+        if len(group) >= 2:
+            # A group of latents for one factor (a circle for chairs azimuth): its first two
+            # latents against each other, coloured by the truth, show what they code.
+            panels[-1]["plane"] = (enc.mu[:, group[0]], enc.mu[:, group[1]], group[:2])
     if not panels:
         return []
     path = scatter_figure(panels, out / "inferred_vs_true.png")
     return [(path, "Inferred vs ground truth (paper figure 6): each factor's latent (posterior "
-                   "mean) against its true value over the held-out minibatches where it varies.")]
+                   "mean) against its true value over the held-out minibatches where it varies; "
+                   "for a factor given several latents, its first two against each other.")]
 
 
 def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, images: int,

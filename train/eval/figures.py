@@ -115,18 +115,36 @@ def novel_view_figure(blocks: list[tuple[str, np.ndarray]], values: np.ndarray,
 def scatter_figure(panels: list[dict], path: Path) -> Path:
     """Paper figure 6: per factor, the tied latent's posterior mean against the true value.
 
-    Each panel: {truth, inferred, factor, unit, latent, pearson, spearman}.
+    Each panel: {truth, inferred, factor, unit, latent, pearson, spearman}, and optionally
+    plane = (za, zb, (a, b)): a factor's two group latents, drawn as a second panel.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.1), squeeze=False)
-    for ax, p in zip(axes[0], panels, strict=True):
+    count = len(panels) + sum("plane" in p for p in panels)
+    fig, axes = plt.subplots(1, count, figsize=(3.3 * count, 3.1), squeeze=False)
+    axes = iter(axes[0])
+    for p in panels:
+        ax = next(axes)
         ax.scatter(p["truth"], p["inferred"], s=3, alpha=0.4, linewidths=0)
         ax.set_xlabel(f"true {p['factor']} ({p['unit']})", fontsize=8)
         ax.set_ylabel(f"inferred z{p['latent'] + 1}", fontsize=8)
         ax.set_title(f"{p['factor']}: Pearson {p['pearson']:+.2f}, Spearman "
                      f"{p['spearman']:+.2f}", fontsize=8)
         ax.tick_params(labelsize=7)
+        if "plane" in p:
+            plane_panel(next(axes), fig, p)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plane_panel(ax, fig, p: dict) -> None:
+    """Two latents of one factor against each other, coloured by the factor's true value (a
+    cyclic colour map, so 0° and 360° look alike)."""
+    za, zb, (a, b) = p["plane"]
+    dots = ax.scatter(za, zb, c=p["truth"], cmap="twilight", s=3, alpha=0.6, linewidths=0)
+    fig.colorbar(dots, ax=ax).set_label(f"true {p['factor']} ({p['unit']})", fontsize=7)
+    ax.set_xlabel(f"inferred z{a + 1}", fontsize=8)
+    ax.set_ylabel(f"inferred z{b + 1}", fontsize=8)
+    ax.set_title(f"{p['factor']}: z{a + 1} against z{b + 1}", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def compare_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
