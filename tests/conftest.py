@@ -99,3 +99,15 @@ def content_digest(path: Path, ignore_model: tuple[str, ...] = ()) -> str:
                 h.update(f"{split}/{factor}/{name}{array.shape}{array.dtype}".encode())
                 h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()
+
+
+def shard_file(store: Path, split: str, factor: str, array: str, shard: int = 0) -> Path:
+    """The file of one shard of one array of a schema-2 store."""
+    dims = {"images": 3, "factors": 2, "identity": 1, "complete": 0}[array]
+    return store.joinpath(split, factor, array, "c", str(shard), *["0"] * dims)
+
+
+def file_digests(store: Path) -> dict[str, str]:
+    """Every file's hash but the root's attributes (whose history records the repair)."""
+    return {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(store.rglob("*")) if p.is_file() and p != store / "zarr.json"}

@@ -8,10 +8,19 @@ the azimuth, inside a black frame that the crop must remove.
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, content_digest, invoke, read_group, tree_digest
+from conftest import (
+    assert_one_line_error,
+    content_digest,
+    file_digests,
+    invoke,
+    read_group,
+    shard_file,
+    tree_digest,
+)
 from PIL import Image
 
 from dcign.render.cli import main as render_main
@@ -271,3 +280,16 @@ def test_t360_is_the_view_of_t000_so_a_minibatch_never_holds_one_view_twice(tmp_
     azimuths = read_group(out, "train", "azimuth")["factors"][..., 0]
     assert (azimuths < 360).all()
     assert all(len(set(row)) == 12 for row in azimuths)  # twelve distinct views, no 0 and 360
+
+
+def test_a_damaged_import_is_repaired_from_its_tree_byte_for_byte(tmp_path, aubry_store):
+    """An imported store has no seed to render from: repair reads the damaged minibatches'
+    renders from the tree the import recorded."""
+    original, _ = aubry_store
+    damaged = tmp_path / "chairs-aubry.zarr"
+    shutil.copytree(original, damaged)
+    shard_file(damaged, "train", "azimuth", "images").unlink()
+    result = invoke(render_main, ["repair", damaged, "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "repaired 2 damaged minibatches" in result.output
+    assert file_digests(damaged) == file_digests(original)

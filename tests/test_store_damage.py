@@ -6,7 +6,6 @@ one writer holds a store at a time."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal
 import subprocess
@@ -17,18 +16,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import TINY, assert_one_line_error, content_digest, invoke, render, store_tool
+from conftest import (
+    TINY,
+    assert_one_line_error,
+    content_digest,
+    file_digests,
+    invoke,
+    render,
+    shard_file,
+    store_tool,
+)
 
 from dcign.render.cli import main as render_main
 from dcign.shared.lock import LOCK_NAME
 from dcign.shared.store import open_store
 from dcign.train.cli import main as train_main
 from dcign.train.eval.cli import main as eval_main
-
-
-def shard_file(store: Path, split: str, factor: str, array: str, shard: int = 0) -> Path:
-    dims = {"images": 3, "factors": 2, "identity": 1, "complete": 0}[array]
-    return store.joinpath(split, factor, array, "c", str(shard), *["0"] * dims)
 
 
 def inner_chunk_span(path: Path, index: int) -> tuple[int, int]:
@@ -55,12 +58,6 @@ def garble(path: Path, index: int) -> None:
 
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def file_digests(store: Path) -> dict[str, str]:
-    """Every file's hash but the root's attributes (whose history records the repair)."""
-    return {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(store.rglob("*")) if p.is_file() and p != store / "zarr.json"}
 
 
 @pytest.fixture
