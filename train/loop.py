@@ -6,6 +6,9 @@ varying factor, its own batch means), with gradients accumulated; one per step i
 Checkpoints are written atomically (temporary file, then rename) every `checkpoint_every`
 steps and at the end, so a killed run loses at most the steps since the last one; a
 non-finite loss stops the run before the optimiser touches the weights.
+
+A little over the project's ~400 lines: the step, resume and the data-parallel bookkeeping
+share the run's state, and each already lives in its own short function.
 """
 
 from __future__ import annotations
