@@ -68,6 +68,10 @@ def test_a_latent_group_of_two_gives_chairs_azimuth_two_latents_through_training
     assert report["view_identification"]["azimuth"]["latents"] == [0, 1]
     with Image.open(tmp_path / "e" / "inferred_vs_true.png") as scatter:
         assert scatter.width > 1.5 * scatter.height, "z1 against z2 drawn beside z1 alone"
+    compared = invoke(eval_main, ["--compare", tmp_path / "r", tmp_path / "r", "--store",
+                                  grid_chairs, "--out", tmp_path / "c", "--samples", 100])
+    assert compared.exit_code == 0, compared.output
+    assert "view named azimuth: exact" in compared.output.splitlines()[0]
 
 
 @pytest.mark.parametrize("group, words", [("intrinsic=2", "not a factor tied to a latent"),

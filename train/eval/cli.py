@@ -138,6 +138,7 @@ def metric_values(m: Measured) -> dict[str, float]:
     values |= {"MIG": d["mig"], "DCI-D": d["dci"]["disentanglement"],
                "DCI-C": d["dci"]["completeness"], "DCI-I": d["dci"]["informativeness"],
                "SAP": d["sap"], "FactorVAE": d["factorvae"]}
+    values |= {f"view named {k}: exact": v["exact"] for k, v in m.novel.identification.items()}
     return values
 
 
@@ -247,7 +248,8 @@ def single_rows(m: Measured) -> list[list]:
              ["ELBO/image all (nats)", rec["overall"]["elbo_per_image"]]]
     rows += [[f"{k} z{v['latent'] + 1} Pearson / Spearman",
               f"{v['pearson']:+.3f} / {v['spearman']:+.3f}"] for k, v in m.inferred.items()]
-    rows += [[k, v] for k, v in metric_values(m).items() if not k.startswith("|r|")]
+    rows += [[k, v] for k, v in metric_values(m).items()
+             if not k.startswith(("|r|", "view named"))]  # each has a fuller row of its own
     rows += [[f"novel-view MSE {k} (input / view mean)",
               f"{v['mse_per_pixel']:.3e} ({v['floor_input_unchanged']:.3e} / "
               f"{v['floor_training_mean_of_view']:.3e})"] for k, v in m.novel.scores.items()]
@@ -288,6 +290,11 @@ def novel_view_pairs(runs: list[Measured], out: Path, examples: int = 8
 
 # ----------------------------------------------------------------------------- several runs
 
+def scientific(mse: float | None) -> str | None:
+    """Squared errors in one notation down a column, so runs compare at a glance."""
+    return None if mse is None else f"{mse:.3e}"
+
+
 def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Path, str]:
     out = report.check_out(out or checkpoint_file(runs[0]).parent.parent / "compare")
     measured = [measure(r, opts) for r in runs]
@@ -298,10 +305,10 @@ def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Pat
     lower_better = list(dict.fromkeys(c for m in measured for c in novel_view_values(m)))
     header = ["run", "method", "step", "MSE/pixel", "ELBO/image", *columns, *lower_better]
     table = [[m.trained.name, m.trained.settings, m.trained.step,
-              m.reconstruction["overall"]["mse_per_pixel"],
+              scientific(m.reconstruction["overall"]["mse_per_pixel"]),
               m.reconstruction["overall"]["elbo_per_image"],
               *[r["values"].get(c) for c in columns],
-              *[novel_view_values(m).get(c) for c in lower_better]]
+              *[scientific(novel_view_values(m).get(c)) for c in lower_better]]
              for m, r in zip(measured, rows, strict=True)]
     report.write_json({"store": str(opts.store.path), "device": str(opts.device),
                        "seed": opts.seed, "runs": [run_summary(m) for m in measured],

@@ -158,7 +158,8 @@ def compare_figure(rows: list[dict], columns: list[str], path: Path) -> Path:
     ax.set_xticks(x, columns, fontsize=7, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (higher is better)", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    # Beside the axes, not on them: with many runs a legend inside covers the bars.
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return save(fig, path)
 
