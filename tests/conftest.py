@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from click.testing import CliRunner, Result
 
 from dcign.shared.store_cli import main as store_main
@@ -111,3 +112,25 @@ def file_digests(store: Path) -> dict[str, str]:
     """Every file's hash but the root's attributes (whose history records the repair)."""
     return {str(p.relative_to(store)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(store.rglob("*")) if p.is_file() and p != store / "zarr.json"}
+
+
+def inner_chunk_span(path: Path, index: int) -> tuple[int, int]:
+    """(offset, length) of inner chunk `index` in a shard file: the index at its end holds
+    (offset, length) pairs of uint64 for every inner chunk, then a crc32c."""
+    data = path.read_bytes()
+    entries = np.frombuffer(data[-4 - 16 * _inner_chunks(path):-4], dtype="<u8").reshape(-1, 2)
+    return int(entries[index, 0]), int(entries[index, 1])
+
+
+def _inner_chunks(path: Path) -> int:
+    array_dir = next(p for p in path.parents if (p / "zarr.json").is_file())
+    array = zarr.open_array(str(array_dir), mode="r")
+    return int(np.prod([s // c for s, c in zip(array.shards, array.chunks, strict=True)]))
+
+
+def garble(path: Path, index: int) -> None:
+    """Overwrite the middle of one inner chunk with garbage (the file keeps its size)."""
+    offset, length = inner_chunk_span(path, index)
+    data = bytearray(path.read_bytes())
+    data[offset + length // 2: offset + length // 2 + 8] = b"\xde\xad\xbe\xef" * 2
+    path.write_bytes(bytes(data))

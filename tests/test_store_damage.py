@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import zarr
 from conftest import (
@@ -21,6 +20,7 @@ from conftest import (
     assert_one_line_error,
     content_digest,
     file_digests,
+    garble,
     invoke,
     render,
     shard_file,
@@ -32,28 +32,6 @@ from dcign.shared.lock import LOCK_NAME
 from dcign.shared.store import open_store
 from dcign.train.cli import main as train_main
 from dcign.train.eval.cli import main as eval_main
-
-
-def inner_chunk_span(path: Path, index: int) -> tuple[int, int]:
-    """(offset, length) of inner chunk `index` in a shard file: the index at its end holds
-    (offset, length) pairs of uint64 for every inner chunk, then a crc32c."""
-    data = path.read_bytes()
-    entries = np.frombuffer(data[-4 - 16 * _inner_chunks(path):-4], dtype="<u8").reshape(-1, 2)
-    return int(entries[index, 0]), int(entries[index, 1])
-
-
-def _inner_chunks(path: Path) -> int:
-    array_dir = next(p for p in path.parents if (p / "zarr.json").is_file())
-    array = zarr.open_array(str(array_dir), mode="r")
-    return int(np.prod([s // c for s, c in zip(array.shards, array.chunks, strict=True)]))
-
-
-def garble(path: Path, index: int) -> None:
-    """Overwrite the middle of one inner chunk with garbage (the file keeps its size)."""
-    offset, length = inner_chunk_span(path, index)
-    data = bytearray(path.read_bytes())
-    data[offset + length // 2: offset + length // 2 + 8] = b"\xde\xad\xbe\xef" * 2
-    path.write_bytes(bytes(data))
 
 
 def truncate(path: Path) -> None:

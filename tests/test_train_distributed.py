@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import garble, shard_file
 
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.synthetic import write_blob_store
@@ -137,3 +138,33 @@ def test_more_processes_than_minibatches_per_step_is_one_line(blobs, tmp_path):
                      "--minibatches-per-step 2 or more (it counts minibatches over all "
                      "processes)"]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_rank_that_fails_alone_says_so_in_one_line_naming_itself(tmp_path):
+    """A damaged minibatch in one rank's share fails that rank alone; it stops with one line
+    that names it and the minibatch (torchrun's agent then stops the others, as it does
+    whenever a worker exits with an error; here the test plays the agent)."""
+    store = write_blob_store(tmp_path / "blobs.zarr", 32, 4, 1)
+    garble(shard_file(store, "train", "light", "images"), 3)
+    processes, keep_alive = start(run_args(store, tmp_path / "r", 40, 2, "--ratio", "0:0:1:0"),
+                                  world=2)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while all(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        failed = [(rank, p) for rank, p in enumerate(processes) if p.poll() is not None]
+        assert failed, "no rank stopped"
+        for p in processes:  # the agent's part: the first failure ends the run
+            if p.poll() is None:
+                p.kill()
+        for rank, p in failed:
+            assert p.returncode == 1
+            lines = [line for line in p.stdout.read().splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith(f"Error: rank {rank}: "), lines
+            assert "train/light/3" in lines[0] and "dcign-render repair" in lines[0]
+            assert "--resume continues" in lines[0]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+        del keep_alive

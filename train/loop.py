@@ -361,9 +361,10 @@ def _train(run: Run) -> Result:
             save_checkpoint(run)
             log.log({"event": "damaged-store", "step": run.step, "message": str(exc)})
             who = f"rank {run.ranks.rank}: " if run.ranks.distributed else ""
-            raise RankError(f"{who}{exc}; the run stopped at step {run.step} with its "
-                            "checkpoint saved, and --resume continues after the "
-                            "repair") from None
+            kept = ("with its checkpoint saved, and --resume continues" if run.ranks.is_main
+                    else "and --resume continues from rank 0's last checkpoint")
+            raise RankError(f"{who}{exc}; the run stopped at step {run.step} {kept} after "
+                            "the repair") from None
         finally:
             bar.close()
         path = save_checkpoint(run)
