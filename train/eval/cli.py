@@ -104,7 +104,7 @@ def measure(run: str | Path, opts: Options) -> Measured:
                     latents, inferred_vs_true(opts.store, test, latents),
                     disentanglement(opts.store, test, opts.seed, opts.samples, opts.bins),
                     measure_novel_views(trained, opts.store, view_latents(trained, latents),
-                                        opts.device, opts.seed))
+                                        test.encoded, opts.device, opts.seed))
 
 
 def run_summary(m: Measured) -> dict:

@@ -25,7 +25,7 @@ import torch
 from dcign.shared.factors import Factor
 from dcign.shared.store import Store
 
-from .encoding import encode_images, to_tensor
+from .encoding import EncodedSplit, encode_split, to_tensor
 from .trained import Trained, decode_images
 
 VIEW_BINS = 20  # equal bins of a continuous factor's range
@@ -71,10 +71,9 @@ class ViewMeans:
 
 def training_view_means(trained: Trained, store: Store, factor: Factor, latents: list[int],
                         views: Views, device: torch.device) -> ViewMeans:
-    group = store.read_complete("train", factor.name)
-    images = group.images.reshape(-1, *group.images.shape[2:])
-    which = views.of(group.values.reshape(-1, group.values.shape[2])[:, factor.column])
-    mu = encode_images(trained.model, images, device)[:, latents]
+    train = encode_split(trained.model, store, "train", factor.name, device)
+    images, which = train.images, views.of(train.values[:, factor.column])
+    mu = train.mu[:, latents]
     means = np.full((views.count, len(latents)), np.nan)
     pictures = np.zeros((views.count, *images.shape[1:]))
     counts = np.bincount(which, minlength=views.count)
@@ -131,10 +130,9 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def novel_view_score(trained: Trained, store: Store, factor: Factor, latents: list[int],
-                     device: torch.device, seed: int) -> tuple[dict, Pairs, np.ndarray]:
+                     views: Views, means: ViewMeans, device: torch.device, seed: int
+                     ) -> tuple[dict, Pairs, np.ndarray]:
     """The score of one model on one factor, and its pairs and re-renders (for figures)."""
-    views = views_of(factor, store.spec.generator)
-    means = training_view_means(trained, store, factor, latents, views, device)
     pairs = held_out_pairs(store, factor, views, np.random.default_rng(seed))
     predicted = re_rendered(trained, pairs, latents, means, device)
     mean_view = means.images[pairs.target_view]
@@ -150,20 +148,14 @@ def novel_view_score(trained: Trained, store: Store, factor: Factor, latents: li
     }, pairs, predicted
 
 
-def identification(trained: Trained, store: Store, factor: Factor, latents: list[int],
-                   device: torch.device) -> dict | None:
-    """How well the factor's latents name a grid view: nearest class mean over the grid."""
-    views = views_of(factor, store.spec.generator)
-    if views.grid is None:
-        return None
-    means = training_view_means(trained, store, factor, latents, views, device).latents
-    group = store.read_complete("test", factor.name)
-    images = group.images.reshape(-1, *group.images.shape[2:])
-    truth = views.of(group.values.reshape(-1, group.values.shape[2])[:, factor.column])
-    z = encode_images(trained.model, images, device)[:, latents]
+def identification(factor: Factor, latents: list[int], views: Views, means: ViewMeans,
+                   test: EncodedSplit) -> dict:
+    """How well the factor's latents name a grid view: each held-out code's nearest training
+    class mean over the grid."""
+    truth = views.of(test.values[:, factor.column])
     circular = factor.high - factor.low >= FULL_TURN
-    return {"latent": latents[0], "latents": latents} | name_views(z, truth, means, views,
-                                                                  circular)
+    return {"latent": latents[0], "latents": latents} | name_views(
+        test.mu[:, latents], truth, means.latents, views, circular)
 
 
 def name_views(z: np.ndarray, truth: np.ndarray, means: np.ndarray, views: Views,
@@ -204,20 +196,24 @@ class NovelViews:
 
 
 def measure_novel_views(trained: Trained, store: Store, latents: dict[str, list[int]],
-                        device: torch.device, seed: int) -> NovelViews:
+                        test: dict[str, EncodedSplit], device: torch.device, seed: int
+                        ) -> NovelViews:
     """`latents`: per factor, the latents set to the target view (DC-IGN: the factor's
-    group; the baseline: its chosen latent)."""
+    group; the baseline: its chosen latent). `test`: the held-out groups, already encoded.
+    The training images of a factor are encoded once, for both measures."""
     result = NovelViews({}, {}, {}, {})
     train = set(store.factors_present("train"))
     for factor in store.spec.factors:
         if (factor.is_intrinsic or factor.name not in latents or factor.name not in train
-                or factor.name not in store.factors_present("test")):
+                or factor.name not in test):
             continue
-        score, pairs, predicted = novel_view_score(trained, store, factor, latents[factor.name],
+        chosen, views = latents[factor.name], views_of(factor, store.spec.generator)
+        means = training_view_means(trained, store, factor, chosen, views, device)
+        score, pairs, predicted = novel_view_score(trained, store, factor, chosen, views, means,
                                                    device, seed)
         result.scores[factor.name] = score
         result.pairs[factor.name], result.predicted[factor.name] = pairs, predicted
-        named = identification(trained, store, factor, latents[factor.name], device)
-        if named is not None:
-            result.identification[factor.name] = named
+        if views.grid is not None:
+            result.identification[factor.name] = identification(factor, chosen, views, means,
+                                                                 test[factor.name])
     return result
