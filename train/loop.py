@@ -192,18 +192,20 @@ def train_step(run: Run, step: Step) -> dict:
     # bce, kl, penalty, images, then per batch type: latents shared per pair, minibatches
     totals = torch.zeros(4 + 2 * types, device=ex.device)
     batches = _batches(run, step, stacked)
+    no_pairs = torch.empty((0, 2), dtype=torch.long, device=ex.device)
     for j, (kind, place, images) in enumerate(batches):
         x = images.unsqueeze(1).float().div_(255)
         if ex.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         eps = minibatch_noise(cfg.seed, run.step, place, (len(images), run.model.arch.latent_size))
-        pairs = minibatch_pairs(cfg.seed, run.step, place, len(images))
+        # drawn only for a mode that reads them: a host-to-device copy per minibatch otherwise
+        pairs = (minibatch_pairs(cfg.seed, run.step, place, len(images)).to(ex.device)
+                 if run.mode.pairs_images else no_pairs)
         active = run.masks[kind] if kind >= 0 else run.masks[0]  # independent draws: unused
         # gradients are summed over the ranks once, when the last minibatch's backward runs
         with (run.parallel.no_sync() if run.parallel is not None and j < len(batches) - 1
               else contextlib.nullcontext()):
-            terms = run.loss(x, active, eps.to(ex.device, non_blocking=ex.pin_memory),
-                             pairs.to(ex.device))
+            terms = run.loss(x, active, eps.to(ex.device, non_blocking=ex.pin_memory), pairs)
             loss_of(terms, run.mode).backward()
         totals[:3] += terms[:3].detach()
         totals[3] += len(images)
@@ -215,7 +217,7 @@ def train_step(run: Run, step: Step) -> dict:
     numbers = torch.cat([summed(totals, ranks), grad_norm.reshape(1)]).tolist()
     bce, kl, penalty, n, gn = numbers[:4] + numbers[-1:]
     shared = ({kind: (numbers[4 + kind], numbers[4 + types + kind]) for kind in range(types)
-               if numbers[4 + types + kind]} if run.mode.name == "adagvae" else {})
+               if numbers[4 + types + kind]} if run.mode.pairs_images else {})
     if not (math.isfinite(bce + kl + penalty) and math.isfinite(gn)):
         raise NonFiniteLoss(f"loss became {bce + kl + penalty} (gradient norm {gn}) at step "
                             f"{run.step + 1}")

@@ -61,6 +61,11 @@ class Mode:
     def independent(self) -> bool:
         return self.name in INDEPENDENT_MODES
 
+    @property
+    def pairs_images(self) -> bool:
+        """Whether `posterior` reads the minibatch's pairs (the others get none to draw)."""
+        return False
+
     def posterior(self, mu: torch.Tensor, logvar: torch.Tensor, active: torch.Tensor,
                   pairs: torch.Tensor) -> Posterior:
         if self.name != "dcign":
@@ -104,6 +109,10 @@ class AdaGVAE(Mode):
 
     average: str = "gvae"
     mask: str = "threshold"
+
+    @property
+    def pairs_images(self) -> bool:
+        return True
 
     def posterior(self, mu: torch.Tensor, logvar: torch.Tensor, active: torch.Tensor,
                   pairs: torch.Tensor) -> Posterior:
