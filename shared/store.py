@@ -447,13 +447,11 @@ class Store:
         names = list(factors) if factors is not None else self.factors_present(split)
         done = [self.complete(split, f) for f in names]
         b = self.spec.batch_size
-        sizes = np.array([len(d) * b for d in done], dtype=np.int64)
-        pick = rng.choice(int(sizes.sum()), size=min(n, int(sizes.sum())), replace=False)
-        group = np.searchsorted(np.cumsum(sizes), pick, side="right")
-        within = pick - np.concatenate([[0], np.cumsum(sizes)[:-1]])[group]
-        out = Sample(np.empty((len(pick), self.spec.image_size, self.spec.image_size), np.uint8),
-                     np.empty((len(pick), self.spec.n_columns), np.float32),
-                     np.empty(len(pick), np.int64), np.empty(len(pick), dtype=object))
+        group, within = draw_from_pools([len(d) * b for d in done], n, rng)
+        out = Sample(np.empty((len(group), self.spec.image_size, self.spec.image_size),
+                              np.uint8),
+                     np.empty((len(group), self.spec.n_columns), np.float32),
+                     np.empty(len(group), np.int64), np.empty(len(group), dtype=object))
         for g, name in enumerate(names):
             rows = np.flatnonzero(group == g)
             if not rows.size:
@@ -534,6 +532,18 @@ class Store:
         attrs = self.root.attrs.asdict()[ATTRS_KEY]
         attrs["history"] = attrs.get("history", []) + [entry]
         self.root.attrs[ATTRS_KEY] = attrs
+
+
+def draw_from_pools(sizes: Sequence[int], n: int, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """n items (all of them if fewer) drawn without replacement, uniformly over pools of the
+    given sizes laid end to end: each item's pool and its place in that pool. One
+    `rng.choice`, so the draw is a pure function of the sizes and the generator's state."""
+    ends = np.cumsum(np.asarray(sizes, dtype=np.int64))
+    total = int(ends[-1]) if len(ends) else 0
+    pick = rng.choice(total, size=min(n, total), replace=False)
+    pool = np.searchsorted(ends, pick, side="right")
+    return pool, pick - np.concatenate([[0], ends[:-1]])[pool]
 
 
 class ShardIndexCache(WrapperStore):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dcign.shared.errors import DamagedMinibatch, DcignError
 from dcign.shared.factors import Factor, latent_slice, regroup
-from dcign.shared.store import Store, StoreSpec, open_store
+from dcign.shared.store import Store, StoreSpec, draw_from_pools, open_store
 
 
 def default_ratio(factors: tuple[Factor, ...]) -> list[float]:
@@ -117,11 +117,8 @@ def draw_images(types: tuple[BatchType, ...], seed: int, step: int, count: int, 
                 ) -> list[list[tuple[int, int, int]]]:
     """`count` groups of `size` (batch type, stored minibatch, image) drawn without
     replacement, uniformly over every training image: a pure function of its arguments."""
-    rng = np.random.default_rng((seed, step))
-    per_type = np.array([len(t.indices) * size for t in types])
-    pick = rng.choice(int(per_type.sum()), size=count * size, replace=False)
-    kind = np.searchsorted(np.cumsum(per_type), pick, side="right")
-    within = pick - np.concatenate([[0], np.cumsum(per_type)[:-1]])[kind]
+    kind, within = draw_from_pools([len(t.indices) * size for t in types], count * size,
+                                   np.random.default_rng((seed, step)))
     minibatch, image = np.divmod(within, size)
     drawn = [(int(t), int(types[t].indices[m]), int(i))
              for t, m, i in zip(kind, minibatch, image, strict=True)]
