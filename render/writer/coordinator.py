@@ -10,6 +10,7 @@ command resumes; a failing disk ends in one line that says how far the store got
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import time
 from collections.abc import Iterator
@@ -155,11 +156,14 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
     _check_request(location, generator, request, overwrite)
     if scheduler:
         check_scheduler(scheduler)
-    with writer_lock(location, note=tqdm.write):
+    with writer_lock(location, note=tqdm.write) as lock:
+        lock.check()  # fencing: before each write, here and in every shard task
         _remove_partial_writes(location)
         store = create_or_open_store(location.url, generator.spec, overwrite, keep=(LOCK_NAME,))
+        lock.check()
         tasks, present = (repair_shards(store, damaged) if damaged is not None
                           else plan_shards(store, request))
+        tasks = [dataclasses.replace(t, lock_token=lock.token) for t in tasks]
         platform = None
         if recipe.needs_gl:
             platform = gl_platform if scheduler else choose_gl_platform(gl_platform)
@@ -173,9 +177,11 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
                                          workers, scheduler) if tasks else ()):
                     rendered += count
                     bar.update(task.size * recipe.batch_size)
+                    lock.check()  # a lost lock stops the run: the tasks left are cancelled
         except OSError as exc:
             raise _disk_error(exc, location, request, verb) from None
         seconds = time.perf_counter() - started
+        lock.check()
         store.append_history({
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": config or {},

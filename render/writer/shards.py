@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dcign.shared.errors import DamagedMinibatch
+from dcign.shared.lock import check_holder
 from dcign.shared.store import open_store
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
@@ -37,6 +38,8 @@ class ShardTask:
     start: int
     stop: int
     redo: frozenset[int] = frozenset()  # complete but damaged: render them again
+    # the writer lock it writes under: checked before the shard is written (fencing)
+    lock_token: str | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int:
@@ -154,7 +157,12 @@ def release() -> None:
 def render_shard(recipe: DatasetRecipe, url: str, task: ShardTask,
                  settings: WorkerSettings) -> int:
     """Render the shard's missing (and damaged) minibatches, keep its intact ones, and write
-    the whole shard, completeness markers last. Returns how many minibatches it rendered."""
+    the whole shard, completeness markers last. Returns how many minibatches it rendered.
+
+    With `task.lock_token`, nothing is written unless the store's writer lock is still that
+    one (checked first, so a retry fails fast, and again just before the write)."""
+    if task.lock_token:
+        check_holder(url, task.lock_token)
     state = state_for(recipe, settings)
     # opened by each task: a worker of a long-lived cluster outlives a run, and the next run
     # may have grown the arrays
@@ -177,5 +185,7 @@ def render_shard(recipe: DatasetRecipe, url: str, task: ShardTask,
         plan, images[i] = state.render(task.split, task.factor, k)
         values[i], identity[i] = plan.values, plan.identities
         rendered += 1
+    if task.lock_token:
+        check_holder(url, task.lock_token)
     arrays.write_block(task.start, images, values, identity)
     return rendered
