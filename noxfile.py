@@ -1,29 +1,112 @@
-"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s benchmarks`, `nox -s gpu`."""
+"""Sessions: `nox -s tests`, `nox -s lint`, `nox -s wheel`, `nox -s lock`, `nox -s oldest`,
+`nox -s latest`, `nox -s demo`, `nox -s benchmarks`, `nox -s gpu`."""
+
+import os
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["lint", "tests"]
-# The CPU build of torch: an unpinned torch may pull a multi-GB CUDA build.
+ROOT = Path(__file__).resolve().parent
+# The lock: every package of the [dev] extra (hence [all]) pinned, for CPython 3.11 on Linux
+# x86-64, with the CPU build of torch. Refreshed by `nox -s lock`.
+LOCK = str(ROOT / "requirements" / "dev.txt")
+# The CPU build of torch: an unpinned torch may pull a multi-GB CUDA build. pip takes it from
+# its find-links folder (pip's configuration here); uv is told the same folder.
 TORCH = "torch==2.13.0"
+FIND_LINKS = os.environ.get("PIP_FIND_LINKS", "/opt/wheels")
+SCRIPTS = ["dcign-render", "dcign-store", "dcign-train", "dcign-eval", "dcign-rerender"]
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite on tiny rendered datasets."""
-    session.install(TORCH, "-e", ".[dev]")
-    session.run("python", "-m", "pytest", *session.posargs)
+    """The whole test suite on tiny rendered datasets, in the locked environment."""
+    session.install("-q", "-r", LOCK, "--no-deps", "-e", ".")
+    session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("-r", LOCK, "--no-deps", "ruff")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Re-resolve requirements/dev.txt to the newest releases pyproject.toml's ranges admit
+    (and requirements/dev.in's torch pin). `nox -s lock -- --no-upgrade` keeps what still
+    fits and only adds what is new."""
+    session.install("uv")
+    upgrade = [] if "--no-upgrade" in session.posargs else ["--upgrade"]
+    session.run("uv", "pip", "compile", "pyproject.toml", "requirements/dev.in",
+                "--extra", "dev", *upgrade, "--python-version", "3.11",
+                "--python-platform", "x86_64-manylinux_2_28", "--find-links", FIND_LINKS,
+                "--no-emit-find-links", "--custom-compile-command", "nox -s lock",
+                "--output-file", LOCK)
+
+
+@nox.session
+def latest(session: nox.Session) -> None:
+    """The suite without the lock: the newest release of every dependency the ranges admit,
+    so that a breaking upstream release shows up here before it reaches a user. torch stays
+    the CPU wheel (TORCH)."""
+    session.install("uv")
+    session.run("uv", "pip", "install", "--find-links", FIND_LINKS, "--upgrade", TORCH,
+                "-e", ".[dev]")
+    session.run("uv", "pip", "freeze", silent=False)
+    session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session
+def oldest(session: nox.Session) -> None:
+    """The suite with every direct dependency at the floor pyproject.toml states (uv's
+    lowest-direct resolution): the floors are tested, not hoped for. torch is the exception:
+    its floor (2.6) has no CPU wheel this machine can reach, so the local CPU wheel (TORCH)
+    stands in and the torch floor is untested here."""
+    session.install("uv")
+    override = Path(session.create_tmp()) / "torch-override.txt"
+    override.write_text(TORCH + "\n")
+    session.run("uv", "pip", "install", "--resolution", "lowest-direct", "--find-links",
+                FIND_LINKS, "--override", str(override), "-e", ".[dev]")
+    session.run("uv", "pip", "freeze", silent=False)
+    session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session
+def wheel(session: nox.Session) -> None:
+    """The wheel as users install it: built, installed (not editable, the lock's versions)
+    into a fresh environment, then each command's --help and a tiny render, verify, train
+    and eval from outside the source tree."""
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    session.install("build")
+    session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT))
+    (wheel,) = dist.glob("dcign-*.whl")
+    session.install("-q", "-r", LOCK, "--no-deps", str(wheel))
+    session.run("python", "-m", "pip", "check")
+    work = tmp / "run"
+    work.mkdir(exist_ok=True)
+    session.chdir(work)
+    for script in SCRIPTS:
+        session.run(script, "--help", silent=True)
+    env = {"PYOPENGL_PLATFORM": "egl"}
+    session.run("dcign-render", "faces", "--size", "32", "--batch-size", "4", "--batches", "3",
+                "--test-batches", "2", "--workers", "1", "--out", "faces.zarr", "--overwrite",
+                env=env)
+    session.run("dcign-store", "verify", "faces.zarr")
+    session.run("dcign-train", "--store", "faces.zarr", "--out", "dcign", "--steps", "3",
+                "--no-progress")
+    session.run("dcign-train", "--store", "faces.zarr", "--out", "vae", "--mode", "vae",
+                "--steps", "3", "--no-progress")
+    session.run("dcign-eval", "--checkpoint", "dcign", "--baseline", "vae", "--store",
+                "faces.zarr", "--out", "report", "--sweep", "-3:3:3", "--traversal-images",
+                "2", "--samples", "200")
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """Render a small faces store, check it and draw the README's sample picture."""
-    session.install(TORCH, "-e", ".[all]")
+    session.install("-r", LOCK, "--no-deps", "-e", ".")
     store = "datasets/faces-demo.zarr"
     session.run("dcign-render", "faces", "--batches", "4", "--test-batches", "1", "--out", store)
     session.run("dcign-store", "verify", store)
@@ -33,7 +116,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def benchmarks(session: nox.Session) -> None:
-    session.install(TORCH, "-e", ".[all]")
+    session.install("-r", LOCK, "--no-deps", "-e", ".")
     session.run("python", "benchmarks/render_faces.py", *session.posargs)
 
 
