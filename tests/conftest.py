@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# Several xdist workers (the README runs one per core): one BLAS and torch thread each, set
+# before numpy or torch is imported, or each worker's idle pool threads spin on the cores the
+# other workers need. Subprocesses the tests start inherit it.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
 import hashlib
 from pathlib import Path
 
