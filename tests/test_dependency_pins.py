@@ -1,7 +1,8 @@
 """The lock (requirements/dev.txt) and the package's ranges agree: every dependency that
 pyproject.toml names, in any extra, is pinned in the lock to a release its range admits, so
-the README's `--no-deps` install of the lock is the whole [dev] environment. The ranges stay
-ranges (the lock pins; the package metadata does not), and torch is the CPU wheel."""
+an install constrained by the lock fixes every version. The ranges stay ranges (the lock pins;
+the package metadata does not), torch is the CPU wheel, and the README's two commands and CI
+install through the lock."""
 
 from __future__ import annotations
 
@@ -59,3 +60,20 @@ def test_the_lock_holds_the_cpu_torch_that_the_commands_name():
     assert pin and pin.group(1) == "2.13.0"
     assert 'TORCH = "torch==2.13.0"' in (ROOT / "noxfile.py").read_text()
     assert not [name for name in _lock() if name.startswith("nvidia-")], "a CUDA torch"
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Quick start")
+    section = text[start:text.index("\n## ", start + 1)]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)]
+
+
+def test_both_readme_commands_install_through_the_lock_and_ci_runs_the_test_command():
+    commands = _readme_commands()
+    assert len(commands) == 2, commands  # the main job, the tests
+    for command in commands:
+        assert command.startswith("python3 -m venv .venv && ")
+        assert "pip install" in command and " -c requirements/dev.txt " in command, command
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
