@@ -2,9 +2,14 @@
 `nox -s latest`, `nox -s demo`, `nox -s benchmarks`, `nox -s gpu`."""
 
 import os
+import tomllib
+from itertools import chain
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 nox.options.sessions = ["lint", "tests"]
 ROOT = Path(__file__).resolve().parent
@@ -21,13 +26,13 @@ SCRIPTS = ["dcign-render", "dcign-store", "dcign-train", "dcign-eval", "dcign-re
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole test suite on tiny rendered datasets, in the locked environment."""
-    session.install("-q", "-r", LOCK, "--no-deps", "-e", ".")
+    session.install("-q", "-c", LOCK, "-e", ".[dev]")
     session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("-r", LOCK, "--no-deps", "ruff")
+    session.install("-c", LOCK, "ruff")
     session.run("ruff", "check", ".")
 
 
@@ -57,17 +62,33 @@ def latest(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
 
 
+def floors() -> list[str]:
+    """`name==floor` for every dependency pyproject.toml declares with a lower bound (torch
+    apart: see `oldest`)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *chain(*project["optional-dependencies"].values())]
+    pins = {}
+    for text in declared:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        for spec in requirement.specifier:
+            if spec.operator == ">=" and name not in ("dcign", "torch"):
+                pins[name] = max(pins.get(name, Version(spec.version)), Version(spec.version))
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
 @nox.session
 def oldest(session: nox.Session) -> None:
-    """The suite with every direct dependency at the floor pyproject.toml states (uv's
-    lowest-direct resolution): the floors are tested, not hoped for. torch is the exception:
-    its floor (2.6) has no CPU wheel this machine can reach, so the local CPU wheel (TORCH)
-    stands in and the torch floor is untested here."""
+    """The suite with every direct dependency exactly at the floor pyproject.toml states (a
+    constraints file generated from the ranges), the rest resolved by uv: the floors are
+    tested, not hoped for. torch is the exception: no CPU wheel of its floor (2.6) can be
+    reached here, so the local CPU wheel (TORCH) stands in and the torch floor is untested."""
     session.install("uv")
-    override = Path(session.create_tmp()) / "torch-override.txt"
-    override.write_text(TORCH + "\n")
-    session.run("uv", "pip", "install", "--resolution", "lowest-direct", "--find-links",
-                FIND_LINKS, "--override", str(override), "-e", ".[dev]")
+    tmp = Path(session.create_tmp())
+    (tmp / "floors.txt").write_text("\n".join(floors()) + "\n")
+    (tmp / "torch.txt").write_text(TORCH + "\n")
+    session.run("uv", "pip", "install", "--find-links", FIND_LINKS, "--constraint",
+                str(tmp / "floors.txt"), "--override", str(tmp / "torch.txt"), "-e", ".[dev]")
     session.run("uv", "pip", "freeze", silent=False)
     session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
 
@@ -82,7 +103,7 @@ def wheel(session: nox.Session) -> None:
     session.install("build")
     session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT))
     (wheel,) = dist.glob("dcign-*.whl")
-    session.install("-q", "-r", LOCK, "--no-deps", str(wheel))
+    session.install("-q", "-c", LOCK, f"{wheel}[all]")
     session.run("python", "-m", "pip", "check")
     work = tmp / "run"
     work.mkdir(exist_ok=True)
@@ -106,7 +127,7 @@ def wheel(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Render a small faces store, check it and draw the README's sample picture."""
-    session.install("-r", LOCK, "--no-deps", "-e", ".")
+    session.install("-c", LOCK, "-e", ".[all]")
     store = "datasets/faces-demo.zarr"
     session.run("dcign-render", "faces", "--batches", "4", "--test-batches", "1", "--out", store)
     session.run("dcign-store", "verify", store)
@@ -116,7 +137,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def benchmarks(session: nox.Session) -> None:
-    session.install("-r", LOCK, "--no-deps", "-e", ".")
+    session.install("-c", LOCK, "-e", ".[all]")
     session.run("python", "benchmarks/render_faces.py", *session.posargs)
 
 
