@@ -21,6 +21,7 @@ from conftest import (
     shard_file,
     tree_digest,
 )
+from machines import cpu_variants, run_cli
 from PIL import Image
 
 from dcign.render.cli import main as render_main
@@ -201,6 +202,16 @@ AUBRY_DIGEST = "159cec789c4ede74e79559963c0b043ea5b52be326d849ee9ff27e25ed62f1e0
 
 def test_an_imported_store_holds_exactly_the_pinned_content(aubry_store):
     out, _ = aubry_store
+    assert _reader_digest(out) == AUBRY_DIGEST
+
+
+def test_an_import_on_another_cpu_holds_the_same_pinned_content(tmp_path, aubry_tree):
+    """Pillow's resampling and the portable gray conversion: no BLAS, no SIMD choice."""
+    out = tmp_path / "chairs-aubry.zarr"
+    variant = cpu_variants()["openblas-prescott"]
+    done = run_cli("dcign.render.cli", ["import-aubry", aubry_tree, *SMALL, "--workers", "1",
+                                        "--out", out], variant)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert _reader_digest(out) == AUBRY_DIGEST
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import zarr
 from conftest import assert_one_line_error, invoke, read_group, tree_digest
+from machines import cpu_variants, run_cli, store_digest
 
 from dcign.render.cli import main as render_main
 from dcign.render.generators.chairs import (
@@ -227,6 +228,18 @@ def test_a_mesh_folder_renders_every_readable_file_and_reports_the_corrupt_one(
                                   for f in ("azimuth", "intrinsic")]).tolist())
            for s in ("train", "test")}
     assert not ids["train"] & ids["test"] and ids["train"] | ids["test"] <= set(range(7))
+
+
+@pytest.mark.slow
+def test_a_mesh_folder_renders_the_same_bytes_on_another_cpu(tmp_path, mesh_folder):
+    args = ["chairs", "--meshes", mesh_folder, "--size", "32", "--batch-size", "2", "--batches",
+            "1", "--test-batches", "1", "--test-chairs", "2", "--workers", "1", "--quiet"]
+    here = invoke(render_main, [*args, "--out", tmp_path / "here.zarr"])
+    assert here.exit_code == 0, here.output
+    there = run_cli("dcign.render.cli", [*args, "--out", tmp_path / "there.zarr"],
+                    cpu_variants()["openblas-prescott"])
+    assert there.returncode == 0, there.stdout + there.stderr
+    assert store_digest(tmp_path / "here.zarr") == store_digest(tmp_path / "there.zarr")
 
 
 def test_the_shapenet_layout_is_found(mesh_folder):

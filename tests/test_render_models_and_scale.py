@@ -9,7 +9,7 @@ import scipy.io
 import zarr
 from conftest import TINY, assert_one_line_error, render, store_tool
 
-from dcign.render.objects.embedded_face import build_embedded_model
+from dcign.render.objects.embedded_face_data import load_embedded_model
 from dcign.render.writer import cluster
 from dcign.shared.store import open_store
 
@@ -24,7 +24,7 @@ def _flat_basis(basis: np.ndarray, k: int) -> np.ndarray:
 def bfm2009_file(tmp_path_factory):
     """The embedded model written in BFM 2009's layout: 1-based clockwise triangles, 0-255
     texture, standard deviations."""
-    m = build_embedded_model()
+    m = load_embedded_model()
     path = tmp_path_factory.mktemp("bfm") / "01_MorphableModel.mat"
     scipy.io.savemat(path, {
         "shapeMU": m.shape_mean.reshape(-1, 1) * 1000.0,
@@ -41,7 +41,7 @@ def bfm2009_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bfm2017_file(tmp_path_factory):
     """The embedded model in BFM 2017's layout: variances, 0-based (3, T) cells."""
-    m = build_embedded_model()
+    m = load_embedded_model()
     path = tmp_path_factory.mktemp("bfm") / "model2017-1_bfm_nomouth.h5"
     with h5py.File(path, "w") as f:
         f["shape/model/mean"] = m.shape_mean.reshape(-1)

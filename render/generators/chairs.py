@@ -24,6 +24,7 @@ import numpy as np
 
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_ELEVATIONS, CHAIR_VIEWS, chair_factors
+from dcign.shared.portable import matmul
 from dcign.shared.store import SPLITS, StoreSpec
 
 from ..objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
@@ -214,4 +215,4 @@ def chair_rotation(azimuth: float, elevation: float) -> np.ndarray:
     camera by `elevation`: the view from a camera `elevation` degrees above the seat.
     (`rotation_matrix`'s positive elevation lifts a face's nose, tipping its top away, hence
     the minus sign.)"""
-    return rotation_matrix(0.0, -elevation) @ rotation_matrix(azimuth, 0.0)
+    return matmul(rotation_matrix(0.0, -elevation), rotation_matrix(azimuth, 0.0))

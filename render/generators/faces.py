@@ -24,7 +24,7 @@ from ..renderer.poses import Lighting, light_direction, rotation_matrix
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: the shipped model and portable arithmetic (same bits everywhere)
 FACES_GENERATOR = "dcign.render.faces"  # the label stores record
 FACE_HEIGHT = 2.0  # the mean face's vertical extent in scene units; camera framing assumes it
 FACE_LIGHTING = Lighting(background=0.0)
@@ -123,9 +123,7 @@ class FaceGenerator:
         """Upload each identity's mesh once; yield (image index, rotation, light) per image."""
         renderer = self.renderer()
         light_elevation = self.recipe.lighting.light_elevation
-        # All faces of the minibatch in one product, and never reused from an earlier
-        # minibatch: a product's last bits depend on how many faces share it, and a
-        # minibatch's pixels must depend on its plan alone.
+        # All faces of the minibatch at once; each face's bits depend on its identity alone.
         unique = [int(i) for i in dict.fromkeys(plan.identities)]
         meshes = dict(zip(unique, self.faces(unique), strict=True))
         shown = None

@@ -26,14 +26,13 @@ constants across them; the sections below are the seams a reader needs.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.linalg
 
 from .face_model import MorphableModel
 from .geometry import vertex_normals
 
+EMBEDDED_MODEL_NAME = "embedded-basel-style-v2"
 _SEED = 20150601  # fixes the small random localised components; any change changes the model
 
 # ---------------------------------------------------------------------------------------------
@@ -747,9 +746,10 @@ def _shape_field(head: _Head, name: str, step: float = 0.5) -> np.ndarray:
     return (plus - minus) / (2 * step)
 
 
-@functools.cache
-def build_embedded_model() -> MorphableModel:
-    """The embedded face model: deterministic, built from code in about a second."""
+def derive_embedded_model() -> MorphableModel:
+    """The embedded face model computed from its definition, in about half a second. Its last
+    bits depend on the machine (BLAS, SIMD): renderers read the shipped copy instead
+    (`embedded_face_data.load_embedded_model`)."""
     head = _Head()
     mean = _vertices(head, _Params())
     shape_basis, shape_std = _orthonormalise(
@@ -757,7 +757,7 @@ def build_embedded_model() -> MorphableModel:
     albedo_mean = _albedo_mean(head)
     albedo_basis, albedo_std = _orthonormalise(_albedo_fields(head, albedo_mean))
     return MorphableModel(
-        name="embedded-basel-style-v2",
+        name=EMBEDDED_MODEL_NAME,
         shape_mean=mean.astype(np.float32),
         shape_basis=shape_basis,
         shape_std=shape_std,

@@ -11,7 +11,7 @@ from pathlib import Path
 from dcign.shared.errors import ModelFileError
 
 from .basel import load_bfm2009, load_bfm2017
-from .embedded_face import build_embedded_model
+from .embedded_face_data import load_embedded_model
 from .face_model import MorphableModel
 
 BFM2009_SUFFIXES = (".mat",)
@@ -22,7 +22,7 @@ def load_face_model(path: str | Path | None) -> MorphableModel:
     """The model to render faces from: None → the embedded model; `.mat` → BFM 2009;
     `.h5`/`.hdf5` → BFM 2017. Anything else raises ModelFileError."""
     if path is None:
-        return build_embedded_model()
+        return load_embedded_model()
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in BFM2009_SUFFIXES + BFM2017_SUFFIXES:

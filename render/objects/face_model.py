@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dcign.shared.portable import linear_combination
+
 # Coefficients beyond this many standard deviations give caricatures, not faces.
 COEFFICIENT_LIMIT = 3.0
 
@@ -72,12 +74,13 @@ class MorphableModel:
 
     def instances(self, shape_coefs: np.ndarray, albedo_coefs: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Vertices (M, N, 3) and RGB albedo (M, N, 3) of M faces in one matrix product each:
-        the bases are read from memory once for all M, not once per face."""
+        """Vertices (M, N, 3) and RGB albedo (M, N, 3) of M faces: the same bits on every
+        machine, and a face's bits independent of the others (no BLAS product)."""
         def combine(mean, basis, std, coefs):
             weights = (np.atleast_2d(coefs) * std).astype(np.float32)
             flat = basis.reshape(len(basis), -1)
-            return (mean.reshape(1, -1) + weights @ flat).reshape(len(weights), *mean.shape)
+            total = linear_combination(mean.reshape(-1), weights, flat)
+            return total.reshape(len(weights), *mean.shape)
 
         vertices = combine(self.shape_mean, self.shape_basis, self.shape_std, shape_coefs)
         albedo = combine(self.albedo_mean, self.albedo_basis, self.albedo_std, albedo_coefs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from dcign.shared.portable import cross, norm
+
 
 class VertexNormals:
     """Area-weighted unit vertex normals for one fixed triangle topology.
@@ -24,8 +26,9 @@ class VertexNormals:
 
     def __call__(self, vertices: np.ndarray) -> np.ndarray:
         v0, v1, v2 = (np.take(vertices, c, axis=0) for c in self._corners)
-        normals = self._incidence @ np.cross(v1 - v0, v2 - v0)  # |cross| = 2 × area
-        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        # The sparse product sums each vertex's triangles in index order (scipy's own loop).
+        normals = self._incidence @ cross(v1 - v0, v2 - v0)  # |cross| = 2 × area
+        length = norm(normals, axis=1, keepdims=True)
         return (normals / np.maximum(length, 1e-12)).astype(np.float32)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.errors import DcignError
+from dcign.shared.portable import sin_cos_degrees
 
 from ..objects.geometry import vertex_normals
 from .platform import PLATFORM_HELP
@@ -42,8 +43,12 @@ class Renderer:
         bg = lighting.background
         self.scene = pyrender.Scene(bg_color=[bg, bg, bg, 1.0],
                                     ambient_light=[lighting.ambient] * 3)
-        camera = pyrender.PerspectiveCamera(
-            yfov=np.radians(lighting.yfov_degrees), znear=NEAR_PLANE,
+        # A pinhole given by its focal length, computed here with portable arithmetic:
+        # pyrender's PerspectiveCamera takes numpy's tan, whose last bits vary by CPU.
+        sin, cos = sin_cos_degrees(lighting.yfov_degrees / 2.0)
+        focal = size / 2.0 * float(cos / sin)
+        camera = pyrender.IntrinsicsCamera(
+            fx=focal, fy=focal, cx=size / 2.0, cy=size / 2.0, znear=NEAR_PLANE,
             zfar=lighting.camera_distance * FAR_PLANE_IN_CAMERA_DISTANCES)
         camera_pose = np.eye(4)
         camera_pose[2, 3] = lighting.camera_distance

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dcign.shared.portable import cross, norm, sin_cos_degrees
+
 
 @dataclass(frozen=True)
 class Lighting:
@@ -25,17 +27,16 @@ class Lighting:
 
 def rotation_matrix(azimuth: float, elevation: float) -> np.ndarray:
     """Object rotation: azimuth (deg) turns it about +y (positive: nose toward image right),
-    elevation (deg) tilts it about x (positive: nose up)."""
-    a, e = np.radians(azimuth), np.radians(elevation)
-    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
-    return ry @ rx.T
+    elevation (deg) tilts it about x (positive: nose up). R_y(azimuth) · R_x(elevation)ᵀ,
+    written out so that each entry is one product (the same bits on every machine)."""
+    (sa, ca), (se, ce) = (tuple(map(float, sin_cos_degrees(x))) for x in (azimuth, elevation))
+    return np.array([[ca, -sa * se, sa * ce], [0.0, ce, se], [-sa, -ca * se, ca * ce]])
 
 
 def light_direction(azimuth: float, elevation: float) -> np.ndarray:
     """Unit vector from the scene toward the light (deg; positive azimuth: from image right)."""
-    a, e = np.radians(azimuth), np.radians(elevation)
-    return np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])
+    (sa, ca), (se, ce) = (tuple(map(float, sin_cos_degrees(x))) for x in (azimuth, elevation))
+    return np.array([sa * ce, se, ca * ce])
 
 
 def object_pose(rotation: np.ndarray) -> np.ndarray:
@@ -47,10 +48,10 @@ def object_pose(rotation: np.ndarray) -> np.ndarray:
 
 def light_pose(toward_light: np.ndarray) -> np.ndarray:
     """A pose whose -z axis (pyrender's light direction) points from the light to the scene."""
-    z = toward_light / np.linalg.norm(toward_light)
+    z = toward_light / norm(toward_light)
     helper = np.array([0.0, 1.0, 0.0]) if abs(z[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
+    x = cross(helper, z)
+    x /= norm(x)
     pose = np.eye(4)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2] = x, np.cross(z, x), z
+    pose[:3, 0], pose[:3, 1], pose[:3, 2] = x, cross(z, x), z
     return pose
