@@ -27,7 +27,7 @@ from tqdm import tqdm
 from dcign.shared.errors import DamagedMinibatch, DcignError
 from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
 
-from .checkpoint import CHECKPOINT_NAME, read_checkpoint, store_fingerprint, write_checkpoint
+from .checkpoint import CHECKPOINT_NAME, Checkpoint, store_sha256
 from .clamping import active_mask
 from .config import TrainConfig
 from .data import (
@@ -49,7 +49,7 @@ from .distributed import (
     summed_gradients,
 )
 from .eval import held_out
-from .model import DCIGN, Architecture, architecture_for
+from .model import DCIGN, architecture_for
 from .modes import (
     ADA_AVERAGES,
     ADA_MASKS,
@@ -244,37 +244,39 @@ def save_checkpoint(run: Run) -> Path:
     (rank 0 only: the others hold the same state and never write)."""
     if not run.ranks.is_main:
         return run.checkpoint_path
-    return write_checkpoint({
-        "arch": run.model.arch.to_dict(),
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "step": run.step,
-        "rng": {"torch": torch.get_rng_state()},
-        "config": run.cfg.to_dict(),
-        "store": store_fingerprint(run.data.spec),
-        "factors": [f.to_attrs() for f in run.data.factors],  # with the run's latent groups
-        "store_counts": {t.factor.name: len(t.indices) for t in run.data.types},
-    }, run.checkpoint_path)
+    spec = run.data.spec
+    return Checkpoint(
+        arch=run.model.arch, weights=run.model.state_dict(),
+        optimizer=run.optimizer.state_dict(), step=run.step, rng=torch.get_rng_state(),
+        config=run.cfg, store=spec, store_sha256=store_sha256(spec),
+        factors=tuple(run.data.factors),  # with the run's latent groups
+        store_counts=store_counts(run.data),
+    ).write(run.checkpoint_path)
 
 
-def restore(run: Run, state: dict, path: Path) -> None:
+def store_counts(data: TrainingData) -> dict[str, int]:
+    """Complete minibatches per batch type: the schedule's input besides the seed."""
+    return {t.factor.name: len(t.indices) for t in data.types}
+
+
+def restore(run: Run, saved: Checkpoint, path: Path) -> None:
     """Load a checkpoint into a freshly built run, refusing another architecture or store."""
-    theirs, ours = Architecture.from_dict(state["arch"]), run.model.arch
+    theirs, ours = saved.arch, run.model.arch
     if theirs != ours:
         raise DcignError(f"{path} holds a {theirs.describe()} network; this run builds "
                          f"{ours.describe()}")
-    fp = store_fingerprint(run.data.spec)["sha256"]
-    if state["store"]["sha256"] != fp:
+    fp = store_sha256(run.data.spec)
+    if saved.store_sha256 != fp:
         raise DcignError(f"{path} was trained on another store (fingerprint "
-                         f"{state['store']['sha256']}, this store {fp})")
-    counts = {t.factor.name: len(t.indices) for t in run.data.types}
-    if state.get("store_counts") != counts:
+                         f"{saved.store_sha256}, this store {fp})")
+    counts = store_counts(run.data)
+    if saved.store_counts != counts:
         tqdm.write(f"note: the store's complete minibatches changed since the checkpoint "
-                   f"({state.get('store_counts')} → {counts}); the schedule differs from here on")
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
-    run.step = int(state["step"])
+                   f"({saved.store_counts} → {counts}); the schedule differs from here on")
+    run.model.load_state_dict(saved.weights)
+    run.optimizer.load_state_dict(saved.optimizer)
+    torch.set_rng_state(saved.rng)
+    run.step = saved.step
 
 
 # ----------------------------------------------------------------------------- the run
@@ -288,15 +290,16 @@ class Result:
 
 
 def prepare(cli: TrainConfig, resume: bool) -> Run:
-    """Build the run from the command line, or from its checkpoint with --resume."""
+    """Build the run from the command line, or with --resume from the checkpoint in
+    `cli.out`, the run then writing only there (wherever the run was first written)."""
     out = Path(cli.out)
     ckpt = out / CHECKPOINT_NAME
     if resume:
         if not ckpt.is_file():
             raise DcignError(f"no checkpoint to resume at {ckpt}")
-        state = read_checkpoint(ckpt)
-        run = build_run(TrainConfig.from_dict(state["config"]).resumed_with(cli))
-        restore(run, state, ckpt)
+        saved = Checkpoint.read(ckpt)
+        run = build_run(saved.config.resumed_with(cli))
+        restore(run, saved, ckpt)
         return run
     if ckpt.exists():
         raise DcignError(f"{out} already holds a run; pass --resume to continue it or choose "

@@ -17,8 +17,9 @@ from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import StoreSpec
 
-from ..checkpoint import checkpoint_file, read_checkpoint
-from ..model import DCIGN, Architecture
+from ..checkpoint import Checkpoint, checkpoint_file
+from ..config import TrainConfig
+from ..model import DCIGN
 from ..modes import DEFAULT_BETA
 from .encoding import to_tensor
 
@@ -35,7 +36,7 @@ class Trained:
     mode: str  # the training mode: dcign, vae, adagvae, betavae, betatcvae
     step: int
     store_spec: StoreSpec  # the training store's spec
-    config: dict  # the run's TrainConfig, as its checkpoint records it
+    config: TrainConfig  # the run's, as its checkpoint records it
     factors: tuple[Factor, ...]  # the store's factor table with the run's latent groups
 
     @property
@@ -57,7 +58,7 @@ class Trained:
         clamps them, Ada-GVAE with the oracle mask shares everything outside them. Other
         modes learn no assignment; their factor's latent is chosen (largest variance)."""
         return self.mode == "dcign" or (self.mode == "adagvae"
-                                        and self.config.get("ada_mask") == "oracle")
+                                        and self.config.ada_mask == "oracle")
 
     @property
     def settings(self) -> str:
@@ -65,37 +66,23 @@ class Trained:
         c = self.config
         parts = [METHODS.get(self.mode, self.mode)]
         if self.mode in DEFAULT_BETA:
-            beta = c.get("beta") if c.get("beta") is not None else DEFAULT_BETA[self.mode]
-            parts.append(f"β={beta:g}")
+            parts.append(f"β={c.beta if c.beta is not None else DEFAULT_BETA[self.mode]:g}")
         if self.mode == "adagvae":
-            parts.append(f"{c.get('ada_average') or 'gvae'} average, "
-                         f"{c.get('ada_mask') or 'threshold'} mask")
-        if c.get("mirror_odd"):
-            parts.append("mirror-odd " + ",".join(c["mirror_odd"]))
-        if c.get("latent_groups"):
-            parts.append("groups " + ",".join(c["latent_groups"]))
+            parts.append(f"{c.ada_average or 'gvae'} average, {c.ada_mask or 'threshold'} mask")
+        if c.mirror_odd:
+            parts.append("mirror-odd " + ",".join(c.mirror_odd))
+        if c.latent_groups:
+            parts.append("groups " + ",".join(c.latent_groups))
         return ", ".join(parts)
 
 
 def load_trained(run: str | Path, device: torch.device) -> Trained:
+    """A run directory's (or checkpoint file's) network in eval mode on `device`."""
     file = checkpoint_file(run)
-    state = read_checkpoint(file)
-    try:
-        arch = Architecture.from_dict(state["arch"])
-        model = DCIGN(arch)
-        model.load_state_dict(state["model"])
-        spec = StoreSpec.from_attrs(state["store"]["spec"])
-        mode, config = state["config"]["mode"], state["config"]
-        factors = (tuple(Factor.from_attrs(f) for f in state["factors"]) if "factors" in state
-                   else spec.factors)  # checkpoints before --latent-group: the store's
-    except DcignError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        # RuntimeError: weights that do not fit the architecture the checkpoint names
-        raise DcignError(f"{file} does not hold a network this dcign can build "
-                         f"({type(exc).__name__})") from None
-    model.to(device).eval()
-    return Trained(file, model, mode, int(state["step"]), spec, config, factors)
+    saved = Checkpoint.read(file)  # checked whole: a network is built only from what fits
+    model = saved.network().to(device).eval()
+    return Trained(file, model, saved.config.mode, saved.step, saved.store, saved.config,
+                   saved.factors)
 
 
 def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
