@@ -38,6 +38,7 @@ Examples:
 \b
   # continue a run that was stopped or killed, now up to 20000 steps
   dcign-train --store datasets/faces.zarr --resume --steps 20000
+  dcign-train --store datasets/faces.zarr --resume runs/copied-run   # a copied or moved run
 \b
   # every GPU of a node, data-parallel (--minibatches-per-step counts all processes')
   torchrun --nproc-per-node 8 "$(which dcign-train)" --store datasets/faces.zarr \\
@@ -122,7 +123,12 @@ Examples:
 @click.option("--checkpoint-every", type=int, default=default("checkpoint_every"),
               show_default=True,
               help="Steps between checkpoints (a killed run loses at most these).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN]",
+              help="Continue a run from its checkpoint: RUN (a run directory or its "
+                   "checkpoint.pt), or --out's run when RUN is left out. The resumed run "
+                   "writes only into the directory its checkpoint is in, wherever the run was "
+                   "first written, so a copied or moved run continues where it is now; an "
+                   "--out naming another directory is refused.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
 def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, ratio, arch,
          mirror_odd, latent_groups, steps, max_minutes,
@@ -135,6 +141,8 @@ def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, 
     outside that factor's group is clamped to its batch mean. Prints where the checkpoint,
     metrics and figures are when done.
     """
+    if resume:
+        out = resumed_run(resume, out)
     if out is None:
         out = str(Path("runs") / f"{Path(store).stem}-{mode}")
     cfg = TrainConfig(store=store, out=out, mode=mode, beta=beta, ada_average=ada_average,
@@ -153,7 +161,7 @@ def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, 
 
     main_rank = launched_ranks().is_main
     try:
-        result = train(cfg, resume=resume)
+        result = train(cfg, resume=resume is not None)
     except DcignError as exc:  # under torchrun, one line per failure, not one per rank
         if main_rank or isinstance(exc, RankError):
             raise
@@ -170,6 +178,23 @@ def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, 
     click.echo(f"metrics:    {result.run_log}")
     for f in result.figures:
         click.echo(f"figure:     {f}")
+
+
+def resumed_run(resume: str, out: str | None) -> str:
+    """The directory `--resume RUN` continues (RUN, or the directory of RUN's checkpoint.pt);
+    one line if --out names another."""
+    from .checkpoint import CHECKPOINT_NAME  # torch: only once a run is to be resumed
+
+    run = Path(resume)
+    if run.is_file():
+        if run.name != CHECKPOINT_NAME:
+            raise DcignError(f"--resume takes a run directory or its {CHECKPOINT_NAME}, not "
+                             f"{resume}")
+        run = run.parent
+    if out is not None and Path(out).resolve() != run.resolve():
+        raise DcignError(f"--resume {resume} continues the run in {run} and writes only there; "
+                         f"--out {out} names another directory (leave --out out)")
+    return str(run)
 
 
 if __name__ == "__main__":  # python -m, as torchrun -m runs it

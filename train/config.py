@@ -79,7 +79,9 @@ class TrainConfig:
         return sizes
 
     def resumed_with(self, cli: TrainConfig) -> TrainConfig:
-        """This (checkpointed) configuration with the command line's runtime fields."""
+        """This (checkpointed) configuration with the command line's runtime fields, store
+        and run directory: the `out` a checkpoint recorded is where the run was first
+        written, and a copied or moved run continues where it is now."""
         return TrainConfig.from_dict(
-            self.to_dict() | {k: getattr(cli, k) for k in RUNTIME_FIELDS} | {"store": cli.store}
-        )
+            self.to_dict() | {k: getattr(cli, k) for k in RUNTIME_FIELDS}
+            | {"store": cli.store, "out": cli.out})
