@@ -12,6 +12,8 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         os.environ.setdefault(_variable, "1")
 
 import hashlib
+import logging
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +90,15 @@ def read_group(store: Path, split: str, factor: str) -> dict[str, np.ndarray]:
     return {name: g[name][:] for name in ("images", "factors", "identity", "complete")}
 
 
-def content_digest(path: Path, ignore_model: tuple[str, ...] = ()) -> str:
+STORE_ARRAYS = ("images", "factors", "identity", "complete")
+
+
+def content_digest(path, *, ignore_model: tuple[str, ...] = (),
+                   arrays: tuple[str, ...] = STORE_ARRAYS) -> str:
     """A hash of what a reader sees in a store: its dcign attributes (the run history and the
-    model keys named aside) and every array's shape, dtype and values. It ignores how the
-    bytes are laid out on disk: the schema version (sharding, checksums) included."""
+    model keys named aside) and the named arrays of every group (shape, dtype, values). It
+    ignores how the bytes are laid out on disk: the schema version (sharding, checksums)
+    included."""
     import json
 
     import zarr
@@ -104,7 +111,7 @@ def content_digest(path: Path, ignore_model: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
     for split in sorted(root.group_keys()):
         for factor in sorted(root[split].group_keys()):
-            for name in ("images", "factors", "identity", "complete"):
+            for name in arrays:
                 array = np.asarray(root[f"{split}/{factor}/{name}"][:])
                 h.update(f"{split}/{factor}/{name}{array.shape}{array.dtype}".encode())
                 h.update(np.ascontiguousarray(array).tobytes())
@@ -143,3 +150,30 @@ def garble(path: Path, index: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset + length // 2: offset + length // 2 + 8] = b"\xde\xad\xbe\xef" * 2
     path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def bucket(monkeypatch) -> str:
+    """A local S3-compatible server (moto) on 127.0.0.1 with one new bucket, reached through
+    the environment every S3 client reads; stopped when the test ends."""
+    pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"),
+                            ("AWS_ACCESS_KEY_ID", "testing"),
+                            ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(name, value)
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        name = f"dcign-test-{uuid.uuid4().hex[:8]}"  # moto's buckets outlive its servers
+        s3fs.S3FileSystem().mkdir(name)
+        yield f"s3://{name}"
+    finally:
+        server.stop()

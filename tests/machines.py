@@ -25,14 +25,16 @@ WITHOUT_AVX = {"GALLIUM_OVERRIDE_CPU_CAPS": "sse4.1"}
 # What a different rasteriser may change: a few pixels on triangle edges, never the picture.
 EDGE_PIXEL_FRACTION = 1e-3
 EDGE_MEAN_DIFFERENCE = 0.05  # gray levels, over all pixels
-STORE_ARRAYS = ("images", "factors", "identity", "complete")
 LABEL_ARRAYS = ("factors", "identity", "complete")
 
 
 def cpu_variants() -> dict[str, dict[str, str]]:
     """name → environment additions, one per BLAS kernel; the last also drops numpy's SIMD
     dispatch and BLAS threads."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:  # numpy 1.x (the floor) names its core numpy.core
+        from numpy.core._multiarray_umath import __cpu_dispatch__
 
     variants = {f"openblas-{k.lower()}": {"OPENBLAS_CORETYPE": k} for k in BLAS_KERNELS}
     variants["openblas-prescott"] |= {"NPY_DISABLE_CPU_FEATURES": " ".join(__cpu_dispatch__),
@@ -103,25 +105,6 @@ def scene_digests() -> dict[str, str]:
     return {"face_model": load_face_model(None).fingerprint(),
             "faces": scene_digest(faces, ("azimuth", "elevation", "light", "intrinsic")),
             "chairs": scene_digest(chairs, ("azimuth", "intrinsic"))}
-
-
-def store_digest(path, arrays: tuple[str, ...] = STORE_ARRAYS) -> str:
-    """A hash of what a reader sees in a store: its dcign attributes but the run history and
-    the schema version (how the bytes are laid out, not what they hold), and the named arrays
-    of every group (shape, dtype, values)."""
-    import zarr
-
-    root = zarr.open_group(str(path), mode="r")
-    attrs = {k: v for k, v in root.attrs["dcign"].items()
-             if k not in ("history", "schema_version")}
-    h = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
-    for split in sorted(root.group_keys()):
-        for factor in sorted(root[split].group_keys()):
-            for name in arrays:
-                array = np.asarray(root[f"{split}/{factor}/{name}"][:])
-                h.update(f"{split}/{factor}/{name}{array.shape}{array.dtype}".encode())
-                h.update(np.ascontiguousarray(array).tobytes())
-    return h.hexdigest()
 
 
 def store_images(path) -> dict[str, np.ndarray]:

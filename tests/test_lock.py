@@ -7,7 +7,6 @@ the only right answer. A writer that lost its lock finds out before its next wri
 from __future__ import annotations
 
 import json
-import logging
 import multiprocessing
 import os
 import socket
@@ -330,32 +329,6 @@ def test_a_writer_notices_a_lost_lock_from_its_heartbeat(tmp_path, monkeypatch):
 
 
 # -------------------------------------------------------------------------------- S3
-
-@pytest.fixture
-def bucket(monkeypatch):
-    """A local S3 server (moto) on 127.0.0.1 with one bucket."""
-    pytest.importorskip("s3fs")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for name, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"),
-                            ("AWS_ACCESS_KEY_ID", "testing"),
-                            ("AWS_SECRET_ACCESS_KEY", "testing"),
-                            ("AWS_DEFAULT_REGION", "us-east-1")):
-            monkeypatch.setenv(name, value)
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
-        name = f"dcign-lock-{uuid.uuid4().hex[:8]}"
-        s3fs.S3FileSystem().mkdir(name)
-        yield f"s3://{name}"
-    finally:
-        server.stop()
-
 
 def test_of_writers_starting_together_on_s3_exactly_one_holds_it(bucket):
     for group in range(5):  # 50 stores, ten at a time

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_one_line_error, invoke, read_group, tree_digest
-from machines import cpu_variants, run_cli, store_digest
+from conftest import assert_one_line_error, content_digest, invoke, read_group, tree_digest
+from machines import cpu_variants, run_cli
 
 from dcign.render.cli import main as render_main
 from dcign.render.generators.chairs import (
@@ -239,7 +239,7 @@ def test_a_mesh_folder_renders_the_same_bytes_on_another_cpu(tmp_path, mesh_fold
     there = run_cli("dcign.render.cli", [*args, "--out", tmp_path / "there.zarr"],
                     cpu_variants()["openblas-prescott"])
     assert there.returncode == 0, there.stdout + there.stderr
-    assert store_digest(tmp_path / "here.zarr") == store_digest(tmp_path / "there.zarr")
+    assert content_digest(tmp_path / "here.zarr") == content_digest(tmp_path / "there.zarr")
 
 
 def test_the_shapenet_layout_is_found(mesh_folder):

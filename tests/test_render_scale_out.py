@@ -5,12 +5,10 @@ and stops inside its test."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,33 +140,6 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
     result = render([*TINY, "--scheduler", "tcp://127.0.0.1:9", "--out", out])
     assert_one_line_error(result, "cannot reach the Dask scheduler at tcp://127.0.0.1:9")
     assert not out.exists()
-
-
-@pytest.fixture
-def bucket(monkeypatch):
-    """A local S3-compatible server (moto) with one bucket, reached through the environment
-    every S3 client reads."""
-    pytest.importorskip("s3fs")
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for name, value in (("AWS_ENDPOINT_URL", f"http://{host}:{port}"),
-                            ("AWS_ACCESS_KEY_ID", "testing"),
-                            ("AWS_SECRET_ACCESS_KEY", "testing"),
-                            ("AWS_DEFAULT_REGION", "us-east-1")):
-            monkeypatch.setenv(name, value)
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
-        name = f"dcign-test-{uuid.uuid4().hex[:8]}"  # moto's buckets outlive its servers
-        s3fs.S3FileSystem().mkdir(name)
-        yield f"s3://{name}"
-    finally:
-        server.stop()
 
 
 def test_a_store_written_to_a_bucket_holds_what_a_local_one_does(bucket, tiny_store):

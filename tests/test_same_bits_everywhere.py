@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, assert_one_line_error, garble, render, shard_file
+from conftest import TINY, assert_one_line_error, content_digest, garble, render, shard_file
 from machines import (
     EDGE_MEAN_DIFFERENCE,
     EDGE_PIXEL_FRACTION,
@@ -27,7 +27,6 @@ from machines import (
     run_cli,
     run_python,
     scene_digests,
-    store_digest,
     store_images,
 )
 
@@ -83,7 +82,7 @@ def test_the_face_model_and_every_scene_are_identical_on_another_cpu(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_faces_store_is_byte_identical_on_another_cpu(tmp_path, tiny_store, variant):
     render_faces(tmp_path / "faces.zarr", VARIANTS[variant])
-    assert store_digest(tmp_path / "faces.zarr") == store_digest(tiny_store)
+    assert content_digest(tmp_path / "faces.zarr") == content_digest(tiny_store)
 
 
 @pytest.mark.slow
@@ -98,7 +97,7 @@ def test_a_store_begun_on_one_cpu_is_extended_and_repaired_on_others_and_verifie
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     verified = run_cli("dcign.shared.store_cli", ["verify", out], first)
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert store_digest(out) == store_digest(tiny_store)
+    assert content_digest(out) == content_digest(tiny_store)
 
 
 @pytest.mark.slow
@@ -107,7 +106,8 @@ def test_llvmpipe_without_avx_moves_a_few_edge_pixels_and_nothing_else(tmp_path,
     the CPU, and without AVX (so without FMA) rounds some vertex positions otherwise."""
     out = tmp_path / "faces.zarr"
     render_faces(out, WITHOUT_AVX)
-    assert store_digest(out, LABEL_ARRAYS) == store_digest(tiny_store, LABEL_ARRAYS)
+    assert (content_digest(out, arrays=LABEL_ARRAYS)
+            == content_digest(tiny_store, arrays=LABEL_ARRAYS))
     fraction, mean = edge_pixel_differences(store_images(out), store_images(tiny_store))
     assert fraction <= EDGE_PIXEL_FRACTION and mean <= EDGE_MEAN_DIFFERENCE, (fraction, mean)
 

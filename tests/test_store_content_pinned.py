@@ -19,14 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from conftest import invoke
+from conftest import content_digest, invoke
 from machines import (
     EDGE_MEAN_DIFFERENCE,
     EDGE_PIXEL_FRACTION,
     LABEL_ARRAYS,
     edge_pixel_differences,
     scene_digests,
-    store_digest,
     store_images,
 )
 
@@ -58,7 +57,7 @@ def test_the_renderer_is_given_exactly_the_pinned_model_meshes_poses_and_lights(
 
 
 def test_a_tiny_faces_store_holds_exactly_the_pinned_attributes_and_labels(tiny_store):
-    assert store_digest(tiny_store, LABEL_ARRAYS) == FACES_LABELS
+    assert content_digest(tiny_store, arrays=LABEL_ARRAYS) == FACES_LABELS
 
 
 def test_a_tiny_faces_store_shows_the_pinned_images_up_to_a_few_edge_pixels(tiny_store):
@@ -69,7 +68,7 @@ def test_a_tiny_chairs_store_holds_the_pinned_labels_and_images(tmp_path):
     out = tmp_path / "chairs.zarr"
     result = invoke(render_main, [*TINY_CHAIRS, "--out", out])
     assert result.exit_code == 0, result.output
-    assert store_digest(out, LABEL_ARRAYS) == CHAIRS_LABELS
+    assert content_digest(out, arrays=LABEL_ARRAYS) == CHAIRS_LABELS
     assert_pinned_images(out, "chairs")
 
 
