@@ -311,8 +311,11 @@ class DiskLock:
 # ------------------------------------------------------------------------------------ S3
 
 def _precondition_failed(exc: BaseException) -> bool:
-    cause = exc.__cause__
-    response = getattr(cause, "response", None) or {}
+    """A conditional PUT refused (412). Recent s3fs raises FileExistsError for it; 2024.6
+    a plain OSError whose cause is botocore's error, so the code is read from that."""
+    if isinstance(exc, FileExistsError):
+        return True
+    response = getattr(exc.__cause__, "response", None) or {}
     return response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
 
 
@@ -333,15 +336,19 @@ class S3Lock:
         return response["ETag"]
 
     def create(self, mine: Mine) -> bool:
+        if not self._put_if_absent(mine):
+            return False
+        if self._put_if_absent(mine):  # the same create again must fail, or this server
+            self.guaranteed = False    # ignores the condition
+        return True
+
+    def _put_if_absent(self, mine: Mine) -> bool:
         try:
             mine.etag = self._put(mine.content, IfNoneMatch="*")
-        except FileExistsError:
-            return False
-        try:  # the same create again must fail, or this server ignores the condition
-            mine.etag = self._put(mine.content, IfNoneMatch="*")
-            self.guaranteed = False
-        except FileExistsError:
-            pass
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
         return True
 
     def read(self) -> Seen | None:
