@@ -25,8 +25,8 @@ from dcign.train.model import small
 
 TRAIN = ("--checkpoint-every", 1, "--log-every", 1, "--no-progress")
 # A process that imports torch and reads a checkpoint stays well under this; building the
-# 250,000-latent network a hostile checkpoint declared took 1.75 GB.
-READ_RSS_LIMIT_MB = 700
+# 250,000-latent network a hostile checkpoint declared took 1.8 GiB.
+READ_RSS_LIMIT_MIB = 700
 
 
 def train(*args):
@@ -155,8 +155,8 @@ MEASURED = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); "
             "sys.exit(os.waitstatus_to_exitcode(status))")
 
 
-def _peak_rss_mb(args: list[str], tmp_path: Path) -> tuple[int, str, int]:
-    """Run a command: its exit status, its output and its peak resident memory in MB."""
+def _peak_rss_mib(args: list[str], tmp_path: Path) -> tuple[int, str, int]:
+    """Run a command: its exit status, its output and its peak resident memory in MiB."""
     peak = tmp_path / "peak-kb"
     result = subprocess.run([sys.executable, "-c", MEASURED, str(peak), *args],
                             capture_output=True, text=True)
@@ -167,14 +167,14 @@ def test_a_checkpoint_claiming_250000_latents_is_refused_in_bounded_memory(train
                                                                            tmp_path):
     run = checkpoint_with(trained, tmp_path / "run", _set("arch.latent_size", 250_000))
     code = "import sys; from dcign.train.eval.cli import main; sys.exit(main())"
-    status, output, peak = _peak_rss_mb(
+    status, output, peak = _peak_rss_mib(
         [sys.executable, "-c", code, "--checkpoint", str(run), "--store", str(tiny_store)],
         tmp_path)
     assert status != 0
     assert output.strip().splitlines() == [
         f"Error: {run / 'checkpoint.pt'} does not hold a network this dcign can build: "
         f"arch.latent_size is 250000; a checkpoint may declare 1…4096"], output
-    assert peak < READ_RSS_LIMIT_MB, f"peak RSS {peak} MB"
+    assert peak < READ_RSS_LIMIT_MIB, f"peak RSS {peak} MiB"
 
 
 def test_a_checkpoint_from_before_latent_groups_mirror_odd_and_positional_noise_is_migrated(
