@@ -5,7 +5,7 @@ Zarr store, in six layers the folder listing shows, bottom to top:
     plans.py     which identity and factor values each image of a minibatch shows
     renderer/    GL platform, poses and lighting, the Renderer, pyrender's patches, shaders
     generators/  the datasets (faces, chairs, the Aubry import) behind one interface
-    writer.py    runs any generator into a store: workers, resume, history, progress
+    writer/      runs any generator into a store: shard tasks, workers, resume, history
     cli.py       `dcign-render`
 
 A module imports only its own layer and those below (tests/test_module_graph.py checks it).
