@@ -13,6 +13,7 @@ import torch
 import torch.serialization
 
 import dcign.train.loop as loop
+import dcign.train.objective as objective
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.clamping import active_mask, clamp
 from dcign.train.cli import main as train_main
@@ -20,7 +21,8 @@ from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset
 from dcign.train.device import execution_for
 from dcign.train.eval.trained import load_trained
-from dcign.train.loop import build_run, train
+from dcign.train.loop import build_run, train, train_step
+from dcign.train.model import DCIGN
 from dcign.train.modes import minibatch_pairs
 from dcign.train.objective import minibatch_noise
 from dcign.train.synthetic import write_blob_store
@@ -125,17 +127,41 @@ def test_compiled_bf16_channels_last_training_resumes_exactly(blobs, tmp_path):
         assert torch.equal(tensor, halves["model"][name]), name
 
 
-def test_the_cli_trains_with_every_gpu_path_switched_on(blobs, tmp_path):
+def record_execution(monkeypatch) -> dict:
+    """What the run really did: its loader's workers and pinning, and on the first forward
+    pass the autocast dtype, the dtype of μ and the layout of a convolution's weights."""
+    seen, real_loader, real_encode = {}, loop.make_loader, DCIGN.encode
+
+    def make_loader(*args, **kwargs):
+        loader = real_loader(*args, **kwargs)
+        seen["loader"] = (loader.num_workers, loader.pin_memory)
+        return loader
+
+    def encode(self, x):
+        mu, logvar = real_encode(self, x)
+        weight = self.encoder[3].weight  # 16 input channels: its two layouts differ
+        seen.setdefault("forward", (
+            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None,
+            mu.dtype, weight.is_contiguous(memory_format=torch.channels_last)
+            and not weight.is_contiguous()))
+        return mu, logvar
+
+    monkeypatch.setattr(loop, "make_loader", make_loader)
+    monkeypatch.setattr(DCIGN, "encode", encode)
+    return seen
+
+
+def test_the_cli_trains_with_every_gpu_path_switched_on(blobs, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
+    seen = record_execution(monkeypatch)
     args = ["--store", blobs, "--out", tmp_path, "--steps", "3", "--log-every", "1",
             "--precision", "bf16", "--channels-last", "--workers", "2", "--pin-memory",
             "--no-progress"]
     result = CliRunner().invoke(train_main, args)
     assert result.exit_code == 0, result.output
-    start = read_checkpoint(tmp_path / "checkpoint.pt")["config"]
-    assert (start["precision"], start["channels_last"], start["workers"],
-            start["pin_memory"]) == ("bf16", True, 2, True)
+    assert seen["loader"] == (2, True)
+    assert seen["forward"] == (torch.bfloat16, torch.bfloat16, True)
 
 
 def _as_if_written_on_cuda(path):
@@ -160,9 +186,8 @@ def test_a_checkpoint_written_on_cuda_resumes_and_evaluates_on_the_cpu(blobs, tm
     train(config(blobs, tmp_path / "moved"), resume=True)
     straight = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")
     moved = read_checkpoint(tmp_path / "moved" / "checkpoint.pt")
-    for name, tensor in straight["model"].items():
+    for name, tensor in straight["model"].items():  # no state only one device kind reads
         assert torch.equal(tensor, moved["model"][name]), name
-    assert "noise" not in moved["rng"]  # no generator state that only one device kind reads
 
 
 def test_reparameterisation_noise_depends_only_on_seed_step_and_minibatch():
@@ -170,4 +195,16 @@ def test_reparameterisation_noise_depends_only_on_seed_step_and_minibatch():
     assert torch.equal(a, minibatch_noise(3, 10, 1, (4, 5)))
     for other in ((4, 10, 1), (3, 11, 1), (3, 10, 0)):
         assert not torch.equal(a, minibatch_noise(*other, (4, 5)))
-    assert loop.minibatch_noise is minibatch_noise
+
+
+def test_a_training_step_samples_with_the_noise_of_its_seed_step_and_minibatch(
+        blobs, tmp_path, monkeypatch):
+    run = build_run(config(blobs, tmp_path, seed=3, minibatches_per_step=2))
+    run.step = 5
+    seen, real = [], objective.sample_latents
+    monkeypatch.setattr(objective, "sample_latents",
+                        lambda mu, logvar, eps: seen.append(eps) or real(mu, logvar, eps))
+    step = StepDataset(run.data, 3, 2)[5]
+    train_step(run, step)
+    assert [torch.equal(eps, minibatch_noise(3, 5, place, (20, 200)))
+            for eps, place in zip(seen, step.places.tolist(), strict=True)] == [True, True]
