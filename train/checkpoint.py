@@ -24,8 +24,8 @@ dropped. Other versions are refused in one line.
 
 Reading is bounded by the file and the limits below: `torch.load(weights_only=True)` runs no
 code from the file, and the declared architecture is checked against the limits and then
-built and run on the meta device (no memory) to learn the shapes its weights must have,
-before a network is allocated. Every failure is one line naming the field.
+built on the meta device (no memory) to learn the shapes its weights must have, before a
+network is allocated. Every failure is one line naming the field.
 
 Writing is atomic and durable: a temporary file, fsynced, renamed over the old checkpoint,
 then the directory fsynced; a reader sees the old checkpoint or the new, never half of one,
@@ -65,16 +65,16 @@ CHECKPOINT_FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 CHECKPOINT_NAME = "checkpoint.pt"
 
 # What a checkpoint may declare: well above any network dcign builds (paper150 is 150×150,
-# 200 latents, 96 channels, 4.1 M parameters and 11.6 M activations an image with
-# --mirror-odd; small at 256×256 is 20 M parameters), well below what would exhaust a
-# machine's memory before a line of error (250,000 latents asked for 1.75 GB).
+# 200 latents, 96 channels, 4.1 M parameters and 3.1 M convolution outputs an image; small at
+# 256×256 is 20 M parameters), well below what would exhaust a machine's memory before a line
+# of error (250,000 latents asked for 1.8 GiB).
 MAX_IMAGE_SIZE = 1024
 MAX_LATENTS = 4096
 MAX_CHANNELS = 1024
 MAX_LAYERS = 8
 MAX_KERNEL = 31
 MAX_PARAMETERS = 64_000_000  # 256 MB of fp32 weights
-MAX_ACTIVATIONS = 32_000_000  # values a forward pass holds per image: 128 MB of fp32
+MAX_ACTIVATIONS = 32_000_000  # convolution outputs an image: 128 MB of fp32
 # The per-parameter state each optimiser keeps (train/loop.py's make_optimizer builds them).
 OPTIMIZER_STATE = {"adam": frozenset({"step", "exp_avg", "exp_avg_sq"}),
                    "rmsprop": frozenset({"step", "square_avg"})}
@@ -267,22 +267,17 @@ def _architecture(d: Any) -> Architecture:
 
 
 def _shapes(arch: Architecture) -> dict[str, torch.Size]:
-    """The weights' shapes the architecture implies, learnt by building it and running one
-    image through it on the meta device (no memory); refuses one too big or that cannot run."""
-    activations: list[int] = []
+    """The weights' shapes the architecture implies, learnt by building it on the meta device
+    (no memory); refuses one that cannot be built or is too big to allocate or run."""
     try:
         with torch.device("meta"):
             net = DCIGN(arch)
-            for m in net.modules():
-                if next(m.children(), None) is None:  # each layer once, not its containers
-                    m.register_forward_hook(lambda _m, _i, out: activations.append(out.numel()))
-            net.decode(net.encode(torch.empty(1, 1, arch.image_size, arch.image_size))[0])
     except DcignError as exc:
         raise _Invalid("arch", f"describes no network dcign builds ({exc})") from None
-    except (RuntimeError, ValueError) as exc:  # e.g. a kernel larger than its input
+    except (RuntimeError, ValueError) as exc:
         raise _Invalid("arch", f"describes no network that runs ({_reason(exc)})") from None
     _within("arch (parameters)", sum(p.numel() for p in net.parameters()), 1, MAX_PARAMETERS)
-    _within("arch (activations an image)", sum(activations), 1, MAX_ACTIVATIONS)
+    _within("arch (activations an image)", net.feature_values, 1, MAX_ACTIVATIONS)
     return {name: t.shape for name, t in net.state_dict().items()}
 
 
@@ -313,7 +308,7 @@ def _optimizer(d: Any, kind: str, shapes: list[torch.Size]) -> dict:
                        f"weights once each")
     for g in groups:
         for key, value in g.items():
-            _typed(value, bool | int | float | str | None | tuple[float, ...],
+            _typed(value, bool | int | float | None | tuple[float, ...],
                    f"optimizer.param_groups.{key}")
     state = _typed(_key(d, "state", "optimizer"), dict[int, dict], "optimizer.state")
     for i, entry in state.items():

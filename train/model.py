@@ -99,11 +99,16 @@ class DCIGN(nn.Module):
         super().__init__()
         self.arch = arch
         a = arch
+        # Values of every convolution's output for one image, most of what a forward pass
+        # holds: train/checkpoint.py bounds it for an architecture a file declares.
+        self.feature_values = 0
         layers, c_in, size = [], 1, a.image_size
-        for c in a.enc_channels:
+        for i, c in enumerate(a.enc_channels):
             layers += [nn.Conv2d(c_in, c, a.enc_kernel, padding=a.enc_padding),
                        nn.MaxPool2d(2), nn.ReLU()]
-            c_in, size = c, (size + 2 * a.enc_padding - a.enc_kernel + 1) // 2
+            conv = self._pixels(size + 2 * a.enc_padding - a.enc_kernel + 1, f"encoder {i}")
+            self.feature_values += c * conv * conv
+            c_in, size = c, self._pixels(conv // 2, f"encoder {i}'s pooling")
         self.encoder = nn.Sequential(*layers, nn.Flatten())
         flat = c_in * size * size
         self.to_mu = nn.Linear(flat, a.latent_size)
@@ -118,17 +123,28 @@ class DCIGN(nn.Module):
                        nn.Conv2d(c_in, c, a.dec_kernel, padding=a.dec_padding)]
             if i < len(a.dec_channels) - 1:
                 layers.append(nn.ReLU())
-            c_in, out = c, 2 * out + 2 * a.dec_padding - a.dec_kernel + 1
+            out = self._pixels(2 * out + 2 * a.dec_padding - a.dec_kernel + 1, f"decoder {i}")
+            c_in, self.feature_values = c, self.feature_values + c * out * out
         self.decoder = nn.Sequential(*layers)
         if out != a.image_size or a.dec_channels[-1] != 1:
             raise DcignError(f"architecture {a.name} decodes {out}×{out}, not {a.image_size}")
         for m in self.modules():
-            if isinstance(m, nn.Linear):  # as released: N(0, 0.01) linear weights
+            # as released: N(0, 0.01) linear weights (not on the meta device, where
+            # train/checkpoint.py learns shapes: there normal_ costs a 1 s import of dynamo)
+            if isinstance(m, nn.Linear) and not m.weight.is_meta:
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
         odd = torch.zeros(a.latent_size, dtype=torch.bool)
         odd[list(a.mirror_odd)] = True
         self.register_buffer("odd", odd, persistent=False)
+
+    def _pixels(self, size: int, layer: str) -> int:
+        """A feature map's side; one line where a layer would have none (a kernel larger than
+        its input), which would otherwise fail only when the network first runs."""
+        if size < 1:
+            raise DcignError(f"architecture {self.arch.name} leaves {layer} no pixels of a "
+                             f"{self.arch.image_size}×{self.arch.image_size} image")
+        return size
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (N, 1, H, W) in [0, 1] → μ, log σ² (N, latent_size)."""
