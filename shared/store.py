@@ -35,7 +35,9 @@ a change to one side would hide its consequence on the other.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,8 +50,8 @@ from zarr.abc.store import SuffixByteRequest
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
 
-from .errors import DamagedMinibatch, StoreError
-from .factors import Factor, continuous_factors
+from .errors import DamagedMinibatch, StoreError, StoreReadError
+from .factors import LATENT_SIZE, Factor, continuous_factors
 from .location import Location, locate
 
 SCHEMA_VERSION = 2
@@ -147,19 +149,22 @@ def read_attrs(location: Location) -> dict:
     try:
         group = zarr.open_group(location.url, mode="r")
         attrs = group.attrs.asdict()
-    except Exception as exc:  # zarr raises several types for unreadable metadata
+    except OSError as exc:  # the storage did not answer: not a verdict on the store
+        raise StoreReadError(location.url, "the store's metadata (zarr.json)", exc) from None
+    except Exception as exc:  # noqa: BLE001 - zarr raises several types for bad metadata
         raise StoreError(f"{location.url} is not a readable Zarr store ({type(exc).__name__})"
-                         ) from exc
+                         ) from None
     if ATTRS_KEY not in attrs:
         raise StoreError(f"{location.url} is a Zarr store but not a dcign dataset")
+    if not isinstance(attrs[ATTRS_KEY], dict):
+        raise _bad(location.url, ATTRS_KEY, f"{_shown(attrs[ATTRS_KEY])} is not a mapping")
     return attrs[ATTRS_KEY]
 
 
 def spec_from_attrs(attrs: dict, url: str) -> StoreSpec:
-    try:
-        return StoreSpec.from_attrs(attrs)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{url} has damaged dcign attributes ({exc})") from exc
+    """The spec the attributes state, once `validate_attrs` has checked every field."""
+    validate_attrs(attrs, url)
+    return StoreSpec.from_attrs(attrs)
 
 
 def read_spec(path: str | Path) -> StoreSpec:
@@ -167,15 +172,211 @@ def read_spec(path: str | Path) -> StoreSpec:
     location = locate(path)
     attrs = read_attrs(location)
     version = attrs.get("schema_version")
-    if version == 1:
+    if version == 1 and not isinstance(version, bool):
         raise StoreError(
             f"{location.url} has store schema 1 (a file per minibatch, no checksums); this "
             f"dcign reads schema {SCHEMA_VERSION}: convert it with `dcign-store migrate "
             f"{location.url} NEW` or render it again with --overwrite")
-    if version != SCHEMA_VERSION:
-        raise StoreError(f"{location.url} has store schema {version!r}; this dcign reads "
-                         f"schema {SCHEMA_VERSION}")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise StoreError(f"{location.url} has store schema {_shown(version)} (attribute "
+                         f"schema_version); this dcign reads schema {SCHEMA_VERSION}")
     return spec_from_attrs(attrs, location.url)
+
+
+# ----------------------------------------------------------------------------- validation
+#
+# A store is checked against this schema when it is opened, before anything is allocated or
+# indexed from what it states: its attributes field by field, then every group's arrays
+# (dtype, shape, chunk and shard shape) against what the attributes imply. A store that
+# breaks a rule is refused in one line naming the field. The limits are far above any store
+# dcign makes (the paper's faces: 150x150, minibatches of 20, 3,000 a group) and low enough
+# that one minibatch, one shard and one group's markers fit in memory.
+
+MAX_IMAGE_SIZE = 4096
+MAX_BATCH_SIZE = 10_000
+MAX_MINIBATCH_BYTES = 2**30  # one minibatch's raw images
+MAX_MINIBATCHES = 10_000_000  # in one group: its markers are 10 MB
+MAX_FACTORS = 64
+MAX_SEED = 2**64 - 1
+FACTOR_FIELDS = ("name", "unit", "low", "high", "latents", "column", "description")
+REQUIRED_ATTRS = ("schema_version", "dataset", "image_size", "batch_size", "factors",
+                  "generator", "model")
+# a factor's name is a group's name in the store's paths: no separators, no dots
+_FACTOR_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DTYPES = {"images": np.dtype("uint8"), "factors": np.dtype("float32"),
+          "identity": np.dtype("int64"), "complete": np.dtype("bool")}
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _bad(url: str, field: str, problem: str) -> StoreError:
+    return StoreError(f"{url}: bad store attribute {field}: {problem}")
+
+
+def _int(value: object, url: str, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(url, field, f"{_shown(value)} is not an integer")
+    if not low <= value <= high:
+        raise _bad(url, field, f"{_shown(value)} is outside [{low}, {high}]")
+    return value
+
+
+def _number(value: object, url: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(url, field, f"{_shown(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    if not math.isfinite(number):
+        raise _bad(url, field, f"{_shown(value)} is not a finite number")
+    return number
+
+
+def _text(value: object, url: str, field: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(url, field, f"{_shown(value)} is not a string")
+    return value
+
+
+def _mapping(value: object, url: str, field: str, required: Sequence[str] = ()) -> dict:
+    if not isinstance(value, dict):
+        raise _bad(url, field, f"{_shown(value)} is not a mapping")
+    for key in required:
+        if key not in value:
+            raise _bad(url, f"{field}.{key}" if field != ATTRS_KEY else key, "missing")
+    return value
+
+
+def validate_attrs(attrs: object, url: str) -> None:
+    """Check every field of a store's dcign attributes against the schema (types, ranges,
+    what they imply together); raise StoreError naming the first bad field."""
+    attrs = _mapping(attrs, url, ATTRS_KEY, REQUIRED_ATTRS)
+    _int(attrs["schema_version"], url, "schema_version", 1, 1_000_000)
+    if not _text(attrs["dataset"], url, "dataset"):
+        raise _bad(url, "dataset", "empty")
+    h = _int(attrs["image_size"], url, "image_size", 1, MAX_IMAGE_SIZE)
+    b = _int(attrs["batch_size"], url, "batch_size", 1, MAX_BATCH_SIZE)
+    if b * h * h > MAX_MINIBATCH_BYTES:
+        raise _bad(url, "batch_size", f"{b} images of {h}x{h} make a minibatch of "
+                                      f"{b * h * h} bytes, over {MAX_MINIBATCH_BYTES}")
+    _validate_factors(attrs["factors"], url)
+    generator = _mapping(attrs["generator"], url, "generator", ("name", "version", "seed"))
+    if not _text(generator["name"], url, "generator.name"):
+        raise _bad(url, "generator.name", "empty")
+    _int(generator["version"], url, "generator.version", 0, 1_000_000)
+    _int(generator["seed"], url, "generator.seed", 0, MAX_SEED)
+    model = _mapping(attrs["model"], url, "model", ("name", "fingerprint"))
+    _text(model["name"], url, "model.name")
+    _text(model["fingerprint"], url, "model.fingerprint")
+    history = attrs.get("history", [])
+    if not isinstance(history, list):
+        raise _bad(url, "history", f"{_shown(history)} is not a list")
+    for i, entry in enumerate(history):
+        _mapping(entry, url, f"history[{i}]")
+
+
+def _validate_factors(factors: object, url: str) -> None:
+    if not isinstance(factors, list):
+        raise _bad(url, "factors", f"{_shown(factors)} is not a list")
+    if not 1 <= len(factors) <= MAX_FACTORS:
+        raise _bad(url, "factors", f"{len(factors)} factors, not 1 to {MAX_FACTORS}")
+    names, columns, intrinsic = set(), [], []
+    for i, factor in enumerate(factors):
+        at = f"factors[{i}]"
+        factor = _mapping(factor, url, at, FACTOR_FIELDS)
+        unknown = sorted(set(factor) - set(FACTOR_FIELDS))
+        if unknown:
+            raise _bad(url, f"{at}.{unknown[0]}", "not a field of a factor")
+        name = _text(factor["name"], url, f"{at}.name")
+        if not _FACTOR_NAME.fullmatch(name):
+            raise _bad(url, f"{at}.name", f"{_shown(name)} is not a factor name (1 to 64 "
+                                          "letters, digits, _ or -)")
+        if name in names:
+            raise _bad(url, f"{at}.name", f"{name!r} names two factors")
+        names.add(name)
+        _text(factor["unit"], url, f"{at}.unit")
+        _text(factor["description"], url, f"{at}.description")
+        if factor["column"] is None:  # the identity: it has no range and no column
+            intrinsic.append(name)
+            for key in ("low", "high"):
+                if factor[key] is not None:
+                    raise _bad(url, f"{at}.{key}", f"{_shown(factor[key])} for the intrinsic "
+                                                   "factor (column null), which has no range")
+        else:
+            columns.append(_int(factor["column"], url, f"{at}.column", 0, MAX_FACTORS - 1))
+            low = _number(factor["low"], url, f"{at}.low")
+            if _number(factor["high"], url, f"{at}.high") < low:
+                raise _bad(url, f"{at}.high", f"{factor['high']!r} is below low {low:g}")
+        latents = factor["latents"]
+        if not isinstance(latents, list) or len(latents) != 2:
+            raise _bad(url, f"{at}.latents", f"{_shown(latents)} is not a pair [start, stop]")
+        start = _int(latents[0], url, f"{at}.latents[0]", 0, LATENT_SIZE - 1)
+        if latents[1] is not None:
+            _int(latents[1], url, f"{at}.latents[1]", start, LATENT_SIZE)
+    if len(intrinsic) > 1:
+        raise _bad(url, "factors", f"{len(intrinsic)} intrinsic factors (column null: "
+                                   f"{', '.join(intrinsic)}); the identity is one")
+    if sorted(columns) != list(range(len(columns))):
+        raise _bad(url, "factors", f"columns {sorted(columns)}: the {len(columns)} factors "
+                                   f"with values take columns 0..{len(columns) - 1}, one each")
+
+
+def array_tails(spec: StoreSpec) -> dict[str, tuple[int, ...]]:
+    """Each array's shape after its minibatch axis, as the spec implies it."""
+    b, h = spec.batch_size, spec.image_size
+    return {"images": (b, h, h), "factors": (b, spec.n_columns), "identity": (b,),
+            "complete": ()}
+
+
+def _check_array(array: object, name: str, spec: StoreSpec, url: str, where: str) -> int:
+    """Check one array's metadata (read through zarr's own API) against what the spec
+    implies; its shard size S."""
+    at = f"{where}/{name}"
+    if not isinstance(array, zarr.Array):
+        raise StoreError(f"{url}: {at} is not an array")
+    tail = array_tails(spec)[name]
+    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
+    implied = f"(n, {', '.join(map(str, tail))})" if tail else "(n,)"
+    if len(shape) != 1 + len(tail) or shape[1:] != tail:
+        raise StoreError(f"{url}: array {at} has shape {_shown(shape)} where the store's "
+                         f"attributes imply {implied}")
+    if not 0 <= shape[0] <= MAX_MINIBATCHES:
+        raise StoreError(f"{url}: array {at} claims {shape[0]} minibatches, over "
+                         f"{MAX_MINIBATCHES}")
+    if dtype != DTYPES[name]:
+        raise StoreError(f"{url}: array {at} has dtype {dtype}, not {DTYPES[name]}")
+    if array.shards is None:
+        raise StoreError(f"{url}: array {at} is not sharded (schema {SCHEMA_VERSION} shards "
+                         "every array)")
+    chunks, shards = tuple(array.chunks), tuple(array.shards)
+    if chunks != (1, *tail):
+        raise StoreError(f"{url}: array {at} has chunks {_shown(chunks)}, not one minibatch "
+                         f"{(1, *tail)}")
+    most = shard_minibatches(spec.batch_size, spec.image_size)
+    if shards[1:] != tail or not 1 <= shards[0] <= most:
+        raise StoreError(f"{url}: array {at} has shards {_shown(shards)}, not 1 to {most} "
+                         f"minibatches {implied.replace('n', 'S', 1)}")
+    return shards[0]
+
+
+def check_group(arrays: MinibatchArrays, spec: StoreSpec, url: str, where: str) -> None:
+    """Check a group's four arrays against the spec and against each other: one shard size,
+    and room in the data arrays for every marker (the markers grow last)."""
+    per_shard = {name: _check_array(getattr(arrays, name), name, spec, url, where)
+                 for name in ARRAYS}
+    if len(set(per_shard.values())) != 1:
+        raise StoreError(f"{url}: {where} has arrays of different shard sizes "
+                         f"({', '.join(f'{k} {v}' for k, v in per_shard.items())})")
+    n = len(arrays)
+    for name in ARRAYS[:3]:
+        if getattr(arrays, name).shape[0] < n:
+            raise StoreError(f"{url}: array {where}/{name} holds "
+                             f"{getattr(arrays, name).shape[0]} minibatches, fewer than the "
+                             f"{n} markers of {where}/complete")
 
 
 # ----------------------------------------------------------------------------- one group
@@ -188,6 +389,8 @@ class MinibatchArrays:
     factors: zarr.Array
     identity: zarr.Array
     complete: zarr.Array
+    url: str = ""  # the store and group, to name them in errors
+    where: str = ""
 
     def __len__(self) -> int:
         return self.complete.shape[0]
@@ -197,38 +400,104 @@ class MinibatchArrays:
         """S: minibatches in each shard of this group."""
         return self.complete.shards[0] if self.complete.shards else 1
 
-    def shard_ranges(self, n: int | None = None) -> list[range]:
-        """The minibatch ranges of this group's shards (of its first n minibatches)."""
+    def shard_ranges(self, n: int | None = None) -> Sequence[range]:
+        """The minibatch ranges of this group's shards (of its first n minibatches), made as
+        they are iterated: a group of a million one-minibatch shards costs no list."""
         n, s = len(self) if n is None else n, self.per_shard
-        return [range(start, min(start + s, n)) for start in range(0, n, s)]
+        return _ShardRanges(n, s)
+
+    def shard_range(self, shard: int) -> range:
+        s = self.per_shard
+        return range(shard * s, min(shard * s + s, len(self)))
+
+    def present_shards(self, name: str = "complete") -> list[int]:
+        """The shards of one array whose files exist, by index along the minibatch axis.
+
+        Found from a listing of the array's keys (so the cost is that of the files there,
+        not of the shape the metadata claims), each key kept only if zarr's own chunk-key
+        encoder gives it back for that index: anything else there, such as a `*.partial`
+        file a killed write left, is not a shard. (zarr 3.1's decode_chunk_key cannot read
+        its own "c/0/0" keys, so the index is read off the key and checked by encoding.)"""
+        array = getattr(self, name)
+        path = array.store_path.path
+        prefix = f"{path}/" if path else ""
+        zeros = (0,) * (array.ndim - 1)
+        encode = array.metadata.encode_chunk_key
+        # where the index sits in a key: where the keys of shards 0 and 1 differ
+        first, second = encode((0, *zeros)), encode((1, *zeros))
+        at = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+        head, tail = first[:at], first[at + 1:]
+
+        store = array.store_path.store
+        while isinstance(store, WrapperStore):
+            store = store._store
+        if hasattr(store, "fs"):  # an object store's listings are cached, and another
+            store.fs.invalidate_cache()  # process (a worker) may have written since
+
+        async def listing() -> list[str]:
+            return [key async for key in array.store_path.store.list_prefix(prefix)]
+
+        try:
+            keys = sync(listing())
+        except OSError as exc:
+            raise StoreReadError(self.url, f"the file list of {self.where}/{name}", exc
+                                 ) from None
+        count = -(-len(self) // self.per_shard) if len(self) else 0
+        found = set()
+        for key in keys:
+            key = key[len(prefix):] if key.startswith(prefix) else key
+            if not (key.startswith(head) and key.endswith(tail)):
+                continue
+            middle = key[len(head):len(key) - len(tail)]
+            if middle.isascii() and middle.isdigit() and int(middle) < count and encode(
+                    (int(middle), *zeros)) == key:
+                found.add(int(middle))
+        return sorted(found)
+
+    def marker_shards(self) -> Iterator[tuple[range, np.ndarray | None]]:
+        """Each shard of completeness markers whose file exists, in order, with its markers,
+        or None where they cannot be decoded (damage). One shard in memory at a time. A read
+        the storage does not answer is a StoreReadError, not damage."""
+        for shard in map(self.shard_range, self.present_shards("complete")):
+            try:
+                yield shard, np.asarray(self.complete[shard.start:shard.stop], dtype=bool)
+            except OSError as exc:
+                raise StoreReadError(self.url, f"the markers of {self.where}", exc) from None
+            except Exception:  # noqa: BLE001 - zarr's codecs raise several types for damage
+                yield shard, None
 
     def completed(self) -> np.ndarray:
         """bool (n,): each minibatch's completeness marker. A shard whose markers cannot be
-        read counts as incomplete (its minibatches are redone), as after a crash."""
+        decoded counts as incomplete (its minibatches are redone), as after a crash."""
         done = np.zeros(len(self), dtype=bool)
-        for shard in self.shard_ranges():
-            try:
-                done[shard.start:shard.stop] = self.complete[shard.start:shard.stop]
-            except Exception:  # noqa: BLE001 - any undecodable shard: not known to be complete
-                continue
+        for shard, markers in self.marker_shards():
+            if markers is not None:
+                done[shard.start:shard.stop] = markers
         return done
+
+    def complete_indices(self) -> np.ndarray:
+        """The complete minibatches, ascending, gathered a shard at a time (the memory is
+        that of the complete minibatches, not of the group's claimed length)."""
+        found = [shard.start + np.flatnonzero(markers)
+                 for shard, markers in self.marker_shards() if markers is not None]
+        return np.concatenate(found) if found else np.empty(0, np.int64)
+
+    def count_complete(self) -> int:
+        return sum(int(markers.sum()) for _, markers in self.marker_shards()
+                   if markers is not None)
 
     def is_complete(self, k: int) -> bool:
         """Minibatch k's marker alone (an undecodable marker shard: not complete)."""
         try:
             return bool(self.complete[k])
-        except Exception:  # noqa: BLE001 - what zarr raises differs by codec
+        except OSError as exc:
+            raise StoreReadError(self.url, f"the markers of {self.where}", exc) from None
+        except Exception:  # noqa: BLE001 - what zarr raises for damage differs by codec
             return False
 
     def unreadable_marker_shards(self) -> list[range]:
         """Shards whose completeness markers cannot be decoded."""
-        bad = []
-        for shard in self.shard_ranges():
-            try:
-                self.complete[shard.start:shard.stop]
-            except Exception:  # noqa: BLE001 - what zarr raises differs by codec
-                bad.append(shard)
-        return bad
+        return [shard for shard, markers in self.marker_shards() if markers is None]
 
     def write_block(self, start: int, images: np.ndarray, values: np.ndarray,
                     identity: np.ndarray) -> None:
@@ -253,9 +522,33 @@ class MinibatchArrays:
         self.write_block(k, images[None], values[None], identity[None])
 
 
+class _ShardRanges(Sequence):
+    """range(0, n) cut into shards of s, as a lazy sequence of ranges."""
+
+    def __init__(self, n: int, s: int) -> None:
+        self.n, self.s = n, s
+
+    def __len__(self) -> int:
+        return -(-self.n // self.s)
+
+    def __getitem__(self, i):  # noqa: ANN001 - int or slice, as a list takes
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return range(i * self.s, min(i * self.s + self.s, self.n))
+
+
 def _erase_shard(array: zarr.Array, shard: int) -> None:
     key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
     sync((array.store_path / key).delete())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:80] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _damage_kind(exc: Exception) -> str:
@@ -325,6 +618,8 @@ class Store:
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
     _loop_pid: int = field(default=-1, repr=False, compare=False)
+    # groups a writer stopped while creating (no markers array yet): not listed
+    _unfinished: set = field(default_factory=set, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         # a loop cannot cross processes, and each process opens its own arrays
@@ -347,7 +642,7 @@ class Store:
                 continue
             present = set(self.root[name].group_keys())
             for f in self.spec.factors:
-                if f.name in present:
+                if f.name in present and (name, f.name) not in self._unfinished:
                     yield name, f.name
 
     def factors_present(self, split: str) -> list[str]:
@@ -355,19 +650,95 @@ class Store:
         return [f for _, f in self.groups(split) if self.complete(split, f).size]
 
     def arrays(self, split: str, factor: str) -> MinibatchArrays:
-        """The group's arrays, opened once per process (opening reads their metadata)."""
-        key = (split, factor)
+        """The group's arrays, opened once per process (opening reads their metadata) and
+        checked against the spec before anything is read from them."""
+        key, where = (split, factor), f"{split}/{factor}"
         if key not in self._arrays:
             try:
-                g = self.root[f"{split}/{factor}"]
-                self._arrays[key] = MinibatchArrays(*(g[name] for name in ARRAYS))
-            except KeyError as exc:
-                raise StoreError(f"{self.path} has no {split}/{factor} minibatches") from exc
+                g = self.root[where]
+            except KeyError:
+                raise StoreError(f"{self.path} has no {where} minibatches") from None
+            except OSError as exc:
+                raise StoreReadError(self.path, f"the metadata of {where}", exc) from None
+            if not isinstance(g, zarr.Group):
+                raise StoreError(f"{self.path}: {where} is not a group of arrays")
+            found = {}
+            for name in ARRAYS:
+                try:
+                    found[name] = g[name]
+                except KeyError as exc:
+                    if self._has_metadata(f"{where}/{name}"):  # there, but zarr cannot parse it
+                        raise StoreError(f"{self.path}: array {where}/{name} has unreadable "
+                                         f"metadata (KeyError: {exc})") from None
+                    raise StoreError(f"{self.path}: array {where}/{name} is missing") from None
+                except OSError as exc:
+                    raise StoreReadError(self.path, f"the metadata of {where}/{name}", exc
+                                         ) from None
+                except Exception as exc:  # noqa: BLE001 - zarr's types for bad metadata vary
+                    raise StoreError(f"{self.path}: array {where}/{name} has unreadable "
+                                     f"metadata ({_first_line(exc)})") from None
+            arrays = MinibatchArrays(**found, url=self.path, where=where)
+            check_group(arrays, self.spec, self.path, where)
+            self._arrays[key] = arrays
         return self._arrays[key]
+
+    def validate(self) -> None:
+        """Check the layout against the spec: each split a group, each factor's node a group
+        whose arrays are as `check_group` wants them. A group whose markers array is not there
+        yet (a writer stopped while creating it: the markers come last) is left for the
+        writer to make. Each node is looked up by name, so a bad one is named."""
+        for split in SPLITS:
+            node = self._node(split)
+            if node is None:
+                continue
+            if not isinstance(node, zarr.Group):
+                raise StoreError(f"{self.path}: {split} is not a group")
+            for factor in self.spec.factors:
+                where = f"{split}/{factor.name}"
+                group = self._node(where)
+                if group is None:
+                    continue
+                if not isinstance(group, zarr.Group):
+                    raise StoreError(f"{self.path}: {where} is not a group of arrays")
+                if self._node(f"{where}/complete") is not None:
+                    self.arrays(split, factor.name)
+                else:
+                    self._unfinished.add((split, factor.name))
+            try:  # what groups() lists: a node zarr cannot parse would fail every reader
+                list(node.group_keys())
+            except OSError as exc:
+                raise StoreReadError(self.path, f"the metadata under {split}", exc) from None
+            except Exception as exc:  # noqa: BLE001 - zarr's types for bad metadata vary
+                raise StoreError(f"{self.path}: a node under {split} has unreadable metadata "
+                                 f"({type(exc).__name__})") from None
+
+    def _node(self, where: str) -> zarr.Group | zarr.Array | None:
+        """The node at `where`, None if there is none; one line if its metadata is bad."""
+        try:
+            return self.root[where]
+        except KeyError as exc:
+            if self._has_metadata(where):  # there, but zarr cannot parse it
+                raise StoreError(f"{self.path}: {where} has unreadable metadata (KeyError: "
+                                 f"{exc})") from None
+            return None
+        except OSError as exc:
+            raise StoreReadError(self.path, f"the metadata of {where}", exc) from None
+        except Exception as exc:  # noqa: BLE001 - zarr's types for bad metadata vary
+            raise StoreError(f"{self.path}: {where} has unreadable metadata "
+                             f"({_first_line(exc)})") from None
+
+    def _has_metadata(self, where: str) -> bool:
+        """Whether a node's zarr.json is there (zarr says KeyError both for a node that is
+        absent and for metadata missing a key)."""
+        key = "/".join(p for p in (self.root.store_path.path, where, "zarr.json") if p)
+        try:
+            return bool(sync(self.root.store.exists(key)))
+        except OSError as exc:
+            raise StoreReadError(self.path, f"the metadata of {where}", exc) from None
 
     def complete(self, split: str, factor: str) -> np.ndarray:
         """Indices of the complete minibatches of (split, factor), ascending."""
-        return np.flatnonzero(self.arrays(split, factor).completed())
+        return self.arrays(split, factor).complete_indices()
 
     # ------------------------------------------------------------------------- reading
 
@@ -385,6 +756,8 @@ class Store:
         arrays = self.arrays(split, factor)
         try:
             parts = arrays.images[k], arrays.factors[k], arrays.identity[k]
+        except OSError as exc:  # the storage did not answer: not damage
+            raise StoreReadError(self.path, f"{split}/{factor}/{k}", exc) from None
         except Exception as exc:  # noqa: BLE001 - zstd, checksum and shard-index errors alike
             raise self.damaged(split, factor, k, _damage_kind(exc)) from None
         return self._checked(split, factor, k, *parts)
@@ -431,6 +804,8 @@ class Store:
 
         images = self._event_loop().run_until_complete(all_of_them())
         for (f, k), result in zip(picks, images, strict=True):
+            if isinstance(result, OSError):
+                raise StoreReadError(self.path, f"{split}/{f}/{k}", result)
             if isinstance(result, Exception):
                 raise self.damaged(split, f, k, _damage_kind(result))
             if not result.any():
@@ -478,10 +853,15 @@ class Store:
         try:
             return np.concatenate([np.asarray(array[int(run[0]):int(run[-1]) + 1])
                                    for run in np.split(ks, breaks)])
+        except OSError as exc:  # the storage did not answer: not damage
+            raise StoreReadError(self.path, f"{split}/{factor}/{name}", exc) from None
         except Exception:  # noqa: BLE001 - find which minibatch: read them one by one
             for k in ks:
                 try:
                     array[int(k)]
+                except OSError as exc:
+                    raise StoreReadError(self.path, f"{split}/{factor}/{int(k)}", exc
+                                         ) from None
                 except Exception as exc:  # noqa: BLE001
                     raise self.damaged(split, factor, int(k), _damage_kind(exc)) from None
             raise
@@ -502,6 +882,9 @@ class Store:
 
         Never shrinks: minibatches already written are kept."""
         s = self.spec
+        if n > MAX_MINIBATCHES:
+            raise StoreError(f"{n} minibatches of {split}/{factor}: a store's group holds at "
+                             f"most {MAX_MINIBATCHES}")
         g = self.root.require_group(f"{split}/{factor}")
         b, h = s.batch_size, s.image_size
         shard = shard_minibatches(b, h)
@@ -519,6 +902,7 @@ class Store:
             make("identity", (mb, im), (n, b), (1, b), "int64", -1)
             make("complete", (mb,), (n,), (1,), "bool", False)
         self._arrays.pop((split, factor), None)
+        self._unfinished.discard((split, factor))
         arrays = self.arrays(split, factor)
         if len(arrays) < n:
             # complete grows last, so an interruption leaves no marker beyond the data arrays
@@ -569,14 +953,22 @@ class ShardIndexCache(WrapperStore):
 
 
 def open_store(path: str | Path, mode: str = "r") -> Store:
-    """Open an existing dcign store (mode 'r' or 'r+'), validating its schema; a reader's
-    shard indexes are read once."""
+    """Open an existing dcign store (mode 'r' or 'r+'), validating its attributes and every
+    group's arrays against the schema (`validate_attrs`, `Store.validate`) before anything is
+    read from them; a reader's shard indexes are read once."""
     location = locate(path)
     spec = read_spec(path)
-    if mode == "r":
-        base = zarr.open_group(location.url, mode="r").store
-        return Store(location, spec, zarr.open_group(store=ShardIndexCache(base), mode="r"))
-    return Store(location, spec, zarr.open_group(location.url, mode=mode))
+    try:
+        if mode == "r":
+            base = zarr.open_group(location.url, mode="r").store
+            root = zarr.open_group(store=ShardIndexCache(base), mode="r")
+        else:
+            root = zarr.open_group(location.url, mode=mode)
+    except OSError as exc:
+        raise StoreReadError(location.url, "the store's metadata (zarr.json)", exc) from None
+    store = Store(location, spec, root)
+    store.validate()
+    return store
 
 
 def check_target(path: str | Path, spec: StoreSpec, overwrite: bool = False,

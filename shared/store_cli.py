@@ -8,7 +8,8 @@ from tqdm import tqdm
 from .cli import DcignGroup, split_choices
 from .errors import DcignError
 from .factors import factor_names
-from .location import locate
+from .location import Location, locate
+from .lock import DiskLock, S3Lock, lock_for
 from .migrate import migrate as migrate_store
 from .migrate import plan_migration
 from .preview import save_preview
@@ -38,6 +39,20 @@ def _layout(store: Store) -> str:
             "each minibatch zstd-compressed and crc32c-checksummed")
 
 
+def _writer_lock(location: Location) -> str:
+    """What one writer per store rests on where this store lives (see shared/lock.py)."""
+    backend = lock_for(location)
+    if isinstance(backend, DiskLock):
+        return ("writer lock: one writer guaranteed (a disk: the lock is published with "
+                "link(2), so it has one holder; readers take no lock)")
+    if isinstance(backend, S3Lock):
+        return ("writer lock: one writer guaranteed only where the server honours S3 "
+                "conditional writes (If-None-Match, If-Match), as AWS S3 does; a writer "
+                "that finds it ignored says so (readers take no lock)")
+    return ("writer lock: one writer NOT guaranteed (this storage has no atomic "
+            "conditional writes): start writers one at a time (readers take no lock)")
+
+
 def _describe(spec: StoreSpec, url: str) -> None:
     g = spec.generator
     click.echo(f"{url}: {spec.dataset}, {spec.image_size}x{spec.image_size} grayscale, "
@@ -52,15 +67,20 @@ def info(store_path: str) -> None:
     """Print what a store holds, how it was made and how it is laid out."""
     location = locate(store_path)
     attrs = read_attrs(location)
-    if attrs.get("schema_version") == 1:
+    if attrs.get("schema_version") == 1 and type(attrs["schema_version"]) is int:
         _describe(spec_from_attrs(attrs | {"schema_version": 1}, location.url), location.url)
         click.echo("schema 1: one file per minibatch and array, no checksums; this dcign reads "
                    f"schema 2: convert it with `dcign-store migrate {location.url} NEW`")
         return
     store = open_store(store_path)
     s = store.spec
+    # everything is read before anything is printed: a read that fails is the one line
+    counts = [(split, name, store.arrays(split, name).count_complete(),
+               len(store.arrays(split, name))) for split, name in store.groups()]
+    size, files = location.size(), len(location.files())
     _describe(s, store.path)
     click.echo(_layout(store))
+    click.echo(_writer_lock(location))
     click.echo("factors:")
     for f in s.factors:
         span = f"[{f.low:g}, {f.high:g}] {f.unit}" if not f.is_intrinsic else f.unit
@@ -69,13 +89,10 @@ def info(store_path: str) -> None:
                 else f"latents z{f.latents[0] + 1}..{stop}")
         click.echo(f"  {f.name:<10} {span:<24} {tied}")
     click.echo(f"{'split':<6} {'factor':<10} {'complete':>10} {'images':>9}")
-    total = 0
-    for split, name in store.groups():
-        done, room = len(store.complete(split, name)), len(store.arrays(split, name))
-        total += done * s.batch_size
+    for split, name, done, room in counts:  # markers counted a shard at a time
         click.echo(f"{split:<6} {name:<10} {done:>5}/{room:<4} {done * s.batch_size:>9}")
-    click.echo(f"{total} images, {location.size() / 2**20:.1f} MiB in "
-               f"{len(location.files())} files")
+    total = sum(done for _, _, done, _ in counts) * s.batch_size
+    click.echo(f"{total} images, {size / 2**20:.1f} MiB in {files} files")
 
 
 @main.command(epilog=EPILOG)
@@ -84,7 +101,7 @@ def verify(store_path: str) -> None:
     """Read back and check every complete minibatch: name each one that is damaged (missing
     chunk, checksum, unreadable, invariant) on a line of its own; exit 1 if any is."""
     store = open_store(store_path)
-    total = sum(len(store.complete(sp, f)) for sp, f in store.groups())
+    total = sum(store.arrays(sp, f).count_complete() for sp, f in store.groups())
     with tqdm(total=total, unit="minibatch", desc="verifying", leave=False) as bar:
         report = verify_store(store, on_minibatch=lambda: bar.update(1))
     for problem in report.problems:

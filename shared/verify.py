@@ -4,7 +4,9 @@ over distinct values; everything else is bit-identical; values lie in range; spl
 no identity.
 
 A missing chunk is found by its absence (the shard file that should hold a complete
-minibatch is not there), not only by the pixels.
+minibatch is not there), not only by the pixels. Memory is bounded by a shard and by the
+minibatches actually complete, not by the lengths the store's metadata claims; a read the
+storage does not answer stops the check as a StoreReadError (retry), never as damage.
 """
 
 from __future__ import annotations
@@ -79,13 +81,9 @@ def minibatch_problems(factor: Factor, table: tuple[Factor, ...], images: np.nda
     return problems
 
 
-def _shards_present(store: Store, split: str, factor: str) -> dict[str, set[int]]:
-    """Per array, the shard files that exist (their index along the minibatch axis)."""
-    present = {}
-    for name in ARRAYS:
-        files = store.location.files(split, factor, name, "c")
-        present[name] = {int(f.split("/c/", 1)[1].split("/", 1)[0]) for f in files}
-    return present
+def _shards_present(arrays: MinibatchArrays) -> dict[str, set[int]]:
+    """Per array, the shards whose files exist (their index along the minibatch axis)."""
+    return {name: set(arrays.present_shards(name)) for name in ARRAYS}
 
 
 def _check_markers(report: Report, split: str, factor: str, arrays: MinibatchArrays) -> None:
@@ -101,15 +99,11 @@ def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -
     spec = store.spec
     identities: dict[str, set[int]] = {"train": set(), "test": set()}
     for split, name in store.groups():
-        arrays = store.arrays(split, name)
-        shape = arrays.images.shape[1:]
-        if shape != (spec.batch_size, spec.image_size, spec.image_size):
-            report.problems.append(f"{split}/{name}: images of shape {shape}")
-            continue
+        arrays = store.arrays(split, name)  # its shapes were checked against the spec
         _check_markers(report, split, name, arrays)
         done = store.complete(split, name)
         report.incomplete += len(arrays) - len(done) - len(report.damaged.get((split, name), ()))
-        present, factor = _shards_present(store, split, name), spec.factor(name)
+        present, factor = _shards_present(arrays), spec.factor(name)
         for k in (int(k) for k in done):
             if on_minibatch:
                 on_minibatch()
