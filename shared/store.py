@@ -48,7 +48,7 @@ import zarr
 import zarr.codecs
 from zarr.abc.store import SuffixByteRequest
 from zarr.core.sync import sync
-from zarr.storage import WrapperStore
+from zarr.storage import LocalStore, WrapperStore
 
 from .errors import DamagedMinibatch, StoreError, StoreReadError
 from .factors import LATENT_SIZE, Factor, continuous_factors
@@ -500,12 +500,17 @@ class MinibatchArrays:
         return [shard for shard, markers in self.marker_shards() if markers is None]
 
     def write_block(self, start: int, images: np.ndarray, values: np.ndarray,
-                    identity: np.ndarray) -> None:
+                    identity: np.ndarray, durable: bool = True) -> None:
         """Write minibatches start.. (a whole shard, for the writer that owns it); the
         completeness markers go last, so a crash leaves them unset.
 
         A whole shard is written from scratch: its old files (markers first) are removed,
-        since zarr would otherwise merge into a shard it may not be able to read (damaged)."""
+        since zarr would otherwise merge into a shard it may not be able to read (damaged).
+
+        `durable` (the default): on a local disk the data shards are fsynced, with the
+        directories they are in, before the markers are written, and the markers after, so
+        a marker that survives a power cut vouches for data that survived it too. (An object
+        store's PUT is durable when it returns.)"""
         stop = start + len(images)
         s = self.per_shard
         if start % s == 0 and stop == min(start + s, len(self)):
@@ -514,7 +519,13 @@ class MinibatchArrays:
         self.images[start:stop] = images
         self.factors[start:stop] = values
         self.identity[start:stop] = identity
+        shards = range(start // s, (stop - 1) // s + 1)
+        if durable:
+            for array in (self.images, self.factors, self.identity):
+                _sync_shards(array, shards)
         self.complete[start:stop] = True
+        if durable:
+            _sync_shards(self.complete, shards)
 
     def write(self, k: int, images: np.ndarray, values: np.ndarray,
               identity: np.ndarray) -> None:
@@ -539,6 +550,41 @@ class _ShardRanges(Sequence):
         if not 0 <= i < len(self):
             raise IndexError(i)
         return range(i * self.s, min(i * self.s + self.s, self.n))
+
+
+def _sync_shards(array: zarr.Array, shards: Iterable[int]) -> None:
+    """fsync the shard files of `array` and every directory from theirs up to the array's
+    (a first write creates them), on a local disk; nothing elsewhere."""
+    store = array.store_path.store
+    if not isinstance(store, LocalStore):
+        return
+    top = Path(store.root) / array.store_path.path
+    zeros = (0,) * (array.ndim - 1)
+    directories = set()
+    for shard in shards:
+        path = top / array.metadata.encode_chunk_key((shard, *zeros))
+        if _fsync(path):
+            parent = path.parent
+            while parent != top and top in parent.parents:
+                directories.add(parent)
+                parent = parent.parent
+    for directory in sorted(directories, key=lambda d: -len(d.parts)):
+        _fsync(directory)
+    _fsync(top)
+
+
+def _fsync(path: Path) -> bool:
+    """fsync a file or directory by path; False if it is not there (zarr writes no shard
+    whose chunks all equal the fill value)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 def _erase_shard(array: zarr.Array, shard: int) -> None:

@@ -1,7 +1,7 @@
 """Hostile or broken stores: every command refuses a store whose attributes or array metadata
 break the schema in one line naming the field, in bounded memory and time, with no
 traceback; legitimate stores still open; a read error the storage makes is not reported as
-damage.
+damage; shards and their markers are written durably.
 
 The catalogue below is one mutation per rule of the schema; the fuzz adds seeded random
 ones (the same every run) over every field of the attributes and of the arrays' zarr.json.
@@ -25,6 +25,7 @@ import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zarr
 from conftest import TINY, assert_one_line_error, invoke, render, shard_file, store_tool
@@ -613,3 +614,40 @@ def test_a_read_error_in_training_is_one_line_not_a_repair(fresh_store, failing_
     result = invoke(train_main, ["--store", fresh_store, "--out", tmp_path / "run", "--steps",
                                  "3", "--ratio", "0:0:1:0", "--no-progress"])
     assert_one_line_error(result, "could not read", "not damage")
+
+
+# ------------------------------------------------------------------------------ fsync
+
+def test_shards_are_fsynced_before_their_markers_and_the_markers_after(tmp_path, monkeypatch):
+    store_path = write_blob_store(tmp_path / "blobs.zarr", 32, 1, 1, batch_size=4)
+    store = open_store(store_path, mode="r+")
+    arrays = store.arrays("train", "light")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    written: list[str] = []
+    real_setitem = zarr.Array.__setitem__
+
+    def setitem(self, selection, value):
+        written.append(self.path.rsplit("/", 1)[-1])
+        synced.append(f"WRITE {self.path.rsplit('/', 1)[-1]}")
+        return real_setitem(self, selection, value)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
+    m = store.minibatch("train", "light", 0)
+    arrays.write(0, m.images, m.values, m.identity)
+    marker_write = synced.index("WRITE complete")
+    before, after = synced[:marker_write], synced[marker_write + 1:]
+    for name, shard in (("images", "c/0/0/0/0"), ("factors", "c/0/0/0"),
+                        ("identity", "c/0/0")):
+        assert str(store_path / "train/light" / name / shard) in before
+        assert str(store_path / "train/light" / name / "c") in before  # its directories
+    assert str(store_path / "train/light/complete/c/0") in after
+    assert str(store_path / "train/light/complete") in after
+    assert np.array_equal(open_store(store_path).minibatch("train", "light", 0).images,
+                          m.images)
