@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -29,6 +30,7 @@ from .objects.mesh_folder import UP_AXES, FolderScan, scan_folder
 from .plans import PAPER_CHAIRS, paper_test_share
 from .renderer.platform import GL_PLATFORMS
 from .writer import RenderRequest, RenderSummary, check_counts, render_store
+from .writer.cluster import SCHEDULER_VARIABLE, choose_scheduler
 
 PAPER_TEST_PERCENT = round(100 * PAPER_CHAIRS.test / PAPER_CHAIRS.chairs)
 PAPER_CHAIR_IMAGES = 2 * (CHAIR_MINIBATCHES.train + CHAIR_MINIBATCHES.test) * default_of(
@@ -79,12 +81,20 @@ def _seed_option(recipe: type, help_text: str):
 def _workers_options(help_text: str) -> list:
     return [
         click.option("--workers", default=None, type=int,
-                     help=f"{help_text} More than one runs a local Dask cluster. Default: all "
-                          "cores."),
+                     help=f"{help_text} More than one runs a local Dask cluster, private to "
+                          "the run (TLS with credentials made for it, no HTTP). Default: all "
+                          "cores. Given, the run stays on this machine even when "
+                          f"{SCHEDULER_VARIABLE} is set."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
-                     help="Send the shard tasks to an existing Dask cluster instead (e.g. "
-                          "tcp://10.0.0.5:8786; also DASK_SCHEDULER_ADDRESS); its workers "
-                          "need dcign installed and --workers is ignored."),
+                     help="Send the shard tasks to your Dask cluster instead (e.g. "
+                          "tcp://10.0.0.5:8786); its workers need dcign installed, and what "
+                          "they return is unpickled here: use a cluster you trust. Without "
+                          f"--scheduler or --workers, {SCHEDULER_VARIABLE} is used when set "
+                          "(announced on stderr and recorded in the store's history)."),
+        click.option("--verbose", is_flag=True,
+                     help="Show the local cluster's logs on the terminal. Otherwise they go "
+                          "to a file in the temporary directory, kept and named if the run "
+                          "fails (a cluster of yours logs as you set it up)."),
     ]
 
 
@@ -129,18 +139,39 @@ def _all_cores(workers: int | None) -> int:
     return workers if workers is not None else (os.cpu_count() or 1)
 
 
-def _run(command: str, recipe: DatasetRecipe, vary, batches, test_batches, workers, scheduler,
-         out, overwrite, gl_platform: str, quiet, generator: DatasetGenerator | None = None,
-         **extra) -> RenderSummary:
+@dataclass(frozen=True)
+class Placement:
+    """Where the shard tasks run: `workers` local processes, or the cluster at `scheduler`
+    (its address from `scheduler_from`: --scheduler or the environment)."""
+
+    workers: int
+    scheduler: str | None
+    scheduler_from: str | None
+
+    @classmethod
+    def of(cls, workers: int | None, scheduler: str | None) -> Placement:
+        address, source = choose_scheduler(scheduler, workers_given=workers is not None)
+        return cls(_all_cores(workers), address, source)
+
+    def record(self) -> dict:
+        """What the store's history says of it."""
+        return {"workers": self.workers, "scheduler": self.scheduler,
+                "scheduler_from": self.scheduler_from}
+
+
+def _run(command: str, recipe: DatasetRecipe, vary, batches, test_batches,
+         placement: Placement, out, overwrite, gl_platform: str, quiet, verbose,
+         generator: DatasetGenerator | None = None, **extra) -> RenderSummary:
     """Fill the store through the writer, recording the command in its history (the writer
     probes the GL platform only for a recipe that renders through GL)."""
     request = RenderRequest(vary=vary, batches=batches, test_batches=test_batches)
     config = {"command": command, "argv": sys.argv[1:], "vary": list(vary), "batches": batches,
-              "test_batches": test_batches, "workers": workers, "scheduler": scheduler,
+              "test_batches": test_batches, **placement.record(),
               "gl": gl_platform if recipe.needs_gl else None, **extra}
-    return render_store(out, recipe, request, workers=workers, gl_platform=gl_platform,
-                        overwrite=overwrite, progress=not quiet, config=config,
-                        generator=generator, scheduler=scheduler,
+    return render_store(out, recipe, request, workers=placement.workers,
+                        gl_platform=gl_platform, overwrite=overwrite, progress=not quiet,
+                        config=config, generator=generator, scheduler=placement.scheduler,
+                        scheduler_from=placement.scheduler_from, verbose=verbose,
                         verb="rendering" if recipe.needs_gl else "importing")
 
 
@@ -161,16 +192,16 @@ def _echo_rendered(out, summary: RenderSummary, batch_size: int) -> None:
               default=default_of(FaceRecipe, "model_path"),
               help="A Basel Face Model file (2009 .mat or 2017 .h5). Default: the embedded "
                    "morphable model, which needs no licence or download.")
-def faces(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, out,
-          overwrite, gl_platform, quiet, model_path) -> None:
+def faces(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, verbose,
+          out, overwrite, gl_platform, quiet, model_path) -> None:
     """Render morphable-model faces varying in azimuth, elevation, light or identity."""
     vary = split_choices(vary, factor_names(FACE_FACTORS), "factor") or tuple(
         factor_names(FACE_FACTORS))
-    workers = _all_cores(workers)
-    check_counts(batch_size, batches, test_batches, size, workers)
+    placement = Placement.of(workers, scheduler)
+    check_counts(batch_size, batches, test_batches, size, placement.workers)
     recipe = FaceRecipe(seed=seed, image_size=size, batch_size=batch_size, model_path=model_path)
-    summary = _run("faces", recipe, vary, batches, test_batches, workers, scheduler, out,
-                   overwrite, gl_platform, quiet)
+    summary = _run("faces", recipe, vary, batches, test_batches, placement, out, overwrite,
+                   gl_platform, quiet, verbose)
     _echo_rendered(out, summary, batch_size)
 
 
@@ -233,13 +264,13 @@ def _scan_meshes(meshes_dir: str, up_axis: str) -> FolderScan:
                    "(ShapeNet's <id>/models/model_normalized.obj layout works).")
 @click.option("--up-axis", type=click.Choice(UP_AXES), default=default_of(ChairRecipe, "up_axis"),
               show_default=True, help="Which axis of the --meshes files points up.")
-def chairs(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, out,
-           overwrite, gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis
+def chairs(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, verbose,
+           out, overwrite, gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis
            ) -> None:
     """Render CAD chairs on white varying in azimuth (and elevation) or identity."""
     vary = _chair_factors_to_vary(vary, views)
-    workers = _all_cores(workers)
-    check_counts(batch_size, batches, test_batches, size, workers)
+    placement = Placement.of(workers, scheduler)
+    check_counts(batch_size, batches, test_batches, size, placement.workers)
     scan = _scan_meshes(meshes_dir, up_axis) if meshes_dir is not None else None
     if test_chairs is None:
         test_chairs = (paper_test_share(len(scan.readable)) if scan
@@ -249,8 +280,8 @@ def chairs(vary, batches, test_batches, batch_size, size, seed, workers, schedul
                          meshes=scan.readable if scan else (),
                          mesh_root=str(scan.root.resolve()) if scan else "",
                          mesh_fingerprint=scan.fingerprint if scan else "", up_axis=up_axis)
-    summary = _run("chairs", recipe, vary, batches, test_batches, workers, scheduler, out,
-                   overwrite, gl_platform, quiet, views=views, chairs=recipe.total_chairs,
+    summary = _run("chairs", recipe, vary, batches, test_batches, placement, out, overwrite,
+                   gl_platform, quiet, verbose, views=views, chairs=recipe.total_chairs,
                    test_chairs=test_chairs, meshes=meshes_dir)
     _echo_rendered(out, summary, batch_size)
     if scan is not None and scan.skipped:
@@ -289,11 +320,11 @@ train and test from --seed; rerunning resumes.
     QUIET_OPTION,
 ])
 def import_aubry_command(tree, out, overwrite, vary, batches, test_batches, batch_size, size,
-                         seed, workers, scheduler, crop, test_chairs, quiet) -> None:
+                         seed, workers, scheduler, verbose, crop, test_chairs, quiet) -> None:
     """Convert the Aubry et al. "Seeing 3D chairs" renders into a chairs store."""
     vary = split_choices(vary, list(VARY), "factor") or VARY
-    workers = _all_cores(workers)
-    check_counts(batch_size, batches, test_batches, size, workers)
+    placement = Placement.of(workers, scheduler)
+    check_counts(batch_size, batches, test_batches, size, placement.workers)
     found = scan_tree(tree)
     recipe = AubryRecipe(found, image_size=size, batch_size=batch_size, crop=crop, seed=seed,
                          test_chairs=test_chairs)
@@ -301,8 +332,8 @@ def import_aubry_command(tree, out, overwrite, vary, batches, test_batches, batc
     generator.check(vary)  # before the warnings: a refused request prints its one line only
     for name in found.malformed:
         click.echo(f"warning: skipping {name}: not image_NNN_pEEE_tAAA_rDDD.png", err=True)
-    summary = _run("import-aubry", recipe, vary, batches, test_batches, workers, scheduler,
-                   out, overwrite, "auto", quiet, generator=generator, tree=str(Path(tree)),
+    summary = _run("import-aubry", recipe, vary, batches, test_batches, placement, out,
+                   overwrite, "auto", quiet, verbose, generator=generator, tree=str(Path(tree)),
                    batch_size=batch_size, size=size, crop=crop, seed=seed,
                    test_chairs=generator.test_chairs)
     written = summary.rendered
@@ -333,7 +364,7 @@ Aubry tree must still be where the store says it was, unchanged.
                  default="auto", show_default=True, help="Offscreen OpenGL, as for rendering."),
     QUIET_OPTION,
 ])
-def repair(store_path, workers, scheduler, gl_platform, quiet) -> None:
+def repair(store_path, workers, scheduler, verbose, gl_platform, quiet) -> None:
     """Render the damaged minibatches of a store again (missing chunks, checksum failures,
     unreadable or broken ones), found as `dcign-store verify` finds them."""
     store = open_store(store_path)
@@ -345,13 +376,14 @@ def repair(store_path, workers, scheduler, gl_platform, quiet) -> None:
                    "intact")
         return
     recipe = recipe_for(store.spec, store.path)
-    config = {"command": "repair", "argv": sys.argv[1:], "workers": _all_cores(workers),
-              "scheduler": scheduler, "gl": gl_platform if recipe.needs_gl else None,
-              "damaged": report.damaged_count}
-    summary = render_store(store.path, recipe, None, workers=_all_cores(workers),
+    placement = Placement.of(workers, scheduler)
+    config = {"command": "repair", "argv": sys.argv[1:], **placement.record(),
+              "gl": gl_platform if recipe.needs_gl else None, "damaged": report.damaged_count}
+    summary = render_store(store.path, recipe, None, workers=placement.workers,
                            gl_platform=gl_platform, progress=not quiet, config=config,
-                           scheduler=scheduler, damaged=report.damaged,
-                           verb="repairing")
+                           scheduler=placement.scheduler,
+                           scheduler_from=placement.scheduler_from, damaged=report.damaged,
+                           verb="repairing", verbose=verbose)
     click.echo(f"{store.path}: repaired {report.damaged_count} damaged minibatches "
                f"({summary.rendered} rendered again in {summary.seconds:.1f} s); check it "
                f"with `dcign-store verify {store.path}`")

@@ -11,9 +11,9 @@ command resumes; a failing disk ends in one line that says how far the store got
 from __future__ import annotations
 
 import dataclasses
-import errno
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,19 +28,17 @@ from dcign.shared.store import Store, check_target, create_or_open_store, open_s
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
 from .cluster import (
+    DISK_ERRORS,
+    SCHEDULER_VARIABLE,
+    TaskFailed,
     check_scheduler,
     cores_per_worker,
+    new_cluster_log,
     run_in_process,
     run_on_dask,
-    scheduler_address,
 )
 from .shards import ShardTask, WorkerSettings
 
-# Errors of the disk (or bucket) rather than of the request: said in one line, with progress.
-DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
-               errno.EDQUOT: "the disk quota is exceeded",
-               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-               errno.EROFS: "the file system is read-only"}
 Damaged = dict[tuple[str, str], set[int]]  # (split, factor) → minibatches to render again
 
 
@@ -113,81 +111,133 @@ def _remove_partial_writes(location: Location) -> None:
             partial.unlink(missing_ok=True)
 
 
-def _disk_error(exc: OSError, location: Location, request: RenderRequest | None, verb: str
-                ) -> DcignError:
-    """One line for a disk that fails mid-run: what, how far the store got, what to do."""
-    what = DISK_ERRORS.get(exc.errno, exc.strerror or str(exc))
+def _progress(location: Location, request: RenderRequest | None) -> str:
+    """How far the store got, for a run that stopped."""
     try:
         store = open_store(location.url)
         done = sum(len(store.complete(s, f)) for s, f in store.groups())
         wanted = (len(request.vary) * (request.batches + request.test_batches) if request
                   else sum(len(store.arrays(s, f)) for s, f in store.groups()))
-        progress = f"{done} of {wanted} minibatches are complete"
+        return f"{done} of {wanted} minibatches are complete"
     except (StoreError, OSError):
-        progress = "the minibatches written so far are kept"
-    return DcignError(f"{verb} {location.url} stopped: {what}; {progress}. Rerunning the same "
-                      "command resumes.")
+        return "the minibatches written so far are kept"
+
+
+def _where_logged(log: str | None) -> str:
+    return f" The render workers' log: {log}" if log and Path(log).is_file() else ""
+
+
+def _disk_error(exc: OSError, location: Location, request: RenderRequest | None, verb: str,
+                log: str | None = None) -> DcignError:
+    """One line for a disk that fails mid-run: what, how far the store got, what to do."""
+    what = DISK_ERRORS.get(exc.errno, exc.strerror or str(exc))
+    return DcignError(f"{verb} {location.url} stopped: {what}; {_progress(location, request)}"
+                      f". Rerunning the same command resumes.{_where_logged(log)}")
+
+
+def _task_error(failure: TaskFailed, location: Location, request: RenderRequest | None,
+                verb: str, log: str | None) -> BaseException:
+    """What a shard task that failed for good on Dask is reported as: a disk error as one;
+    our own one-line errors (a lost lock, a damaged store) as they are; a worker that kept
+    dying, or a fault of the code, in one line naming the log that holds its traceback (or,
+    with no log, the failure itself with its traceback)."""
+    from distributed import KilledWorker
+
+    cause = failure.cause
+    if isinstance(cause, OSError):
+        return _disk_error(cause, location, request, verb, log)
+    if isinstance(cause, DcignError):
+        return cause
+    if isinstance(cause, KilledWorker):
+        return DcignError(f"{verb} {location.url} stopped: a worker process died each time it "
+                          f"rendered {failure.task.split}/{failure.task.factor} minibatches "
+                          f"{failure.task.start}-{failure.task.stop - 1} (out of memory?); "
+                          f"{_progress(location, request)}. Rerunning the same command "
+                          f"resumes.{_where_logged(log)}")
+    if log:
+        return DcignError(f"{verb} {location.url} stopped: a shard task failed: {failure}; "
+                          f"{_progress(location, request)}.{_where_logged(log)} (its "
+                          "traceback is there)")
+    return cause
 
 
 def _run(tasks: list[ShardTask], recipe: DatasetRecipe, generator: DatasetGenerator,
-         url: str, settings: WorkerSettings, workers: int, scheduler: str | None
-         ) -> Iterator[tuple[ShardTask, int]]:
+         url: str, settings: WorkerSettings, workers: int, scheduler: str | None,
+         log: str | None, verbose: bool) -> Iterator[tuple[ShardTask, int]]:
     if scheduler is None and min(workers, len(tasks)) <= 1:
         return run_in_process(tasks, recipe, generator, url, settings)
-    return run_on_dask(tasks, recipe, url, settings, min(workers, len(tasks)), scheduler)
+    return run_on_dask(tasks, recipe, url, settings, min(workers, len(tasks)), scheduler, log,
+                       verbose)
 
 
 def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest | None, *,
                  workers: int, gl_platform: str = "auto", overwrite: bool = False,
                  progress: bool = True, config: dict | None = None,
                  generator: DatasetGenerator | None = None, verb: str = "rendering",
-                 scheduler: str | None = None, damaged: Damaged | None = None
-                 ) -> RenderSummary:
+                 scheduler: str | None = None, scheduler_from: str | None = None,
+                 damaged: Damaged | None = None, verbose: bool = False,
+                 note: Callable[[str], None] | None = None) -> RenderSummary:
     """Render every missing minibatch of `request` into the store at `out`, a local path or a
     URL; or, with `damaged` (and no request), exactly the damaged minibatches of the store.
 
     `gl_platform` is the one asked for (auto, egl, osmesa); it is probed here for local
     workers, and by each worker of a remote cluster. `generator` is the recipe's, if the
-    caller has loaded it already. `scheduler` (or DASK_SCHEDULER_ADDRESS) sends the tasks to
-    an existing Dask cluster."""
-    scheduler = scheduler_address(scheduler)
+    caller has loaded it already. `scheduler` sends the tasks to an existing Dask cluster
+    (the environment is not read here: `cluster.choose_scheduler` is the caller's);
+    `scheduler_from` says where its address came from, and one taken from the environment
+    is announced through `note` (stderr by default) once it is reached. More than one
+    worker and no scheduler run a private local cluster whose logs go to a file in the
+    temporary directory (kept if the run fails, and named in its error), or with `verbose`
+    to the terminal."""
+    note = note or (lambda line: tqdm.write(line, file=sys.stderr))
     generator = generator or recipe.load()
     location = locate(out)
     _check_request(location, generator, request, overwrite)
     if scheduler:
-        check_scheduler(scheduler)
-    with writer_lock(location, note=tqdm.write) as lock:
-        lock.check()  # fencing: before each write, here and in every shard task
-        _remove_partial_writes(location)
-        store = create_or_open_store(location.url, generator.spec, overwrite, keep=(LOCK_NAME,))
-        lock.check()
-        tasks, present = (repair_shards(store, damaged) if damaged is not None
-                          else plan_shards(store, request))
-        tasks = [dataclasses.replace(t, lock_token=lock.token) for t in tasks]
-        platform = None
-        if recipe.needs_gl:
-            platform = gl_platform if scheduler else choose_gl_platform(gl_platform)
-        settings = WorkerSettings(platform, cores_per_worker(min(workers, max(1, len(tasks)))))
-        started, rendered = time.perf_counter(), 0
-        try:
+        check_scheduler(scheduler, scheduler_from)
+        if scheduler_from == SCHEDULER_VARIABLE:
+            note(f"using the Dask scheduler at {scheduler} from {SCHEDULER_VARIABLE}")
+    log = None
+    with writer_lock(location, note=note) as lock:
+        try:  # a disk that fills, here or in a task, ends in one line
+            lock.check()  # fencing: before each write, here and in every shard task
+            _remove_partial_writes(location)
+            store = create_or_open_store(location.url, generator.spec, overwrite,
+                                         keep=(LOCK_NAME,))
+            lock.check()
+            tasks, present = (repair_shards(store, damaged) if damaged is not None
+                              else plan_shards(store, request))
+            tasks = [dataclasses.replace(t, lock_token=lock.token) for t in tasks]
+            platform = None
+            if recipe.needs_gl:
+                platform = gl_platform if scheduler else choose_gl_platform(gl_platform)
+            settings = WorkerSettings(platform,
+                                      cores_per_worker(min(workers, max(1, len(tasks)))))
+            if scheduler is None and min(workers, len(tasks)) > 1 and not verbose:
+                log = new_cluster_log(location.name)
+            started, rendered = time.perf_counter(), 0
             with tqdm(total=sum(t.size for t in tasks) * recipe.batch_size, unit="img",
                       disable=not progress or not tasks, desc=f"{verb} {location.name}",
                       smoothing=0.1) as bar:
                 for task, count in (_run(tasks, recipe, generator, location.url, settings,
-                                         workers, scheduler) if tasks else ()):
+                                         workers, scheduler, log, verbose) if tasks else ()):
                     rendered += count
                     bar.update(task.size * recipe.batch_size)
                     lock.check()  # a lost lock stops the run: the tasks left are cancelled
+            seconds = time.perf_counter() - started
+            lock.check()
+            store.append_history({
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "config": config or {},
+                "rendered_minibatches": rendered,
+                "seconds": round(seconds, 2),
+            })
         except OSError as exc:
-            raise _disk_error(exc, location, request, verb) from None
-        seconds = time.perf_counter() - started
-        lock.check()
-        store.append_history({
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config": config or {},
-            "rendered_minibatches": rendered,
-            "seconds": round(seconds, 2),
-        })
+            raise _disk_error(exc, location, request, verb, log) from None
+        except TaskFailed as failure:
+            raise _task_error(failure, location, request, verb, log) from None
+    if log:  # the run went well: nothing in its log needs reading
+        Path(log).unlink(missing_ok=True)
     return RenderSummary(rendered, present, seconds)
 
 
