@@ -104,8 +104,10 @@ def _out_option(default_out: str):
                         help="The Zarr store to fill.")
 
 
-OVERWRITE_OPTION = click.option("--overwrite", is_flag=True,
-                                help="Replace an existing store made with different settings.")
+OVERWRITE_OPTION = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace an existing store made with different settings (a store made with the same "
+         "settings is kept, and resumed or extended).")
 QUIET_OPTION = click.option("--quiet", is_flag=True, help="No progress bar.")
 
 

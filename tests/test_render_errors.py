@@ -125,3 +125,16 @@ def test_an_unavailable_gl_platform_names_the_packages_to_install(tmp_path, monk
     monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
     result = render([*TINY, "--out", tmp_path / "f.zarr"])
     assert_one_line_error(result, "libegl1", "libosmesa6")
+
+
+def test_overwrite_keeps_a_store_made_with_the_same_settings(fresh_store):
+    """--overwrite replaces only a store made differently (as its help says): with the same
+    settings nothing is rendered again, and a larger request extends the store."""
+    before = tree_digest(fresh_store / "train")
+    result = render([*TINY, "--overwrite", "--out", fresh_store])
+    assert result.exit_code == 0, result.output
+    assert "rendered 0 minibatches" in result.stdout and "20 were already there" in result.stdout
+    assert "made with these settings: its minibatches are kept" in result.stderr
+    assert tree_digest(fresh_store / "train") == before
+    grown = render([*TINY, "--overwrite", "--batches", "4", "--out", fresh_store])
+    assert grown.exit_code == 0 and "20 were already there" in grown.stdout, grown.output

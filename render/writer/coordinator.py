@@ -23,7 +23,14 @@ from tqdm import tqdm
 from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.location import Location, locate
 from dcign.shared.lock import LOCK_NAME, writer_lock
-from dcign.shared.store import Store, check_target, create_or_open_store, open_store
+from dcign.shared.store import (
+    Store,
+    check_target,
+    create_or_open_store,
+    differences,
+    open_store,
+    read_spec,
+)
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
@@ -91,16 +98,32 @@ def repair_shards(store: Store, damaged: Damaged) -> tuple[list[ShardTask], int]
     return tasks, present
 
 
+def _same_settings(location: Location, spec) -> bool:
+    """Whether the target is a store of this schema made with exactly these settings."""
+    try:
+        return location.exists("zarr.json") and not differences(read_spec(location.url), spec)
+    except StoreError:
+        return False
+
+
 def _check_request(location: Location, generator: DatasetGenerator,
-                   request: RenderRequest | None, overwrite: bool) -> None:
+                   request: RenderRequest | None, overwrite: bool,
+                   note: Callable[[str], None]) -> bool:
     """Refuse, before anything is written (the lock included), a request the generator
-    cannot fill or a target that is not ours or was made differently."""
+    cannot fill or a target that is not ours or was made differently. Returns whether the
+    target is to be replaced: `overwrite` replaces only a store made with other settings;
+    one made with these is kept, and resumed or extended."""
     spec = generator.spec
     if request is not None:
         for name in request.vary:
             spec.factor(name)
         generator.check(request.vary)
+    if overwrite and _same_settings(location, spec):
+        note(f"note: {location.url} was made with these settings: its minibatches are kept "
+             "(--overwrite replaces only a store made with other settings)")
+        overwrite = False
     check_target(location.url, spec, overwrite, keep=(LOCK_NAME,))
+    return overwrite
 
 
 def _remove_partial_writes(location: Location) -> None:
@@ -192,7 +215,7 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
     note = note or (lambda line: tqdm.write(line, file=sys.stderr))
     generator = generator or recipe.load()
     location = locate(out)
-    _check_request(location, generator, request, overwrite)
+    overwrite = _check_request(location, generator, request, overwrite, note)
     if scheduler:
         check_scheduler(scheduler, scheduler_from)
         if scheduler_from == SCHEDULER_VARIABLE:
