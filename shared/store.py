@@ -542,7 +542,7 @@ class _ShardRanges(Sequence):
     def __len__(self) -> int:
         return -(-self.n // self.s)
 
-    def __getitem__(self, i):  # noqa: ANN001 - int or slice, as a list takes
+    def __getitem__(self, i: int | slice) -> range | list[range]:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
