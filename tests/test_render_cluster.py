@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -24,6 +25,7 @@ import pytest
 import zarr
 from conftest import TINY, assert_one_line_error, content_digest, render
 
+from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer.cluster import SCHEDULER_VARIABLE, dask_client
 
 DCIGN_RENDER = str(Path(sys.executable).with_name("dcign-render"))
@@ -254,3 +256,51 @@ def test_a_disk_that_fills_under_two_workers_is_one_line_and_the_rerun_completes
     second = (out / "second.txt").read_text()
     assert second.startswith(f"{disk / 'faces.zarr'}: rendered {20 - int(found[1])} "), second
     assert content_digest(out / "kept.zarr") == content_digest(tiny_store)
+
+
+# ------------------------------------------------------------- other failures of a shard task
+
+@dataclass(frozen=True)
+class BrokenFaces(FaceRecipe):
+    """Faces whose workers fail: `how` is "bug" (every task raises a ValueError) or "die"
+    (the worker process exits, as one killed for its memory)."""
+
+    how: str = "bug"
+
+    def load(self):
+        if self.how == "die":
+            os._exit(1)
+        raise ValueError("a bug in the generator")
+
+
+@pytest.mark.parametrize("how, needle", [
+    ("bug", "a shard task failed: "),
+    ("die", "a worker process died each time it rendered"),
+])
+def test_a_task_that_keeps_failing_is_one_line_naming_the_workers_log(how, needle, tmp_path,
+                                                                      monkeypatch):
+    import dask
+    import distributed  # noqa: F401 - its config defaults, before a key of it is set
+
+    from dcign.render.writer import RenderRequest, render_store
+    from dcign.shared.errors import DcignError
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers import BrokenFaces
+    out = tmp_path / "faces.zarr"
+    # the scheduler (in this process) gives up on a task after its first worker death
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            pytest.raises(DcignError) as raised:
+        render_store(out, BrokenFaces(image_size=32, batch_size=4, how=how),
+                     RenderRequest(("light",), 3, 2), workers=2, progress=False,
+                     generator=FaceRecipe(image_size=32, batch_size=4).load())
+    message = str(raised.value)
+    assert "\n" not in message and needle in message, message
+    assert "0 of 5 minibatches are complete" in message
+    log = Path(message.rsplit("The render workers' log: ", 1)[1].split()[0])
+    try:
+        text = log.read_text()
+        if how == "bug":  # tried three times: once, then TASK_RETRIES more
+            assert "ValueError('a bug in the generator')" in text
+            assert len(re.findall(r"Compute Failed\nKey:\s+dcign-\w+-train-light-0-", text)) == 3
+    finally:
+        log.unlink(missing_ok=True)

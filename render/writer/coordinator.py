@@ -146,8 +146,12 @@ def _progress(location: Location, request: RenderRequest | None) -> str:
         return "the minibatches written so far are kept"
 
 
+def _has_content(log: str | None) -> bool:
+    return bool(log) and Path(log).is_file() and Path(log).stat().st_size > 0
+
+
 def _where_logged(log: str | None) -> str:
-    return f" The render workers' log: {log}" if log and Path(log).is_file() else ""
+    return f" The render workers' log: {log}" if _has_content(log) else ""
 
 
 def _disk_error(exc: OSError, location: Location, request: RenderRequest | None, verb: str,
@@ -220,7 +224,7 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
         check_scheduler(scheduler, scheduler_from)
         if scheduler_from == SCHEDULER_VARIABLE:
             note(f"using the Dask scheduler at {scheduler} from {SCHEDULER_VARIABLE}")
-    log = None
+    log, finished = None, False
     with writer_lock(location, note=note) as lock:
         try:  # a disk that fills, here or in a task, ends in one line
             lock.check()  # fencing: before each write, here and in every shard task
@@ -255,12 +259,14 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
                 "rendered_minibatches": rendered,
                 "seconds": round(seconds, 2),
             })
+            finished = True
         except OSError as exc:
             raise _disk_error(exc, location, request, verb, log) from None
         except TaskFailed as failure:
             raise _task_error(failure, location, request, verb, log) from None
-    if log:  # the run went well: nothing in its log needs reading
-        Path(log).unlink(missing_ok=True)
+        finally:  # a log is kept only to explain a failure, and only if it has something
+            if log and (finished or not _has_content(log)):
+                Path(log).unlink(missing_ok=True)
     return RenderSummary(rendered, present, seconds)
 
 
