@@ -22,8 +22,8 @@ from dcign.train.data import StepDataset
 from dcign.train.device import execution_for
 from dcign.train.eval.trained import load_trained
 from dcign.train.loop import build_run, train, train_step
+from dcign.train.method_math import minibatch_pairs
 from dcign.train.model import DCIGN
-from dcign.train.modes import minibatch_pairs
 from dcign.train.objective import minibatch_noise
 from dcign.train.synthetic import write_blob_store
 

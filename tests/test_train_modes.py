@@ -1,28 +1,35 @@
 """Today's methods as training modes beside DC-IGN: each loss pinned against a hand
-computation on tiny tensors, and each mode trained, resumed exactly and compared through the
-real CLIs; bad options are one line."""
+computation on tiny tensors, every method class declaring what the rest of the code asks of
+it (and a toy one plugging in from a test), and each mode trained, resumed exactly and
+compared through the real CLIs; bad options are one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from typing import ClassVar
 
 import pytest
 import torch
 from click.testing import CliRunner
 from conftest import assert_one_line_error
 
+import dcign.train.loop as loop
+from dcign.shared.errors import DcignError
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.cli import main as train_main
+from dcign.train.config import TrainConfig
 from dcign.train.eval.cli import main as eval_main
-from dcign.train.modes import (
-    AdaGVAE,
+from dcign.train.eval.trained import load_trained
+from dcign.train.method_math import (
     averaged,
     minibatch_pairs,
     pair_kl,
     shared_by_threshold,
     total_correlation,
 )
+from dcign.train.modes import METHODS, AdaGVAE, Method
 from dcign.train.synthetic import write_blob_store
 
 
@@ -46,7 +53,7 @@ def test_ada_gvae_shares_the_latents_whose_pair_kl_is_below_the_midpoint():
 
 
 def test_shared_latents_take_the_pairs_average_posterior_and_the_others_keep_their_own():
-    post = AdaGVAE("adagvae").posterior(MU, VAR.log(), torch.ones(4, dtype=torch.bool), PAIR)
+    post = AdaGVAE().posterior(MU, VAR.log(), torch.ones(4, dtype=torch.bool), PAIR)
     for image in (0, 1):
         assert torch.allclose(post.mu[image, :3], (MU[0, :3] + MU[1, :3]) / 2)
         assert torch.allclose(post.logvar[image, :3].exp(), (VAR[0, :3] + VAR[1, :3]) / 2)
@@ -63,7 +70,7 @@ def test_the_ml_average_is_the_product_of_the_two_gaussians():
 
 def test_the_oracle_mask_shares_exactly_the_latents_outside_the_varying_factors_group():
     active = torch.tensor([True, False, False, False])  # this minibatch varies z1's factor
-    post = AdaGVAE("adagvae", mask="oracle").posterior(MU, VAR.log(), active, PAIR)
+    post = AdaGVAE(ada_mask="oracle").posterior(MU, VAR.log(), active, PAIR)
     assert post.shared.item() == 3
     assert torch.equal(post.mu[:, 0], MU[:, 0])
     assert torch.allclose(post.mu[0, 1:], post.mu[1, 1:])
@@ -95,6 +102,58 @@ def test_a_minibatch_is_split_into_disjoint_pairs_by_the_runs_seed():
     assert pairs.shape == (10, 2) and sorted(pairs.flatten().tolist()) == list(range(20))
     assert torch.equal(pairs, minibatch_pairs(0, 3, 1, 20))
     assert not torch.equal(pairs, minibatch_pairs(0, 4, 1, 20))
+
+
+# ----------------------------------------------------------------------------- the registry
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_class_declares_what_the_loop_config_cli_and_evaluation_ask(name):
+    cls = METHODS[name]
+    assert cls.name == name and cls.label and cls.summary
+    assert cls.default_beta is None or cls.default_beta > 0
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    flags = {p.name for p in train_main.params}
+    for option in cls.options:  # recorded by the checkpoint, offered by dcign-train
+        assert option.field in config_fields and option.field in flags and option.choices
+    method = cls.from_settings(TrainConfig(store="s.zarr", mode=name))
+    assert isinstance(method, cls) and method.describe().startswith(cls.label)
+    assert isinstance(method.assigns_latents, bool)
+    post = method.posterior(MU, VAR.log(), torch.tensor([True, False, False, False]), PAIR)
+    assert post.mu.shape == post.logvar.shape == MU.shape and post.shared.shape == ()
+    assert method.penalty(post.mu, post.mu, post.logvar, 100).shape == ()
+    assert isinstance(method.logged({"bce": 1.0, "kl": 1.0, "penalty": 0.0}, {}), dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfKL(Method):
+    """A toy method: the plain VAE with its KL weighed by ½ unless --beta says otherwise,
+    logging its KL under a name of its own."""
+
+    name: ClassVar[str] = "halfkl"
+    label: ClassVar[str] = "Half-KL VAE"
+    summary: ClassVar[str] = "a test's toy"
+    default_beta: ClassVar[float | None] = 0.5
+
+    def logged(self, per_image, shared) -> dict:
+        return {"toy_kl_per_image": per_image["kl"]}
+
+
+def test_a_method_class_defined_in_a_test_plugs_in_without_editing_another_module(
+        runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, "halfkl", HalfKL)
+    store = str(runs["store"])
+    with pytest.raises(DcignError, match="--ada-mask apply to --mode adagvae only"):
+        TrainConfig(store=store, mode="halfkl", ada_mask="oracle").validate()
+    result = loop.train(TrainConfig(store=store, out=str(tmp_path / "toy"), mode="halfkl",
+                                    steps=2, log_every=1, workers=0, progress=False))
+    lines = [json.loads(line) for line in result.run_log.read_text().splitlines()]
+    windows = [r for r in lines if "event" not in r]
+    assert [r["step"] for r in windows] == [1, 2]
+    for r in windows:
+        assert r["toy_kl_per_image"] == r["kl_per_image"]
+        assert math.isclose(r["loss_per_image"], r["bce_per_image"] + 0.5 * r["kl_per_image"])
+    trained = load_trained(tmp_path / "toy", torch.device("cpu"))
+    assert trained.settings == "Half-KL VAE, β=0.5" and not trained.method.assigns_latents
 
 
 # ----------------------------------------------------------------------------- the CLIs

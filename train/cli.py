@@ -1,4 +1,9 @@
-"""`dcign-train`: train DC-IGN (or the plain-VAE baseline) on a dcign Zarr store."""
+"""`dcign-train`: train DC-IGN (or the plain-VAE baseline, or today's methods) on a dcign Zarr
+store.
+
+The flags are built from `TrainConfig` (every default) and the method registry (`--mode`,
+`--beta` and each method's own flags); torch is imported only once the arguments parse.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,31 @@ import click
 from dcign.shared.cli import DcignCommand, default_of
 from dcign.shared.errors import DcignError
 
-from .config import ADA_AVERAGES, ADA_MASKS, MODES, PRECISIONS, TrainConfig
+from .config import CLAMP_RULES, OPTIMIZERS, PRECISIONS, TrainConfig
+from .modes import METHODS, beta_weighted
 
 
 def default(name: str):
     """The option's default is TrainConfig's: one place for each."""
     return default_of(TrainConfig, name)
+
+
+MODE_HELP = ("; ".join(f"{name}: {cls.summary}" for name, cls in METHODS.items())
+             + ". All train the same network with the same loss convention "
+               "(see train/modes.py).")
+BETA_HELP = ("The KL's weight β of "
+             + ", ".join(f"{name} (default {METHODS[name].default_beta:g})"
+                         for name in beta_weighted()) + ".")
+
+
+def method_flags(command):
+    """Each method's own flags, as its class declares them (modes.py)."""
+    for cls in reversed(METHODS.values()):
+        for option in reversed(cls.options):
+            command = click.option(option.flag, option.field, type=click.Choice(option.choices),
+                                   default=default(option.field),
+                                   help=f"{cls.name}: {option.help}")(command)
+    return command
 
 
 EPILOG = """\b
@@ -52,21 +76,12 @@ Examples:
 @click.option("--out", default=None,
               help="Run directory: checkpoint.pt, metrics.jsonl, figures. "
                    "Default: runs/<store name>-<mode>.")
-@click.option("--mode", type=click.Choice(MODES), default=default("mode"), show_default=True,
-              help="dcign: clamped training (paper §3); vae: the entangled baseline; "
-                   "adagvae, betavae, betatcvae: today's methods on the same network and loss "
-                   "convention (see train/modes.py).")
-@click.option("--beta", type=float, default=default("beta"),
-              help="KL weight of adagvae (default 1), betavae (4) and betatcvae (6: the total "
-                   "correlation's).")
-@click.option("--ada-average", type=click.Choice(ADA_AVERAGES), default=default("ada_average"),
-              help="adagvae: how a pair's shared latents are averaged: gvae (mean of μ and "
-                   "σ², default) or ml (product of the posteriors).")
-@click.option("--ada-mask", type=click.Choice(ADA_MASKS), default=default("ada_mask"),
-              help="adagvae: threshold (the pair's KL, default) or oracle (exactly the latents "
-                   "outside the varying factor's group: DC-IGN's supervision).")
-@click.option("--clamp", "clamp_rule", type=click.Choice(["mean", "first"]),
-              default=default("clamp"), show_default=True,
+@click.option("--mode", type=click.Choice(list(METHODS)), default=default("mode"),
+              show_default=True, help=MODE_HELP)
+@click.option("--beta", type=float, default=default("beta"), help=BETA_HELP)
+@method_flags
+@click.option("--clamp", type=click.Choice(CLAMP_RULES), default=default("clamp"),
+              show_default=True,
               help="Shared value of clamped latents: batch mean (paper) or first sample "
                    "(released code).")
 @click.option("--invariance", type=float, default=default("invariance"),
@@ -80,11 +95,12 @@ Examples:
 @click.option("--arch", type=click.Choice(["auto", "paper150", "small"]),
               default=default("arch"),
               show_default=True, help="auto: paper150 for 150×150 stores, small otherwise.")
-@click.option("--mirror-odd", multiple=True, metavar="FACTOR",
+@click.option("--mirror-odd", multiple=True, metavar="FACTOR", default=default("mirror_odd"),
               help="Make this factor's latents odd under a left-right mirror of the image "
                    "(repeatable; not in the paper): rules out the folded azimuth code. "
                    "Faces: --mirror-odd azimuth.")
 @click.option("--latent-group", "latent_groups", multiple=True, metavar="FACTOR=N",
+              default=default("latent_groups"),
               help="Give a factor N latents instead of the store's group (repeatable; not in "
                    "the paper): a full turn of chairs azimuth needs 2, as one scalar cannot "
                    "be continuous round a circle. --latent-group azimuth=2")
@@ -95,8 +111,7 @@ Examples:
 @click.option("--minibatches-per-step", type=int, default=default("minibatches_per_step"),
               show_default=True,
               help="Minibatches per optimiser step, each clamped separately; 1 is the paper.")
-@click.option("--optimizer", type=click.Choice(["adam", "rmsprop"]),
-              default=default("optimizer"),
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=default("optimizer"),
               show_default=True,
               help="adam(β=0.9, 0.99) is what the released 'rmsprop' really was.")
 @click.option("--lr", type=float, default=default("lr"), show_default=True)
@@ -115,9 +130,10 @@ Examples:
                    "costs ~1 ms against a ~100 ms step and workers would steal its cores.")
 @click.option("--pin-memory/--no-pin-memory", default=default("pin_memory"),
               help="Pinned host memory and non-blocking copies (default: on CUDA only).")
-@click.option("--in-memory", is_flag=True,
+@click.option("--in-memory", is_flag=True, default=default("in_memory"),
               help="Read the train split into memory first (then no loader workers).")
-@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the network.")
+@click.option("--compile", is_flag=True, default=default("compile"),
+              help="torch.compile the network.")
 @click.option("--log-every", type=int, default=default("log_every"), show_default=True,
               help="Steps per metrics line.")
 @click.option("--checkpoint-every", type=int, default=default("checkpoint_every"),
@@ -130,10 +146,7 @@ Examples:
                    "first written, so a copied or moved run continues where it is now; an "
                    "--out naming another directory is refused.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs).")
-def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, ratio, arch,
-         mirror_odd, latent_groups, steps, max_minutes,
-         minibatches_per_step, optimizer, lr, seed, device, precision, channels_last, workers,
-         pin_memory, in_memory, use_compile, log_every, checkpoint_every, resume, no_progress):
+def main(out, mirror_odd, latent_groups, resume, no_progress, **fields):
     """Train the Deep Convolutional Inverse Graphics Network on a dcign store.
 
     Latent groups come from the store's factor table (faces: z1 azimuth, z2 elevation,
@@ -144,18 +157,9 @@ def main(store, out, mode, beta, ada_average, ada_mask, clamp_rule, invariance, 
     if resume:
         out = resumed_run(resume, out)
     if out is None:
-        out = str(Path("runs") / f"{Path(store).stem}-{mode}")
-    cfg = TrainConfig(store=store, out=out, mode=mode, beta=beta, ada_average=ada_average,
-                      ada_mask=ada_mask, clamp=clamp_rule, invariance=invariance,
-                      ratio=ratio, arch=arch, mirror_odd=tuple(mirror_odd),
-                      latent_groups=tuple(latent_groups), steps=steps,
-                      max_minutes=max_minutes,
-                      minibatches_per_step=minibatches_per_step, optimizer=optimizer, lr=lr,
-                      seed=seed, device=device, precision=precision,
-                      channels_last=channels_last, workers=workers, pin_memory=pin_memory,
-                      in_memory=in_memory,
-                      compile=use_compile, log_every=log_every,
-                      checkpoint_every=checkpoint_every, progress=not no_progress)
+        out = str(Path("runs") / f"{Path(fields['store']).stem}-{fields['mode']}")
+    cfg = TrainConfig(out=out, mirror_odd=tuple(mirror_odd), latent_groups=tuple(latent_groups),
+                      progress=not no_progress, **fields)
     from .distributed import launched_ranks  # torch imports only after the arguments are sane
     from .loop import RankError, train
 

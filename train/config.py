@@ -1,7 +1,10 @@
-"""Every knob of a training run, in one dataclass.
+"""Every knob of a training run, in one dataclass, and the checks of their values.
 
 Defaults reproduce the paper (Adam lr 5e-4, β = (0.9, 0.99), one minibatch of one type per
 step, λ = 0.01 invariance targeting, mean clamping) except where a flag says otherwise.
+The methods (`--mode` and the flags of one method) are declared by
+their classes in `modes.py`; a method's flag is a field here because the checkpoint records
+a run's configuration field by field.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 
 from dcign.shared.errors import DcignError
 
+from .modes import method_class
+
 # Fields that change how long, where or how fast a run executes (precision included: a run
 # trained in bf16 on a GPU may continue in fp32 on a CPU); a resumed run takes them from the
 # command line, everything else from the checkpoint.
@@ -17,22 +22,18 @@ RUNTIME_FIELDS = ("steps", "max_minutes", "device", "precision", "channels_last"
                   "pin_memory", "in_memory", "compile", "log_every", "checkpoint_every",
                   "progress")
 PRECISIONS = ("auto", "fp32", "bf16")
-# The training modes (train/modes.py says what each does) and their options.
-MODES = ("dcign", "vae", "adagvae", "betavae", "betatcvae")
-DEFAULT_BETA = {"adagvae": 1.0, "betavae": 4.0, "betatcvae": 6.0}
-INDEPENDENT_MODES = ("betavae", "betatcvae")  # their steps draw images independently
-ADA_AVERAGES = ("gvae", "ml")
-ADA_MASKS = ("threshold", "oracle")
+CLAMP_RULES = ("mean", "first")
+OPTIMIZERS = ("adam", "rmsprop")
 
 
 @dataclass
 class TrainConfig:
     store: str
     out: str = "runs/dcign"
-    mode: str = "dcign"  # dcign (clamped), vae (the paper's baseline), adagvae, betavae, betatcvae
-    beta: float | None = None  # KL weight of adagvae (1), betavae (4), betatcvae (6)
-    ada_average: str | None = None  # adagvae: "gvae" (mean of μ and σ², default) or "ml"
-    ada_mask: str | None = None  # adagvae: "threshold" (default) or "oracle" (the factor's)
+    mode: str = "dcign"  # a name in modes.METHODS: dcign (clamped), vae (the baseline), …
+    beta: float | None = None  # the KL's weight; None: the method's default_beta
+    ada_average: str | None = None  # adagvae's option (modes.AdaGVAE): None, its default
+    ada_mask: str | None = None  # adagvae's option (modes.AdaGVAE): None, its default
     clamp: str = "mean"  # "mean" (paper) or "first" (released code)
     invariance: float = 0.01  # λ of paper §3.2, relative to the summed loss; 0 = released default
     ratio: str | None = None  # batch-type weights in factor-table order, e.g. "1:1:1:10"
@@ -57,6 +58,28 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     progress: bool = True
+
+    def validate(self) -> None:
+        """Refuse, one line each, a value no run can use, before anything is built: the
+        method's own checks, then the shared knobs. (What needs the store, such as --ratio
+        against its factors or --mirror-odd against its dataset, is checked on opening it.)"""
+        method_class(self.mode).check(self)
+        if self.clamp not in CLAMP_RULES:
+            raise DcignError(f"unknown clamping rule {self.clamp!r} (choose mean or first)")
+        for flag, value in (("--steps", self.steps),
+                            ("--minibatches-per-step", self.minibatches_per_step),
+                            ("--log-every", self.log_every),
+                            ("--checkpoint-every", self.checkpoint_every)):
+            if value < 1:
+                raise DcignError(f"{flag} must be at least 1 (got {value})")
+        if not self.lr > 0 or not self.invariance >= 0:
+            raise DcignError(f"--lr must be positive and --invariance non-negative (got "
+                             f"{self.lr} and {self.invariance})")
+        if self.optimizer not in OPTIMIZERS:
+            raise DcignError(f"unknown optimizer {self.optimizer!r} (choose adam or rmsprop)")
+        if self.precision not in PRECISIONS:
+            raise DcignError(f"--precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
+        self.group_sizes()
 
     def to_dict(self) -> dict:
         return asdict(self)

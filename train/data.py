@@ -16,8 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dcign.shared.errors import DamagedMinibatch, DcignError
-from dcign.shared.factors import Factor, latent_slice, regroup
+from dcign.shared.factors import MIRROR_NEGATED, Factor, latent_slice, regroup
 from dcign.shared.store import Store, StoreSpec, draw_from_pools, open_store
+
+from .modes import method_class
 
 
 def default_ratio(factors: tuple[Factor, ...]) -> list[float]:
@@ -66,23 +68,42 @@ class TrainingData:
         """Images in the batch types' complete train minibatches."""
         return sum(len(t.indices) for t in self.types) * self.spec.batch_size
 
+    def counts(self) -> dict[str, int]:
+        """Complete minibatches per batch type: the schedule's input besides the seed."""
+        return {t.factor.name: len(t.indices) for t in self.types}
+
+    def mirror_odd_latents(self, names: tuple[str, ...], latent_size: int) -> tuple[int, ...]:
+        """The latents of the named factors (--mirror-odd), each one that a left-right mirror
+        negates in this dataset; one line for any other."""
+        negated = MIRROR_NEGATED.get(self.spec.dataset, ())
+        latents: list[int] = []
+        for name in dict.fromkeys(names):  # each factor once, in the order given
+            if name not in negated:
+                raise DcignError(f"--mirror-odd {name}: a left-right mirror does not negate "
+                                 f"{self.spec.dataset}' {name} (it negates: "
+                                 f"{', '.join(negated) or 'no factor of this dataset'})")
+            factor = next(f for f in self.factors if f.name == name)
+            latents += range(latent_size)[latent_slice(factor, latent_size)]
+        return tuple(latents)
+
 
 def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int,
                        groups: dict[str, int] | None = None) -> TrainingData:
-    """Open a store and check it can train `mode`; one-line errors. `groups` resizes
-    factors' latent groups (`--latent-group`)."""
+    """Open a store and check it can train `mode` (a method's name); one-line errors.
+    `groups` resizes factors' latent groups (`--latent-group`)."""
+    clamps = method_class(mode).clamps
     store = open_store(path)
     factors = regroup(store.spec.factors, groups or {}, latent_size)
     weights = parse_ratio(ratio, factors)
     present = {f for _, f in store.groups("train")}
     types = []
     for f, w in zip(factors, weights, strict=True):
-        if w > 0 and mode == "dcign" and not f.ties_latents:
+        if w > 0 and clamps and not f.ties_latents:
             raise DcignError(f"--ratio gives {f.name} weight {w:g}, but the store ties it to no "
                              "latent group, so clamping would hold every latent: give it 0")
         idx = store.complete("train", f.name) if f.name in present else np.empty(0, int)
         if w > 0 and len(idx) == 0:
-            if mode != "dcign" and ratio is None:
+            if not clamps and ratio is None:
                 continue  # an unclamped mode needs images, not every batch type
             raise DcignError(
                 f"{path} has no complete train/{f.name} minibatches, which {mode} training "

@@ -15,7 +15,7 @@ import torch
 
 from dcign.shared.errors import DcignError
 
-from .config import PRECISIONS, TrainConfig
+from .config import TrainConfig
 
 CUDA_LOADER_WORKERS = 4
 
@@ -53,9 +53,8 @@ class Execution:
 
 
 def execution_for(cfg: TrainConfig) -> Execution:
-    """Resolve the config's `auto` choices against the device it picks."""
-    if cfg.precision not in PRECISIONS:
-        raise DcignError(f"--precision {cfg.precision!r}: choose {', '.join(PRECISIONS)}")
+    """Resolve the config's `auto` choices against the device it picks (its values checked
+    by `TrainConfig.validate`)."""
     device = pick_device(cfg.device)
     cuda = device.type == "cuda"
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if cuda else "fp32")

@@ -1,14 +1,13 @@
-"""The training loop: store → typed minibatches → clamped VAE step → run log and checkpoints,
-then the held-out check of `eval/held_out.py`.
+"""The training loop, read top to bottom as one run: build it (or restore it from its
+checkpoint), take its steps (store → typed minibatches → the method's VAE step → run log and
+checkpoints), write the last checkpoint, then the held-out check of `eval/held_out.py`.
 
-One optimiser step shows `minibatches_per_step` minibatches, each clamped separately (its own
-varying factor, its own batch means), with gradients accumulated; one per step is the paper.
-Checkpoints are written atomically (temporary file, then rename) every `checkpoint_every`
-steps and at the end, so a killed run loses at most the steps since the last one; a
-non-finite loss stops the run before the optimiser touches the weights.
-
-A little over the project's ~400 lines: the step, resume and the data-parallel bookkeeping
-share the run's state, and each already lives in its own short function.
+One optimiser step shows `minibatches_per_step` minibatches, each shaped separately by the
+method (DC-IGN clamps each on its own: its own varying factor, its own batch means), with
+gradients accumulated; one per step is the paper. Checkpoints are written atomically
+(temporary file, then rename) every `checkpoint_every` steps and at the end, so a killed run
+loses at most the steps since the last one; a non-finite loss stops the run before the
+optimiser touches the weights.
 """
 
 from __future__ import annotations
@@ -22,10 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dcign.shared.errors import DamagedMinibatch, DcignError
-from dcign.shared.factors import LATENT_SIZE, MIRROR_NEGATED, latent_slice
+from dcign.shared.factors import LATENT_SIZE
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, store_sha256
 from .clamping import active_mask
@@ -39,26 +39,11 @@ from .data import (
     open_training_data,
 )
 from .device import Execution, execution_for
-from .distributed import (
-    Ranks,
-    any_rank,
-    join,
-    launched_ranks,
-    leave,
-    summed,
-    summed_gradients,
-)
+from .distributed import Ranks, any_rank, join, launched_ranks, leave, summed, summed_gradients
 from .eval import held_out
+from .method_math import minibatch_pairs
 from .model import DCIGN, architecture_for
-from .modes import (
-    ADA_AVERAGES,
-    ADA_MASKS,
-    DEFAULT_BETA,
-    MODES,
-    Mode,
-    minibatch_pairs,
-    mode_for,
-)
+from .modes import Method, method_for
 from .objective import MinibatchLoss, loss_of, minibatch_noise
 from .runlog import RunLog
 
@@ -81,11 +66,11 @@ class Run:
     execution: Execution
     loss: nn.Module  # a MinibatchLoss over `model`: data-parallel, then compiled, if asked
     masks: list[torch.Tensor]  # active latents per batch type
+    method: Method
     step: int = 0
     out: Path = field(default_factory=Path)
     ranks: Ranks = field(default_factory=Ranks)
     parallel: DistributedDataParallel | None = None  # the DDP wrapper under torchrun
-    mode: Mode = field(default_factory=lambda: Mode("dcign"))
 
     @property
     def device(self) -> torch.device:
@@ -96,197 +81,31 @@ class Run:
         return self.out / CHECKPOINT_NAME
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":  # what the released "rmsprop" file really implemented
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.beta2, eps=1e-8)
-    raise DcignError(f"unknown optimizer {cfg.optimizer!r} (choose adam or rmsprop)")
-
-
-def mirror_odd_latents(data: TrainingData, names: tuple[str, ...], latent_size: int
-                       ) -> tuple[int, ...]:
-    """The latents of the named factors, each one that a left-right mirror negates."""
-    spec = data.spec
-    negated = MIRROR_NEGATED.get(spec.dataset, ())
-    latents: list[int] = []
-    for name in dict.fromkeys(names):  # each factor once, in the order given
-        if name not in negated:
-            raise DcignError(f"--mirror-odd {name}: a left-right mirror does not negate "
-                             f"{spec.dataset}' {name} (it negates: "
-                             f"{', '.join(negated) or 'no factor of this dataset'})")
-        factor = next(f for f in data.factors if f.name == name)
-        latents += range(latent_size)[latent_slice(factor, latent_size)]
-    return tuple(latents)
-
-
-def check_mode(cfg: TrainConfig) -> Mode:
-    """The run's mode, its options refused in one line where they do not apply."""
-    if cfg.mode not in MODES:
-        raise DcignError(f"unknown mode {cfg.mode!r} (choose {', '.join(MODES)})")
-    if cfg.beta is not None and not cfg.beta > 0:
-        raise DcignError(f"--beta must be positive (got {cfg.beta})")
-    if cfg.beta is not None and cfg.mode not in DEFAULT_BETA:
-        raise DcignError(f"--beta weighs the KL of {', '.join(DEFAULT_BETA)}; --mode "
-                         f"{cfg.mode} has none")
-    given = [f"--ada-{k}" for k, v in (("average", cfg.ada_average), ("mask", cfg.ada_mask))
-             if v is not None]
-    if given and cfg.mode != "adagvae":
-        raise DcignError(f"{' and '.join(given)} apply to --mode adagvae only (this run is "
-                         f"{cfg.mode})")
-    for option, value, allowed in (("--ada-average", cfg.ada_average, ADA_AVERAGES),
-                                   ("--ada-mask", cfg.ada_mask, ADA_MASKS)):
-        if value is not None and value not in allowed:
-            raise DcignError(f"unknown {option} {value!r} (choose {', '.join(allowed)})")
-    return mode_for(cfg.mode, cfg.beta, cfg.clamp, cfg.invariance,
-                    cfg.ada_average or ADA_AVERAGES[0], cfg.ada_mask or ADA_MASKS[0])
-
-
-def build_run(cfg: TrainConfig) -> Run:
-    mode = check_mode(cfg)
-    if cfg.clamp not in ("mean", "first"):
-        raise DcignError(f"unknown clamping rule {cfg.clamp!r} (choose mean or first)")
-    for flag, value in (("--steps", cfg.steps), ("--minibatches-per-step",
-                        cfg.minibatches_per_step), ("--log-every", cfg.log_every),
-                        ("--checkpoint-every", cfg.checkpoint_every)):
-        if value < 1:
-            raise DcignError(f"{flag} must be at least 1 (got {value})")
-    if not cfg.lr > 0 or not cfg.invariance >= 0:
-        raise DcignError(f"--lr must be positive and --invariance non-negative (got "
-                         f"{cfg.lr} and {cfg.invariance})")
-    execution, ranks = execution_for(cfg), launched_ranks()
-    execution = replace(execution, device=join(ranks, execution.device,
-                                               cfg.minibatches_per_step))
-    data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE, cfg.group_sizes())
-    if mode.independent:
-        check_independent_draws(data, cfg.minibatches_per_step)
-    arch = architecture_for(cfg.arch, data.spec.image_size,
-                            mirror_odd_latents(data, cfg.mirror_odd, LATENT_SIZE))
-    torch.manual_seed(cfg.seed)  # weight initialisation, the same on every rank
-    model = DCIGN(arch).to(execution.device)
-    if execution.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss = MinibatchLoss(model, mode, execution, data.train_images)
-    parallel = None
-    if ranks.distributed:  # DDP wraps the loss before torch.compile sees it
-        parallel = loss = DistributedDataParallel(
-            loss, device_ids=[execution.device] if execution.on_cuda else None)
-        parallel.register_comm_hook(None, summed_gradients)
-    if cfg.compile:  # the clamp compiles with the network (DDP splits the graph at buckets)
-        loss = torch.compile(loss, fullgraph=not ranks.distributed)
-    masks = [active_mask(t.latents, arch.latent_size, execution.device) for t in data.types]
-    return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), execution, loss,
-               masks, out=Path(cfg.out), ranks=ranks, parallel=parallel, mode=mode)
-
-
-def train_step(run: Run, step: Step) -> dict:
-    """One optimiser step over this rank's share of a step's minibatches, each clamped (or
-    otherwise shaped by the mode) on its own, gradients accumulated (and summed over ranks).
-
-    Returns the step's summed nats and image count over all ranks, and per batch type the
-    latents the mode shared per pair."""
-    cfg, ex, ranks = run.cfg, run.execution, run.ranks
-    stacked = step.images.to(ex.device, non_blocking=ex.pin_memory)
-    run.optimizer.zero_grad(set_to_none=True)
-    types = len(run.data.types)
-    # bce, kl, penalty, images, then per batch type: latents shared per pair, minibatches
-    totals = torch.zeros(4 + 2 * types, device=ex.device)
-    batches = _batches(run, step, stacked)
-    no_pairs = torch.empty((0, 2), dtype=torch.long, device=ex.device)
-    for j, (kind, place, images) in enumerate(batches):
-        x = images.unsqueeze(1).float().div_(255)
-        if ex.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        eps = minibatch_noise(cfg.seed, run.step, place, (len(images), run.model.arch.latent_size))
-        # drawn only for a mode that reads them: a host-to-device copy per minibatch otherwise
-        pairs = (minibatch_pairs(cfg.seed, run.step, place, len(images)).to(ex.device)
-                 if run.mode.pairs_images else no_pairs)
-        active = run.masks[kind] if kind >= 0 else run.masks[0]  # independent draws: unused
-        # gradients are summed over the ranks once, when the last minibatch's backward runs
-        with (run.parallel.no_sync() if run.parallel is not None and j < len(batches) - 1
-              else contextlib.nullcontext()):
-            terms = run.loss(x, active, eps.to(ex.device, non_blocking=ex.pin_memory), pairs)
-            loss_of(terms, run.mode).backward()
-        totals[:3] += terms[:3].detach()
-        totals[3] += len(images)
-        if kind >= 0:
-            totals[4 + kind] += terms[3].detach()
-            totals[4 + types + kind] += 1
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
-    # the step's one sync (with several ranks, one all-reduce of the sums)
-    numbers = torch.cat([summed(totals, ranks), grad_norm.reshape(1)]).tolist()
-    bce, kl, penalty, n, gn = numbers[:4] + numbers[-1:]
-    shared = ({kind: (numbers[4 + kind], numbers[4 + types + kind]) for kind in range(types)
-               if numbers[4 + types + kind]} if run.mode.pairs_images else {})
-    if not (math.isfinite(bce + kl + penalty) and math.isfinite(gn)):
-        raise NonFiniteLoss(f"loss became {bce + kl + penalty} (gradient norm {gn}) at step "
-                            f"{run.step + 1}")
-    run.optimizer.step()
-    run.step += 1
-    return {"bce": bce, "kl": kl, "penalty": penalty, "images": int(n), "grad_norm": gn,
-            "shared": shared}
-
-
-def _batches(run: Run, step: Step, stacked: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
-    """(batch type, place in the step, images) per forward pass. A mode that draws images
-    independently sees the step's images as one batch: β-TCVAE's estimate is over all of
-    them."""
-    kinds, places = step.kinds.tolist(), step.places.tolist()
-    if run.mode.independent:
-        return [(-1, places[0], stacked.reshape(-1, *stacked.shape[2:]))]
-    return list(zip(kinds, places, stacked, strict=True))
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(run: Run) -> Path:
-    """Write model, optimiser, step, RNG states, config and store fingerprint atomically
-    (rank 0 only: the others hold the same state and never write)."""
-    if not run.ranks.is_main:
-        return run.checkpoint_path
-    spec = run.data.spec
-    return Checkpoint(
-        arch=run.model.arch, weights=run.model.state_dict(),
-        optimizer=run.optimizer.state_dict(), step=run.step, rng=torch.get_rng_state(),
-        config=run.cfg, store=spec, store_sha256=store_sha256(spec),
-        factors=tuple(run.data.factors),  # with the run's latent groups
-        store_counts=store_counts(run.data),
-    ).write(run.checkpoint_path)
-
-
-def store_counts(data: TrainingData) -> dict[str, int]:
-    """Complete minibatches per batch type: the schedule's input besides the seed."""
-    return {t.factor.name: len(t.indices) for t in data.types}
-
-
-def restore(run: Run, saved: Checkpoint, path: Path) -> None:
-    """Load a checkpoint into a freshly built run, refusing another architecture or store."""
-    theirs, ours = saved.arch, run.model.arch
-    if theirs != ours:
-        raise DcignError(f"{path} holds a {theirs.describe()} network; this run builds "
-                         f"{ours.describe()}")
-    fp = store_sha256(run.data.spec)
-    if saved.store_sha256 != fp:
-        raise DcignError(f"{path} was trained on another store (fingerprint "
-                         f"{saved.store_sha256}, this store {fp})")
-    counts = store_counts(run.data)
-    if saved.store_counts != counts:
-        tqdm.write(f"note: the store's complete minibatches changed since the checkpoint "
-                   f"({saved.store_counts} → {counts}); the schedule differs from here on")
-    run.model.load_state_dict(saved.weights)
-    run.optimizer.load_state_dict(saved.optimizer)
-    torch.set_rng_state(saved.rng)
-    run.step = saved.step
-
-
-# ----------------------------------------------------------------------------- the run
-
 @dataclass
 class Result:
     checkpoint: Path
     run_log: Path
     figures: list[Path]
     held_out: dict  # the end-of-run check's numbers ({} without test minibatches)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def train(cli: TrainConfig, resume: bool = False) -> Result:
+    """Train from the command line's configuration (or continue its checkpoint), then check
+    the network on held-out minibatches (rank 0)."""
+    run = prepare(cli, resume)
+    try:
+        log = RunLog(run.out, enabled=run.ranks.is_main)
+        try:
+            take_steps(run, log)
+            path = save_checkpoint(run)
+            numbers, figures = end_of_run_check(run, log) if run.ranks.is_main else ({}, [])
+        finally:
+            log.close()
+        return Result(path, log.path, figures, numbers)
+    finally:
+        leave(run.ranks)
 
 
 def prepare(cli: TrainConfig, resume: bool) -> Run:
@@ -310,22 +129,70 @@ def prepare(cli: TrainConfig, resume: bool) -> Run:
     return run
 
 
-def train(cli: TrainConfig, resume: bool = False) -> Result:
-    run = prepare(cli, resume)
-    try:
-        return _train(run)
-    finally:
-        leave(run.ranks)
+def build_run(cfg: TrainConfig) -> Run:
+    """The configuration checked, then the store, network, loss and optimiser it names."""
+    cfg.validate()
+    method = method_for(cfg)
+    execution, ranks = execution_for(cfg), launched_ranks()
+    execution = replace(execution, device=join(ranks, execution.device,
+                                               cfg.minibatches_per_step))
+    data = open_training_data(cfg.store, cfg.mode, cfg.ratio, LATENT_SIZE, cfg.group_sizes())
+    if method.draws_independently:
+        check_independent_draws(data, cfg.minibatches_per_step)
+    arch = architecture_for(cfg.arch, data.spec.image_size,
+                            data.mirror_odd_latents(cfg.mirror_odd, LATENT_SIZE))
+    torch.manual_seed(cfg.seed)  # weight initialisation, the same on every rank
+    model = DCIGN(arch).to(execution.device)
+    if execution.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss = MinibatchLoss(model, method, execution, data.train_images)
+    parallel = None
+    if ranks.distributed:  # DDP wraps the loss before torch.compile sees it
+        parallel = loss = DistributedDataParallel(
+            loss, device_ids=[execution.device] if execution.on_cuda else None)
+        parallel.register_comm_hook(None, summed_gradients)
+    if cfg.compile:  # the clamp compiles with the network (DDP splits the graph at buckets)
+        loss = torch.compile(loss, fullgraph=not ranks.distributed)
+    masks = [active_mask(t.latents, arch.latent_size, execution.device) for t in data.types]
+    return Run(cfg, data, model, make_optimizer(cfg, model.parameters()), execution, loss,
+               masks, method, out=Path(cfg.out), ranks=ranks, parallel=parallel)
 
 
-def _train(run: Run) -> Result:
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":  # what the released "rmsprop" file really implemented
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8)
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.beta2, eps=1e-8)  # validated
+
+
+def restore(run: Run, saved: Checkpoint, path: Path) -> None:
+    """Load a checkpoint into a freshly built run, refusing another architecture or store."""
+    theirs, ours = saved.arch, run.model.arch
+    if theirs != ours:
+        raise DcignError(f"{path} holds a {theirs.describe()} network; this run builds "
+                         f"{ours.describe()}")
+    fp = store_sha256(run.data.spec)
+    if saved.store_sha256 != fp:
+        raise DcignError(f"{path} was trained on another store (fingerprint "
+                         f"{saved.store_sha256}, this store {fp})")
+    counts = run.data.counts()
+    if saved.store_counts != counts:
+        tqdm.write(f"note: the store's complete minibatches changed since the checkpoint "
+                   f"({saved.store_counts} → {counts}); the schedule differs from here on")
+    run.model.load_state_dict(saved.weights)
+    run.optimizer.load_state_dict(saved.optimizer)
+    torch.set_rng_state(saved.rng)
+    run.step = saved.step
+
+
+def take_steps(run: Run, log: RunLog) -> None:
+    """The run's steps up to `steps` (or --max-minutes): a failure ends in one line, with a
+    checkpoint saved wherever the weights are still sound."""
     cfg, main = run.cfg, run.ranks.is_main
-    log = RunLog(run.out, enabled=main)
     if run.step >= cfg.steps and main:
         tqdm.write(f"the checkpoint is already at step {run.step} of {cfg.steps}")
     dataset = StepDataset(run.data, cfg.seed, cfg.minibatches_per_step, cfg.in_memory,
                           share=run.ranks.share(cfg.minibatches_per_step),
-                          independent=run.mode.independent)
+                          independent=run.method.draws_independently)
     ex = run.execution
     loader = make_loader(dataset, run.step, cfg.steps, ex.workers, pin_memory=ex.pin_memory)
     log.log({"event": "start", "step": run.step, "config": cfg.to_dict(),
@@ -335,49 +202,112 @@ def _train(run: Run) -> Result:
              "batch_types": [t.factor.name for t in run.data.types]})
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not (cfg.progress and main),
                unit="step")
-    window = new_window()
-    try:  # the run log (and TensorBoard's writer) close however the run ends
-        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
-        try:
-            for step in loader:
-                if any_rank(time.monotonic() > deadline, run.ranks, run.device):
-                    if main:
-                        tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
-                    break
-                if isinstance(step, DamagedMinibatch):
-                    raise step
-                out = train_step(run, step)
-                add_to_window(window, out)
-                bar.update(1)
-                if run.step % cfg.log_every == 0 or run.step == cfg.steps:
-                    log_window(run, log, bar, window, out["grad_norm"])
-                if run.step % cfg.checkpoint_every == 0:
-                    save_checkpoint(run)
-        except NonFiniteLoss as exc:
-            last = f"the last good checkpoint is {run.checkpoint_path}" \
-                if run.checkpoint_path.exists() else "no checkpoint was written yet"
-            log.log({"event": "non-finite", "step": run.step, "message": str(exc)})
-            raise NonFiniteLoss(f"{exc}; stopped, {last}") from None
-        except KeyboardInterrupt:
-            save_checkpoint(run)
-            raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
-                             f"{run.checkpoint_path}, --resume continues") from None
-        except DamagedMinibatch as exc:  # the weights are sound: keep them for --resume
-            save_checkpoint(run)
-            log.log({"event": "damaged-store", "step": run.step, "message": str(exc)})
-            who = f"rank {run.ranks.rank}: " if run.ranks.distributed else ""
-            kept = ("with its checkpoint saved, and --resume continues" if run.ranks.is_main
-                    else "and --resume continues from rank 0's last checkpoint")
-            raise RankError(f"{who}{exc}; the run stopped at step {run.step} {kept} after "
-                            "the repair") from None
-        finally:
-            bar.close()
-        path = save_checkpoint(run)
-        numbers, figures = end_of_run_check(run, log) if main else ({}, [])
+    try:
+        step_through(run, loader, log, bar)
+    except NonFiniteLoss as exc:
+        last = f"the last good checkpoint is {run.checkpoint_path}" \
+            if run.checkpoint_path.exists() else "no checkpoint was written yet"
+        log.log({"event": "non-finite", "step": run.step, "message": str(exc)})
+        raise NonFiniteLoss(f"{exc}; stopped, {last}") from None
+    except KeyboardInterrupt:
+        save_checkpoint(run)
+        raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
+                         f"{run.checkpoint_path}, --resume continues") from None
+    except DamagedMinibatch as exc:  # the weights are sound: keep them for --resume
+        save_checkpoint(run)
+        log.log({"event": "damaged-store", "step": run.step, "message": str(exc)})
+        who = f"rank {run.ranks.rank}: " if run.ranks.distributed else ""
+        kept = ("with its checkpoint saved, and --resume continues" if run.ranks.is_main
+                else "and --resume continues from rank 0's last checkpoint")
+        raise RankError(f"{who}{exc}; the run stopped at step {run.step} {kept} after "
+                        "the repair") from None
     finally:
-        log.close()
-    return Result(path, log.path, figures, numbers)
+        bar.close()
 
+
+def step_through(run: Run, loader: DataLoader, log: RunLog, bar: tqdm) -> None:
+    """Each step the loader yields: trained, logged every `log_every`, checkpointed every
+    `checkpoint_every`, until the steps or the deadline run out."""
+    cfg = run.cfg
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+    window = new_window()
+    for step in loader:
+        if any_rank(time.monotonic() > deadline, run.ranks, run.device):
+            if run.ranks.is_main:
+                tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
+            break
+        if isinstance(step, DamagedMinibatch):
+            raise step
+        out = train_step(run, step)
+        add_to_window(window, out)
+        bar.update(1)
+        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            log_window(run, log, bar, window, out["grad_norm"])
+        if run.step % cfg.checkpoint_every == 0:
+            save_checkpoint(run)
+
+
+# ----------------------------------------------------------------------------- one step
+
+def train_step(run: Run, step: Step) -> dict:
+    """One optimiser step over this rank's share of a step's minibatches, each shaped by the
+    method on its own (clamped, for DC-IGN), gradients accumulated (and summed over ranks).
+
+    Returns the step's summed nats and image count over all ranks, and per batch type the
+    latents the method shared per pair."""
+    cfg, ex, ranks = run.cfg, run.execution, run.ranks
+    stacked = step.images.to(ex.device, non_blocking=ex.pin_memory)
+    run.optimizer.zero_grad(set_to_none=True)
+    types = len(run.data.types)
+    # bce, kl, penalty, images, then per batch type: latents shared per pair, minibatches
+    totals = torch.zeros(4 + 2 * types, device=ex.device)
+    batches = _batches(run, step, stacked)
+    no_pairs = torch.empty((0, 2), dtype=torch.long, device=ex.device)
+    for j, (kind, place, images) in enumerate(batches):
+        x = images.unsqueeze(1).float().div_(255)
+        if ex.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        eps = minibatch_noise(cfg.seed, run.step, place, (len(images), run.model.arch.latent_size))
+        # drawn only for a method that reads them: a host-to-device copy per minibatch otherwise
+        pairs = (minibatch_pairs(cfg.seed, run.step, place, len(images)).to(ex.device)
+                 if run.method.pairs_images else no_pairs)
+        active = run.masks[kind] if kind >= 0 else run.masks[0]  # independent draws: unused
+        # gradients are summed over the ranks once, when the last minibatch's backward runs
+        with (run.parallel.no_sync() if run.parallel is not None and j < len(batches) - 1
+              else contextlib.nullcontext()):
+            terms = run.loss(x, active, eps.to(ex.device, non_blocking=ex.pin_memory), pairs)
+            loss_of(terms, run.method).backward()
+        totals[:3] += terms[:3].detach()
+        totals[3] += len(images)
+        if kind >= 0:
+            totals[4 + kind] += terms[3].detach()
+            totals[4 + types + kind] += 1
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), float("inf"))
+    # the step's one sync (with several ranks, one all-reduce of the sums)
+    numbers = torch.cat([summed(totals, ranks), grad_norm.reshape(1)]).tolist()
+    bce, kl, penalty, n, gn = numbers[:4] + numbers[-1:]
+    shared = ({kind: (numbers[4 + kind], numbers[4 + types + kind]) for kind in range(types)
+               if numbers[4 + types + kind]} if run.method.pairs_images else {})
+    if not (math.isfinite(bce + kl + penalty) and math.isfinite(gn)):
+        raise NonFiniteLoss(f"loss became {bce + kl + penalty} (gradient norm {gn}) at step "
+                            f"{run.step + 1}")
+    run.optimizer.step()
+    run.step += 1
+    return {"bce": bce, "kl": kl, "penalty": penalty, "images": int(n), "grad_norm": gn,
+            "shared": shared}
+
+
+def _batches(run: Run, step: Step, stacked: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+    """(batch type, place in the step, images) per forward pass. A method that draws images
+    independently sees the step's images as one batch: β-TCVAE's estimate is over all of
+    them."""
+    kinds, places = step.kinds.tolist(), step.places.tolist()
+    if run.method.draws_independently:
+        return [(-1, places[0], stacked.reshape(-1, *stacked.shape[2:]))]
+    return list(zip(kinds, places, stacked, strict=True))
+
+
+# ----------------------------------------------------------------------------- the run log
 
 def new_window() -> dict:
     return {"bce": 0.0, "kl": 0.0, "penalty": 0.0, "images": 0, "shared": {},
@@ -394,22 +324,39 @@ def add_to_window(window: dict, out: dict) -> None:
 
 def log_window(run: Run, log: RunLog, bar: tqdm, window: dict, grad_norm: float) -> None:
     """One run-log line: the objective (BCE + β·KL + penalty), the ELBO, their parts, and
-    for Ada-GVAE the latents shared per pair in each batch type's minibatches."""
+    what the method adds (β-TCVAE its penalty, Ada-GVAE the latents shared per pair in each
+    batch type's minibatches)."""
     now = time.perf_counter()
     n = max(window["images"], 1)
-    loss = (window["bce"] + run.mode.beta * window["kl"] + window["penalty"]) / n
+    per_image = {k: window[k] / n for k in ("bce", "kl", "penalty")}
+    loss = (window["bce"] + run.method.beta * window["kl"] + window["penalty"]) / n
     rate = window["images"] / max(now - window["t"], 1e-9)
     record = {"step": run.step, "images": window["images"],
               "loss_per_image": loss, "elbo_per_image": -(window["bce"] + window["kl"]) / n,
-              "bce_per_image": window["bce"] / n, "kl_per_image": window["kl"] / n,
+              "bce_per_image": per_image["bce"], "kl_per_image": per_image["kl"],
               "grad_norm": grad_norm, "images_per_s": rate, "time": time.time()}
-    if run.mode.name == "betatcvae":
-        record["penalty_per_image"] = window["penalty"] / n
-    for kind, (total, count) in sorted(window["shared"].items()):
-        record[f"shared_latents_{run.data.types[kind].factor.name}"] = total / count
-    log.log(record)
+    shared = {run.data.types[kind].factor.name: total / count
+              for kind, (total, count) in sorted(window["shared"].items())}
+    log.log(record | run.method.logged(per_image, shared))
     bar.set_postfix(loss=f"{loss:.1f}", img_s=f"{rate:.0f}")
     window.update(new_window())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run: Run) -> Path:
+    """Write model, optimiser, step, RNG states, config and store fingerprint atomically
+    (rank 0 only: the others hold the same state and never write)."""
+    if not run.ranks.is_main:
+        return run.checkpoint_path
+    spec = run.data.spec
+    return Checkpoint(
+        arch=run.model.arch, weights=run.model.state_dict(),
+        optimizer=run.optimizer.state_dict(), step=run.step, rng=torch.get_rng_state(),
+        config=run.cfg, store=spec, store_sha256=store_sha256(spec),
+        factors=tuple(run.data.factors),  # with the run's latent groups
+        store_counts=run.data.counts(),
+    ).write(run.checkpoint_path)
 
 
 def end_of_run_check(run: Run, log: RunLog) -> tuple[dict, list[Path]]:

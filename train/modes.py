@@ -1,8 +1,10 @@
-"""What each training mode does to a minibatch's posterior, and what it adds to the loss.
+"""The training methods, one class each, and the registry (name → class) that the loop,
+`TrainConfig.validate`, `dcign-train`'s flags and `dcign-eval` ask.
 
-Every mode trains the same network with the same loss convention as DC-IGN: Bernoulli BCE
-and KL to N(0, I), both summed over the minibatch. A mode may change the posterior before
-sampling, weight the KL by β, and add a penalty:
+Every method trains the same network with the same loss convention as DC-IGN: Bernoulli BCE
+and KL to N(0, I), both summed over the minibatch; the loss is BCE + β·KL + penalty
+(`objective.py`). A method may change the posterior before sampling, weight the KL by β, and
+add a penalty:
 
     dcign      clamp every latent outside the varying factor's group (paper §3)
     vae        nothing: the paper's entangled baseline
@@ -12,159 +14,274 @@ sampling, weight the KL by β, and add a penalty:
                product, ML-VAE style, with `--ada-average ml`; or exactly the latents outside
                the varying factor's group, with `--ada-mask oracle`); β·KL, β = 1
     betavae    β-VAE (Higgins et al. 2017): β·KL, β = 4, images drawn independently
-    betatcvae  β-TCVAE (Chen et al. 2018): KL + (β − 1)·TC, TC the minibatch-weighted
-               estimate over the step's images, β = 6, images drawn independently
+    betatcvae  β-TCVAE (Chen et al. 2018): β·KL + (β − 1)·TC, TC the minibatch-weighted
+               estimate over the step's images, β = 6, images drawn independently. (Chen et
+               al.'s objective weighs the KL by 1, not β; this is what dcign has trained.)
 
-`--mode betavae` and `betatcvae` see images drawn independently across the store, not
-one-factor minibatches: in a one-factor minibatch the TC estimate degenerates.
+`betavae` and `betatcvae` see images drawn independently across the store, not one-factor
+minibatches: in a one-factor minibatch the TC estimate degenerates.
+
+A method is a frozen dataclass (so `torch.compile` traces its hooks as constants): its class
+attributes declare it, its fields are one run's settings, its hooks shape a minibatch's loss
+and its run-log lines. This module imports no torch (the hooks import their arithmetic from
+`method_math.py` when first run), so `dcign-train` builds its flags and checks its arguments
+from the registry before torch is loaded.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
-import numpy as np
-import torch
+from dcign.shared.errors import DcignError
 
-from .clamping import clamp
-from .config import ADA_AVERAGES, ADA_MASKS, DEFAULT_BETA, INDEPENDENT_MODES, MODES
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["ADA_AVERAGES", "ADA_MASKS", "DEFAULT_BETA", "MODES", "Mode", "mode_for"]
-PAIR_STREAM = 2  # the pairing's seeds (seed, step, minibatch, PAIR_STREAM)
-LOG_2PI = math.log(2 * math.pi)
+    from .method_math import Posterior
 
 
-@dataclass(frozen=True)
-class Posterior:
-    """A mode's posterior for one minibatch, and how many latents it shared per pair."""
+class Settings(Protocol):
+    """What a method reads from a run's configuration (a TrainConfig), besides the fields its
+    options name."""
 
-    mu: torch.Tensor
-    logvar: torch.Tensor
-    shared: torch.Tensor  # scalar: mean latents shared per pair (0 outside Ada-GVAE)
-
-
-def _unchanged(mu: torch.Tensor, logvar: torch.Tensor) -> Posterior:
-    return Posterior(mu, logvar, mu.new_zeros(()))
+    mode: str
+    beta: float | None
+    clamp: str
+    invariance: float
 
 
 @dataclass(frozen=True)
-class Mode:
-    """The dcign, vae and betavae modes: clamping or nothing, then β·KL."""
+class Option:
+    """A flag that belongs to one method. `field` is its TrainConfig field and the method's
+    own (the flag is the field's name with dashes); unset (None), it is the first choice."""
 
-    name: str
-    beta: float = 1.0
-    clamp_rule: str = "mean"
-    invariance: float = 0.01
-
-    @property
-    def independent(self) -> bool:
-        return self.name in INDEPENDENT_MODES
+    field: str
+    choices: tuple[str, ...]
+    help: str
+    shown: str  # how a method's description names its value, e.g. "{} average"
 
     @property
-    def pairs_images(self) -> bool:
-        """Whether `posterior` reads the minibatch's pairs (the others get none to draw)."""
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+METHODS: dict[str, type[Method]] = {}  # name → class, in the order --help lists them
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Make a method class a training mode (`--mode NAME`)."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise DcignError(f"unknown mode {name!r} (choose {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def method_for(settings: Settings) -> Method:
+    """The run's method, its options checked."""
+    cls = method_class(settings.mode)
+    cls.check(settings)
+    return cls.from_settings(settings)
+
+
+def beta_weighted() -> list[str]:
+    """The methods that take --beta."""
+    return [name for name, cls in METHODS.items() if cls.default_beta is not None]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A training method: what it is called, which flags it takes and refuses, what it does
+    to a minibatch's posterior and loss, and what it logs. This base is the plain VAE."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]  # as logs, tables and figures name it
+    summary: ClassVar[str]  # what --help says it is
+    default_beta: ClassVar[float | None] = None  # None: the KL's weight is 1, --beta refused
+    options: ClassVar[tuple[Option, ...]] = ()  # the flags only this method takes
+    draws_independently: ClassVar[bool] = False  # a step's images drawn one by one
+    pairs_images: ClassVar[bool] = False  # `posterior` reads pairs (others get none drawn)
+    # Each minibatch's latents outside its factor's group are held: every batch type shown
+    # needs a latent group, and every type the ratio weighs needs its minibatches.
+    clamps: ClassVar[bool] = False
+
+    beta: float = 1.0  # the KL's weight
+
+    # ------------------------------------------------------------------------- settings
+
+    @classmethod
+    def check(cls, settings: Settings) -> None:
+        """Refuse, in one line, an option that this method cannot use."""
+        beta = settings.beta
+        if beta is not None and not beta > 0:
+            raise DcignError(f"--beta must be positive (got {beta})")
+        if beta is not None and cls.default_beta is None:
+            raise DcignError(f"--beta weighs the KL of {', '.join(beta_weighted())}; --mode "
+                             f"{cls.name} has none")
+        for owner in METHODS.values():
+            given = [o.flag for o in owner.options if getattr(settings, o.field) is not None]
+            if given and owner is not cls:
+                raise DcignError(f"{' and '.join(given)} apply to --mode {owner.name} only "
+                                 f"(this run is {cls.name})")
+        for o in cls.options:
+            value = getattr(settings, o.field)
+            if value is not None and value not in o.choices:
+                raise DcignError(f"unknown {o.flag} {value!r} (choose {', '.join(o.choices)})")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Method:
+        """The method as a run's (checked) settings configure it."""
+        beta = settings.beta if settings.beta is not None else cls.default_beta
+        options = {o.field: getattr(settings, o.field) or o.choices[0] for o in cls.options}
+        return cls(beta=1.0 if beta is None else beta, **options)
+
+    def describe(self) -> str:
+        """The method and what sets it apart, in a few words (for comparison tables)."""
+        parts = [self.label]
+        if self.default_beta is not None:
+            parts.append(f"β={self.beta:g}")
+        parts += [o.shown.format(getattr(self, o.field)) for o in self.options]
+        return ", ".join(parts)
+
+    @property
+    def assigns_latents(self) -> bool:
+        """Whether training tied each factor to its latent group in the factor table (so the
+        group is where evaluation looks); a network that learns no assignment has its
+        factor's latent chosen (`eval/measures.py`)."""
         return False
+
+    # ------------------------------------------------------------------------- hooks
 
     def posterior(self, mu: torch.Tensor, logvar: torch.Tensor, active: torch.Tensor,
                   pairs: torch.Tensor) -> Posterior:
-        if self.name != "dcign":
-            return _unchanged(mu, logvar)
-        return Posterior(clamp(mu, active, self.clamp_rule, self.invariance),
-                         clamp(logvar, active, self.clamp_rule, self.invariance),
-                         mu.new_zeros(()))
+        """The posterior handed to the sampler; `active` marks the varying factor's group."""
+        from .method_math import unchanged
+
+        return unchanged(mu, logvar)
 
     def penalty(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                 dataset_size: int) -> torch.Tensor:
+        """A term added to the minibatch's loss (`dataset_size`: training images)."""
         return z.new_zeros(())
 
-
-def pair_kl(mu: torch.Tensor, logvar: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """δ (P, D): KL(q(z_j | x_a) ‖ q(z_j | x_b)) per latent j for each pair (a, b)."""
-    a, b = pairs[:, 0], pairs[:, 1]
-    return 0.5 * (logvar[b] - logvar[a]
-                  + (logvar[a].exp() + (mu[a] - mu[b]) ** 2) / logvar[b].exp() - 1)
-
-
-def shared_by_threshold(delta: torch.Tensor) -> torch.Tensor:
-    """Ada-GVAE's mask: δ_j below τ = ½(max δ + min δ) of its pair."""
-    tau = 0.5 * (delta.max(dim=1, keepdim=True).values + delta.min(dim=1, keepdim=True).values)
-    return delta < tau
+    def logged(self, per_image: Mapping[str, float], shared: Mapping[str, float]) -> dict:
+        """What a run-log line adds to the loss, ELBO, BCE and KL: `per_image` holds the
+        window's bce, kl and penalty per image, `shared` the latents shared per pair in
+        each factor's minibatches (for a method that pairs images)."""
+        return {}
 
 
-def averaged(mu_a: torch.Tensor, logvar_a: torch.Tensor, mu_b: torch.Tensor,
-             logvar_b: torch.Tensor, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two posteriors' average: of μ and σ² (Ada-GVAE), or their product (Ada-ML-VAE)."""
-    var_a, var_b = logvar_a.exp(), logvar_b.exp()
-    if rule == "ml":
-        var = 1 / (1 / var_a + 1 / var_b)
-        return var * (mu_a / var_a + mu_b / var_b), var.log()
-    return 0.5 * (mu_a + mu_b), (0.5 * (var_a + var_b)).log()
-
-
+@register
 @dataclass(frozen=True)
-class AdaGVAE(Mode):
-    """Pairs share the latents their posteriors agree on (or, with the oracle mask, the ones
-    outside the varying factor's group: DC-IGN's supervision without clamping)."""
+class ClampedDCIGN(Method):
+    name: ClassVar[str] = "dcign"
+    label: ClassVar[str] = "DC-IGN"
+    summary: ClassVar[str] = "clamped training (paper §3)"
+    clamps: ClassVar[bool] = True
 
-    average: str = "gvae"
-    mask: str = "threshold"
+    clamp_rule: str = "mean"  # --clamp
+    invariance: float = 0.01  # --invariance: λ of paper §3.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Method:
+        return cls(clamp_rule=settings.clamp, invariance=settings.invariance)
 
     @property
-    def pairs_images(self) -> bool:
+    def assigns_latents(self) -> bool:
         return True
 
     def posterior(self, mu: torch.Tensor, logvar: torch.Tensor, active: torch.Tensor,
                   pairs: torch.Tensor) -> Posterior:
+        from .clamping import clamp
+        from .method_math import Posterior
+
+        return Posterior(clamp(mu, active, self.clamp_rule, self.invariance),
+                         clamp(logvar, active, self.clamp_rule, self.invariance),
+                         mu.new_zeros(()))
+
+
+@register
+@dataclass(frozen=True)
+class VAE(Method):
+    name: ClassVar[str] = "vae"
+    label: ClassVar[str] = "VAE baseline"
+    summary: ClassVar[str] = "the entangled baseline"
+
+
+@register
+@dataclass(frozen=True)
+class AdaGVAE(Method):
+    """Pairs share the latents their posteriors agree on (or, with the oracle mask, the ones
+    outside the varying factor's group: DC-IGN's supervision without clamping)."""
+
+    name: ClassVar[str] = "adagvae"
+    label: ClassVar[str] = "Ada-GVAE"
+    summary: ClassVar[str] = "Ada-GVAE (Locatello et al. 2020)"
+    default_beta: ClassVar[float | None] = 1.0
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("ada_average", ("gvae", "ml"),
+               "how a pair's shared latents are averaged: gvae (mean of μ and σ², default) or "
+               "ml (product of the posteriors).", "{} average"),
+        Option("ada_mask", ("threshold", "oracle"),
+               "threshold (the pair's KL, default) or oracle (exactly the latents outside the "
+               "varying factor's group: DC-IGN's supervision).", "{} mask"),
+    )
+    pairs_images: ClassVar[bool] = True
+
+    ada_average: str = "gvae"
+    ada_mask: str = "threshold"
+
+    @property
+    def assigns_latents(self) -> bool:
+        return self.ada_mask == "oracle"  # it shares exactly what lies outside the group
+
+    def posterior(self, mu: torch.Tensor, logvar: torch.Tensor, active: torch.Tensor,
+                  pairs: torch.Tensor) -> Posterior:
+        import torch
+
+        from .method_math import pair_kl, pairs_sharing, shared_by_threshold
+
         with torch.no_grad():
-            if self.mask == "oracle":
+            if self.ada_mask == "oracle":
                 shared = (~active).expand(len(pairs), -1)
             else:
                 shared = shared_by_threshold(pair_kl(mu, logvar, pairs))
-        a, b = pairs[:, 0], pairs[:, 1]
-        mean_mu, mean_logvar = averaged(mu[a], logvar[a], mu[b], logvar[b], self.average)
-        new_mu, new_logvar = mu.clone(), logvar.clone()
-        for side in (a, b):
-            new_mu[side] = torch.where(shared, mean_mu, mu[side])
-            new_logvar[side] = torch.where(shared, mean_logvar, logvar[side])
-        return Posterior(new_mu, new_logvar, shared.float().sum(dim=1).mean())
+        return pairs_sharing(mu, logvar, pairs, shared, self.ada_average)
+
+    def logged(self, per_image: Mapping[str, float], shared: Mapping[str, float]) -> dict:
+        return {f"shared_latents_{factor}": value for factor, value in shared.items()}
 
 
-def log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; μ, σ²) elementwise."""
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 / logvar.exp())
-
-
-def total_correlation(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                      dataset_size: int) -> torch.Tensor:
-    """Σ_i [log q(z_i) − Σ_k log q(z_ik)] over the batch, each aggregate posterior by Chen et
-    al.'s minibatch-weighted sampling: log q(z_i) ≈ logsumexp_j log q(z_i | x_j) − log(N·M)."""
-    n = len(z)
-    pairwise = log_density(z[:, None], mu[None], logvar[None])  # (i, j, k)
-    normaliser = math.log(dataset_size * n)
-    joint = torch.logsumexp(pairwise.sum(dim=2), dim=1) - normaliser
-    marginals = (torch.logsumexp(pairwise, dim=1) - normaliser).sum(dim=1)
-    return (joint - marginals).sum()
-
-
+@register
 @dataclass(frozen=True)
-class BetaTCVAE(Mode):
+class BetaVAE(Method):
+    name: ClassVar[str] = "betavae"
+    label: ClassVar[str] = "β-VAE"
+    summary: ClassVar[str] = "β-VAE (Higgins et al. 2017)"
+    default_beta: ClassVar[float | None] = 4.0
+    draws_independently: ClassVar[bool] = True
+
+
+@register
+@dataclass(frozen=True)
+class BetaTCVAE(Method):
+    name: ClassVar[str] = "betatcvae"
+    label: ClassVar[str] = "β-TCVAE"
+    summary: ClassVar[str] = "β-TCVAE (Chen et al. 2018)"
+    default_beta: ClassVar[float | None] = 6.0
+    draws_independently: ClassVar[bool] = True
+
     def penalty(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                 dataset_size: int) -> torch.Tensor:
+        from .method_math import total_correlation
+
         return (self.beta - 1) * total_correlation(z, mu, logvar, dataset_size)
 
+    def logged(self, per_image: Mapping[str, float], shared: Mapping[str, float]) -> dict:
+        return {"penalty_per_image": per_image["penalty"]}
 
-def mode_for(name: str, beta: float | None, clamp_rule: str, invariance: float,
-             ada_average: str, ada_mask: str) -> Mode:
-    beta = DEFAULT_BETA.get(name, 1.0) if beta is None else beta
-    if name == "adagvae":
-        return AdaGVAE(name, beta, clamp_rule, invariance, ada_average, ada_mask)
-    if name == "betatcvae":
-        return BetaTCVAE(name, beta, clamp_rule, invariance)
-    return Mode(name, beta, clamp_rule, invariance)
-
-
-def minibatch_pairs(seed: int, step: int, minibatch: int, size: int) -> torch.Tensor:
-    """Disjoint pairs (size // 2, 2) of a minibatch's images, drawn from the run's seed."""
-    order = np.random.default_rng([seed, step, minibatch, PAIR_STREAM]).permutation(size)
-    return torch.from_numpy(order[: size - size % 2].reshape(-1, 2))

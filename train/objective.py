@@ -19,7 +19,7 @@ from torch import nn
 
 from .device import Execution, autocast
 from .model import DCIGN
-from .modes import Mode
+from .modes import Method
 
 NOISE_STREAM = 1  # ε's seeds (seed, step, minibatch, NOISE_STREAM) never meet the schedule's
 
@@ -54,34 +54,35 @@ def kl_nats(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class MinibatchLoss(nn.Module):
-    """One minibatch's summed BCE, KL, mode penalty and shared-latent count, as a (4,) fp32
-    tensor; the loss is BCE + β·KL + penalty (`loss_of`).
+    """One minibatch's summed BCE, KL, the method's penalty and shared-latent count, as a (4,)
+    fp32 tensor; the loss is BCE + β·KL + penalty (`loss_of`).
 
-    The training mode (modes.py) shapes the posterior before sampling: in `dcign` mode every
-    latent outside the varying factor's group (`active`) is clamped, in μ and in log σ².
+    The training method (modes.py) shapes the posterior before sampling: DC-IGN clamps every
+    latent outside the varying factor's group (`active`), in μ and in log σ².
     The network runs under the execution's autocast; the posterior, the sampling and the
     loss in fp32. This module is what `--compile` compiles (whole, clamp included) and what
     data-parallel training wraps."""
 
-    def __init__(self, model: DCIGN, mode: Mode, execution: Execution, dataset_size: int = 1):
+    def __init__(self, model: DCIGN, method: Method, execution: Execution,
+                 dataset_size: int = 1):
         super().__init__()
-        self.model, self.mode, self.execution = model, mode, execution
+        self.model, self.method, self.execution = model, method, execution
         self.dataset_size = dataset_size  # training images: β-TCVAE's estimate needs it
 
     def forward(self, x: torch.Tensor, active: torch.Tensor, eps: torch.Tensor,
                 pairs: torch.Tensor) -> torch.Tensor:
         with autocast(self.execution):
             mu, logvar = self.model.encode(x)
-        post = self.mode.posterior(mu.float(), logvar.float(), active, pairs)
+        post = self.method.posterior(mu.float(), logvar.float(), active, pairs)
         z = sample_latents(post.mu, post.logvar, eps)
         with autocast(self.execution):
             logits = self.model.decode(z)
         return torch.stack([reconstruction_nats(logits, x), kl_nats(post.mu, post.logvar),
-                            self.mode.penalty(z, post.mu, post.logvar, self.dataset_size),
+                            self.method.penalty(z, post.mu, post.logvar, self.dataset_size),
                             post.shared])
 
 
-def loss_of(terms: torch.Tensor, mode: Mode) -> torch.Tensor:
-    """What the optimiser minimises: BCE + β·KL + the mode's penalty (β = 1, no penalty:
+def loss_of(terms: torch.Tensor, method: Method) -> torch.Tensor:
+    """What the optimiser minimises: BCE + β·KL + the method's penalty (β = 1, no penalty:
     the negative ELBO)."""
-    return terms[0] + mode.beta * terms[1] + terms[2]
+    return terms[0] + method.beta * terms[1] + terms[2]

@@ -36,7 +36,7 @@ from .measures import (
     traversal_inputs,
 )
 from .novel_views import NovelViews, measure_novel_views
-from .trained import METHODS, Trained, check_same_kind, load_trained, parse_values, sweep
+from .trained import Trained, check_same_kind, load_trained, parse_values, sweep
 
 EPILOG = """\b
 Examples:
@@ -75,16 +75,16 @@ class Measured:
 
 
 def view_latents(trained: Trained, latents: dict) -> dict[str, list[int]]:
-    """Per factor, the latents a novel view sets: the factor's whole group where the table's
-    groups hold (DC-IGN), else the one chosen latent."""
+    """Per factor, the latents a novel view sets: the factor's whole group where the method
+    assigns the table's groups (DC-IGN), else the one chosen latent."""
     size = trained.model.arch.latent_size
     chosen = {}
     for f in trained.factors:
         z = latents.get(f.name, {}).get("latent")
         if z is None or f.is_intrinsic:
             continue
-        chosen[f.name] = (list(range(size))[latent_slice(f, size)] if trained.ties_latents
-                          else [z])
+        assigned = trained.method.assigns_latents
+        chosen[f.name] = list(range(size))[latent_slice(f, size)] if assigned else [z]
     return chosen
 
 
@@ -153,7 +153,7 @@ def traversal_figures(m: Measured, factors: list[Factor], values: np.ndarray, im
         if z is None:
             continue
         grid = sweep(m.trained.model, inputs, z, values, opts.device)
-        title = (f"{METHODS[m.trained.mode]}: z{z + 1} ({f.name}) swept, all other latents "
+        title = (f"{m.trained.method.label}: z{z + 1} ({f.name}) swept, all other latents "
                  "at the posterior mean")
         path = traversal_figure(grid, values, title, out / f"traversal_{f.name}.png")
         figures.append((path, f"Latent traversal for {f.name} (paper figures 4, 5, 7): held-out "
@@ -191,7 +191,7 @@ def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, imag
         zb = baseline.latents.get(f.name, {}).get("latent")
         if za is None or zb is None or f.is_intrinsic:
             continue
-        blocks = [(f"{METHODS[m.trained.mode]} ({m.trained.name}): z{z + 1} swept",
+        blocks = [(f"{m.trained.method.label} ({m.trained.name}): z{z + 1} swept",
                    sweep(m.trained.model, inputs, z, values, opts.device))
                   for m, z in ((main_run, za), (baseline, zb))]
         path = novel_view_figure(blocks, values, out / f"novel_views_{f.name}.png")
@@ -273,13 +273,13 @@ def novel_view_pairs(runs: list[Measured], out: Path, examples: int = 8
     for name, pairs in first.pairs.items():
         pick = np.linspace(0, len(pairs.source) - 1, examples).round().astype(int)
         rows = [("input", pairs.source[pick]), ("truth", pairs.target[pick])]
-        rows += [(METHODS[m.trained.mode], m.novel.predicted[name][pick]) for m in runs
+        rows += [(m.trained.method.label, m.novel.predicted[name][pick]) for m in runs
                  if name in m.novel.predicted]
         labels = [f"{a:.0f}→{b:.0f}" for a, b in zip(pairs.source_value[pick],
                                                      pairs.target_value[pick], strict=True)]
         path = pair_grid_figure(rows, labels, f"{name}: held-out objects re-rendered at a new "
                                 "view", out / f"novel_view_pairs_{name}.png")
-        scores = "; ".join(f"{METHODS[m.trained.mode]} "
+        scores = "; ".join(f"{m.trained.method.label} "
                            f"{m.novel.scores[name]['mse_per_pixel']:.2e}" for m in runs
                            if name in m.novel.scores)
         figures.append((path, f"Novel views of {name}: an image of a held-out object (input), "

@@ -92,12 +92,12 @@ def reconstruction(trained: Trained, store: Store, test: EncodedTest, device: to
 
 
 def choose_latents(trained: Trained, store: Store, test: EncodedTest) -> dict:
-    """{factor: {latent, rule}}: the table's tie for DC-IGN (and Ada-GVAE's oracle mask);
-    the largest variance for a network that learns no assignment."""
+    """{factor: {latent, rule}}: the table's group where the method assigns latents (DC-IGN,
+    Ada-GVAE's oracle mask); the largest variance for a network that learns no assignment."""
     size = trained.model.arch.latent_size
     chosen = {}
     for f in trained.factors:
-        if not trained.ties_latents:
+        if not trained.method.assigns_latents:
             if f.name not in test.encoded:
                 continue
             mu = test.encoded[f.name].mu.reshape(-1, test.batch_size, size)

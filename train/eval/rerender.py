@@ -119,7 +119,7 @@ def resolve_latent(trained, factor: str, latent: int | None) -> int:
         if latent > size:
             raise DcignError(f"--latent {latent}: the code has {size} latents")
         return latent - 1
-    if not trained.ties_latents:
+    if not trained.method.assigns_latents:
         raise DcignError(f"{trained.checkpoint} is a {trained.settings} run with no latent tied "
                          f"to {factor}; give --latent N (dcign-eval reports its best guess)")
     z = tied_latent(trained.factor(factor), size)

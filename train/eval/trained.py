@@ -20,11 +20,8 @@ from dcign.shared.store import StoreSpec
 from ..checkpoint import Checkpoint, checkpoint_file
 from ..config import TrainConfig
 from ..model import DCIGN
-from ..modes import DEFAULT_BETA
+from ..modes import Method, method_for
 from .encoding import to_tensor
-
-METHODS = {"dcign": "DC-IGN", "vae": "VAE baseline", "adagvae": "Ada-GVAE",
-           "betavae": "β-VAE", "betatcvae": "β-TCVAE"}
 
 
 @dataclass
@@ -33,11 +30,16 @@ class Trained:
 
     checkpoint: Path
     model: DCIGN
-    mode: str  # the training mode: dcign, vae, adagvae, betavae, betatcvae
+    method: Method  # the training method, as the run configured it
     step: int
     store_spec: StoreSpec  # the training store's spec
     config: TrainConfig  # the run's, as its checkpoint records it
     factors: tuple[Factor, ...]  # the store's factor table with the run's latent groups
+
+    @property
+    def mode(self) -> str:
+        """The training method's name (--mode)."""
+        return self.method.name
 
     @property
     def name(self) -> str:
@@ -53,22 +55,10 @@ class Trained:
         return next(f for f in self.factors if f.name == name)
 
     @property
-    def ties_latents(self) -> bool:
-        """Whether the factor table's latent groups mean something in this network: DC-IGN
-        clamps them, Ada-GVAE with the oracle mask shares everything outside them. Other
-        modes learn no assignment; their factor's latent is chosen (largest variance)."""
-        return self.mode == "dcign" or (self.mode == "adagvae"
-                                        and self.config.ada_mask == "oracle")
-
-    @property
     def settings(self) -> str:
         """The method and what sets it apart, in a few words (for comparison tables)."""
         c = self.config
-        parts = [METHODS.get(self.mode, self.mode)]
-        if self.mode in DEFAULT_BETA:
-            parts.append(f"β={c.beta if c.beta is not None else DEFAULT_BETA[self.mode]:g}")
-        if self.mode == "adagvae":
-            parts.append(f"{c.ada_average or 'gvae'} average, {c.ada_mask or 'threshold'} mask")
+        parts = [self.method.describe()]
         if c.mirror_odd:
             parts.append("mirror-odd " + ",".join(c.mirror_odd))
         if c.latent_groups:
@@ -80,9 +70,12 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
     """A run directory's (or checkpoint file's) network in eval mode on `device`."""
     file = checkpoint_file(run)
     saved = Checkpoint.read(file)  # checked whole: a network is built only from what fits
+    try:
+        method = method_for(saved.config)
+    except DcignError as exc:
+        raise DcignError(f"{file} was trained with settings this dcign refuses: {exc}") from None
     model = saved.network().to(device).eval()
-    return Trained(file, model, saved.config.mode, saved.step, saved.store, saved.config,
-                   saved.factors)
+    return Trained(file, model, method, saved.step, saved.store, saved.config, saved.factors)
 
 
 def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
