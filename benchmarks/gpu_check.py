@@ -112,19 +112,19 @@ def ddp_section(store: str, out: Path, gpus: int, steps: int) -> dict:
 
 def quality_section(store: str, out: Path, device: str, minutes: float, steps: int) -> dict:
     """DC-IGN (paper150 on 150×150 stores), mirror-odd z1, 8 minibatches a step, for `minutes`."""
+    from dcign.train.cli import train_and_measure
     from dcign.train.config import TrainConfig
-    from dcign.train.loop import train
 
     cfg = TrainConfig(store=store, out=str(out), arch="auto", device=device,
                       mirror_odd=("azimuth",), minibatches_per_step=8, steps=steps,
                       max_minutes=minutes, checkpoint_every=10_000, progress=False)
     started = time.perf_counter()
-    result = train(cfg)
-    correlations = result.held_out.get("correlations", {})
+    result = train_and_measure(cfg)
+    correlations = result.measured.get("correlations", {})
     return {"minutes": (time.perf_counter() - started) / 60,
             "steps": json.loads(result.run_log.read_text().splitlines()[-1]).get("step"),
             "r": {name: c["r"] for name, c in correlations.items()},
-            "elbo_per_image": result.held_out.get("elbo_per_image")}
+            "elbo_per_image": result.measured.get("elbo_per_image")}
 
 
 def table(result: dict) -> str:

@@ -1,6 +1,7 @@
 """The code's shape is checked, not hoped for: no import cycles anywhere (function-level imports
-count), render's layers only import downward, evaluation never imports the training loop, and
-the two halves never import each other."""
+count), render's layers only import downward, evaluation never imports the training loop nor
+the loop evaluation (dcign-train's command alone wires the two), and the two halves never
+import each other."""
 
 from __future__ import annotations
 
@@ -112,6 +113,20 @@ def test_render_layers_import_only_their_own_layer_and_those_below(graph):
 def test_evaluation_never_imports_the_training_loop_or_its_command(graph):
     offending = [(m, t) for m, (inside, _) in graph.items() if m.startswith("dcign.train.eval")
                  for t in inside if t in ("dcign.train.loop", "dcign.train.cli")]
+    assert offending == []
+
+
+def test_the_training_loop_never_imports_evaluation(graph):
+    inside, _ = graph["dcign.train.loop"]
+    assert [t for t in inside if t.startswith("dcign.train.eval")] == []
+
+
+def test_only_the_training_command_wires_evaluation_into_training(graph):
+    """Data flows one way: train/ → train/eval/, through dcign-train's command alone."""
+    offending = [(m, t) for m, (inside, _) in graph.items()
+                 if m.startswith("dcign.train") and not m.startswith("dcign.train.eval")
+                 and m != "dcign.train.cli"
+                 for t in inside if t.startswith("dcign.train.eval")]
     assert offending == []
 
 

@@ -1,4 +1,5 @@
-"""The training loop: clamped steps, exact resumption, NaN stop, metrics, learning."""
+"""The training loop: clamped steps, exact resumption, NaN stop, metrics, learning; and the
+held-out measurement dcign-train hands it to run after training."""
 
 import json
 
@@ -9,6 +10,7 @@ import dcign.train.loop as loop
 import dcign.train.objective as objective
 from dcign.shared.errors import DcignError
 from dcign.train.checkpoint import read_checkpoint
+from dcign.train.cli import train_and_measure
 from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset
 from dcign.train.loop import NonFiniteLoss, build_run, train, train_step
@@ -116,7 +118,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(blobs, tmp_
 
 
 def test_the_run_log_has_one_json_record_per_line_with_loss_and_throughput(blobs, tmp_path):
-    result = train(config(blobs, tmp_path))
+    result = train_and_measure(config(blobs, tmp_path))
     records = [json.loads(line) for line in result.run_log.read_text().splitlines()]
     steps = [r for r in records if "event" not in r]
     assert [r["step"] for r in steps] == [2, 4, 6, 8]
@@ -129,12 +131,32 @@ def test_tensorboard_gets_the_metrics_scalars_and_the_reconstruction_grid(blobs,
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(config(blobs, tmp_path))
+    train_and_measure(config(blobs, tmp_path))
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss_per_image")] == [2, 4, 6, 8]
     assert "train/images_per_s" in events.Tags()["scalars"]
     assert [e.step for e in events.Images("reconstructions")] == [8]
+
+
+def test_the_loop_alone_measures_nothing_and_runs_what_it_is_handed_once_at_the_end(
+        blobs, tmp_path):
+    alone = train(config(blobs, tmp_path / "alone", steps=2))
+    assert alone.measured == {} and alone.figures == []
+    assert not (tmp_path / "alone" / "held_out.json").exists()
+    seen = []
+
+    def after(run, log):
+        seen.append((run.step, read_checkpoint(run.checkpoint_path)["step"]))
+        log.log({"event": "after", "step": run.step})
+        return {"answer": 42}, [run.out / "figure.png"]
+
+    result = train(config(blobs, tmp_path / "handed", steps=2), after=after)
+    assert seen == [(2, 2)]  # once, after the last checkpoint was written
+    assert result.measured == {"answer": 42}
+    assert result.figures == [tmp_path / "handed" / "figure.png"]
+    last = json.loads(result.run_log.read_text().splitlines()[-1])
+    assert last == {"event": "after", "step": 2}
 
 
 def test_an_existing_run_is_not_overwritten_without_resume(blobs, tmp_path):
@@ -148,7 +170,8 @@ def test_clamping_ties_z1_to_azimuth_and_z2_to_elevation_where_a_plain_vae_does_
     store = str(write_blob_store(tmp_path / "b.zarr", 32, 30, 3, seed=1))
     # blobs' light only tilts their shading, too faint to learn in seconds: leave it out
     budget = dict(steps=500, checkpoint_every=1000, ratio="1:1:0:2")  # 300: r 0.4-0.97 by seed
-    dcign = train(config(store, tmp_path / "dcign", **budget)).held_out["correlations"]
-    vae = train(config(store, tmp_path / "vae", mode="vae", **budget)).held_out["correlations"]
+    dcign = train_and_measure(config(store, tmp_path / "dcign", **budget)).measured
+    vae = train_and_measure(config(store, tmp_path / "vae", mode="vae", **budget)).measured
+    dcign, vae = dcign["correlations"], vae["correlations"]
     assert abs(dcign["azimuth"]["r"]) > 0.9 and abs(dcign["elevation"]["r"]) > 0.9, dcign
     assert min(abs(vae["azimuth"]["r"]), abs(vae["elevation"]["r"])) < 0.9, vae

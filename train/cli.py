@@ -1,6 +1,8 @@
 """`dcign-train`: train DC-IGN (or the plain-VAE baseline, or today's methods) on a dcign Zarr
-store.
+store, then measure the network on the store's held-out minibatches.
 
+This is where training meets evaluation: the loop (`loop.py`) is handed the held-out
+measurement (`eval/held_out.py`) to run once training ends, and never imports `eval/`.
 The flags are built from `TrainConfig` (every default) and the method registry (`--mode`,
 `--beta` and each method's own flags); torch is imported only once the arguments parse.
 """
@@ -9,14 +11,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+from tqdm import tqdm
 
 from dcign.shared.cli import DcignCommand, default_of
 from dcign.shared.errors import DcignError
 
 from .config import CLAMP_RULES, OPTIMIZERS, PRECISIONS, TrainConfig
 from .modes import METHODS, beta_weighted
+
+if TYPE_CHECKING:
+    from .loop import Result, Run
+    from .runlog import RunLog
 
 
 def default(name: str):
@@ -161,18 +169,18 @@ def main(out, mirror_odd, latent_groups, resume, no_progress, **fields):
     cfg = TrainConfig(out=out, mirror_odd=tuple(mirror_odd), latent_groups=tuple(latent_groups),
                       progress=not no_progress, **fields)
     from .distributed import launched_ranks  # torch imports only after the arguments are sane
-    from .loop import RankError, train
+    from .loop import RankError
 
     main_rank = launched_ranks().is_main
     try:
-        result = train(cfg, resume=resume is not None)
+        result = train_and_measure(cfg, resume=resume is not None)
     except DcignError as exc:  # under torchrun, one line per failure, not one per rank
         if main_rank or isinstance(exc, RankError):
             raise
         sys.exit(1)
     if not main_rank:
         return
-    held = result.held_out
+    held = result.measured
     if held:
         click.echo(f"held-out ELBO: {held['elbo_per_image']:.1f} nats/image")
         for name, r in held["correlations"].items():
@@ -182,6 +190,33 @@ def main(out, mirror_odd, latent_groups, resume, no_progress, **fields):
     click.echo(f"metrics:    {result.run_log}")
     for f in result.figures:
         click.echo(f"figure:     {f}")
+
+
+def train_and_measure(cfg: TrainConfig, resume: bool = False) -> Result:
+    """What dcign-train runs: training (`loop.train`), then, on rank 0, the held-out
+    measurement beside the checkpoint."""
+    from .loop import train
+
+    return train(cfg, resume, after=measure_after_training)
+
+
+def measure_after_training(run: Run, log: RunLog) -> tuple[dict, list[Path]]:
+    """Held-out ELBO, latent-factor correlations and figures, written beside the checkpoint
+    and into the run log (its numbers a line of metrics.jsonl, its grid a TensorBoard
+    image)."""
+    from .eval.held_out import measure_held_out
+
+    if not run.data.test_groups:
+        tqdm.write("note: the store has no complete test minibatches; skipping the held-out "
+                   "check")
+        return {}, []
+    run.model.eval()
+    held = measure_held_out(run.model, run.data.store, run.data.factors,
+                            run.data.test_groups, run.device, run.cfg.seed, run.step, run.out)
+    run.model.train()
+    log.log(held.numbers)
+    log.image("reconstructions", held.grid, run.step)
+    return held.numbers, held.figures
 
 
 def resumed_run(resume: str, out: str | None) -> str:

@@ -1,6 +1,8 @@
 """The training loop, read top to bottom as one run: build it (or restore it from its
 checkpoint), take its steps (store → typed minibatches → the method's VAE step → run log and
-checkpoints), write the last checkpoint, then the held-out check of `eval/held_out.py`.
+checkpoints), write the last checkpoint, then run whatever the caller asked for after
+training (`dcign-train` measures the network on held-out minibatches: `cli.py`). The loop
+itself evaluates nothing and never imports `eval/`.
 
 One optimiser step shows `minibatches_per_step` minibatches, each shaped separately by the
 method (DC-IGN clamps each on its own: its own varying factor, its own batch means), with
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,7 +43,6 @@ from .data import (
 )
 from .device import Execution, execution_for
 from .distributed import Ranks, any_rank, join, launched_ranks, leave, summed, summed_gradients
-from .eval import held_out
 from .method_math import minibatch_pairs
 from .model import DCIGN, architecture_for
 from .modes import Method, method_for
@@ -85,25 +87,32 @@ class Run:
 class Result:
     checkpoint: Path
     run_log: Path
-    figures: list[Path]
-    held_out: dict  # the end-of-run check's numbers ({} without test minibatches)
+    figures: list[Path]  # written by what ran after training
+    measured: dict  # what ran after training returned ({} when nothing ran)
+
+
+# Run on rank 0 once the last checkpoint is written, given the run (its network still on its
+# device) and its open run log: returns its numbers and the figures it wrote.
+AfterTraining = Callable[[Run, RunLog], tuple[dict, list[Path]]]
 
 
 # ----------------------------------------------------------------------------- the run
 
-def train(cli: TrainConfig, resume: bool = False) -> Result:
-    """Train from the command line's configuration (or continue its checkpoint), then check
-    the network on held-out minibatches (rank 0)."""
+def train(cli: TrainConfig, resume: bool = False, after: AfterTraining | None = None
+          ) -> Result:
+    """Train from the command line's configuration (or continue its checkpoint), then call
+    `after` on rank 0."""
     run = prepare(cli, resume)
     try:
         log = RunLog(run.out, enabled=run.ranks.is_main)
         try:
             take_steps(run, log)
             path = save_checkpoint(run)
-            numbers, figures = end_of_run_check(run, log) if run.ranks.is_main else ({}, [])
+            ran_after = after is not None and run.ranks.is_main
+            measured, figures = after(run, log) if ran_after else ({}, [])
         finally:
             log.close()
-        return Result(path, log.path, figures, numbers)
+        return Result(path, log.path, figures, measured)
     finally:
         leave(run.ranks)
 
@@ -357,18 +366,3 @@ def save_checkpoint(run: Run) -> Path:
         factors=tuple(run.data.factors),  # with the run's latent groups
         store_counts=run.data.counts(),
     ).write(run.checkpoint_path)
-
-
-def end_of_run_check(run: Run, log: RunLog) -> tuple[dict, list[Path]]:
-    """Held-out ELBO, latent-factor correlations and figures, written beside the checkpoint."""
-    if not run.data.test_groups:
-        tqdm.write("note: the store has no complete test minibatches; skipping the held-out "
-                   "check")
-        return {}, []
-    run.model.eval()
-    result = held_out.check(run.model, run.data.store, run.data.factors,
-                            run.data.test_groups, run.device, run.cfg.seed, run.step, run.out)
-    run.model.train()
-    log.log(result.numbers)
-    log.image("reconstructions", result.grid, run.step)
-    return result.numbers, result.figures

@@ -1,11 +1,12 @@
-"""The trainer's end-of-run check on the store's test split: held-out ELBO, each factor's
-latent correlated with its true value, a reconstruction grid and a latent scatter, written
-beside the checkpoint as `held_out.json` and two PNGs.
+"""What `dcign-train` measures once training ends, on the store's test split: held-out ELBO,
+each factor's latent correlated with its true value, a reconstruction grid and a latent
+scatter, written beside the checkpoint as `held_out.json` and two PNGs.
 
 For each extrinsic factor the test minibatches in which it varies are encoded (posterior
-means, no clamping) and every latent is correlated with the factor's true value. DC-IGN is
-judged on the latent its group assigns (z₁ azimuth, …); the entangled baseline, which has no
-assignment, on its best single latent (largest |r|). `dcign-eval` goes much further.
+means, no clamping) and every latent is correlated with the factor's true value. Each factor
+is reported on the latent its group assigns (z₁ azimuth, …: what DC-IGN is judged on) and on
+its best single latent (largest |r|: the entangled baseline has no assignment). `dcign-eval`
+goes much further.
 """
 
 from __future__ import annotations
@@ -29,37 +30,40 @@ GRID_IMAGES = 10  # held-out images in the reconstruction grid
 
 
 @dataclass
-class HeldOutCheck:
+class HeldOut:
+    """What `measure_held_out` measured and wrote."""
+
     numbers: dict  # what held_out.json holds
     grid: np.ndarray  # uint8: held-out images over their reconstructions
     figures: list[Path]
 
 
-def factor_correlations(model: DCIGN, store: Store, factors: tuple[Factor, ...],
-                        test_groups: tuple[str, ...], device: torch.device
-                        ) -> tuple[dict, dict[str, EncodedSplit]]:
-    """{factor: {latent, r, best_latent, best_r, images}} over held-out minibatches; `factors`
-    is the run's table (its latent groups)."""
-    results, encoded = {}, {}
+def factor_correlations(encoded: dict[str, EncodedSplit], factors: tuple[Factor, ...],
+                        latent_size: int) -> dict:
+    """{factor: {latent, r, best_latent, best_r, images}} for each factor in `encoded` (its
+    held-out minibatches); `factors` is the run's table (its latent groups)."""
+    results = {}
     for f in factors:
-        if f.is_intrinsic or not f.ties_latents or f.name not in test_groups:
-            continue  # a factor tied to no latent has no latent to correlate
-        enc = encode_split(model, store, "test", f.name, device)
+        if f.name not in encoded:
+            continue
+        enc = encoded[f.name]
         r = pearson(enc.mu, enc.values[:, f.column])
-        z = latent_slice(f, model.arch.latent_size).start
+        z = latent_slice(f, latent_size).start
         best = int(np.argmax(np.abs(r)))
         results[f.name] = {"latent": z, "r": float(r[z]), "best_latent": best,
                            "best_r": float(r[best]), "images": len(enc.mu)}
-        encoded[f.name] = enc
-    return results, encoded
+    return results
 
 
-def check(model: DCIGN, store: Store, factors: tuple[Factor, ...],
-          test_groups: tuple[str, ...], device: torch.device, seed: int, step: int, out: Path
-          ) -> HeldOutCheck:
-    """Measure `model` (in eval mode) on the test minibatches of `test_groups`; write the
-    numbers and figures into `out`."""
-    correlations, encoded = factor_correlations(model, store, factors, test_groups, device)
+def measure_held_out(model: DCIGN, store: Store, factors: tuple[Factor, ...],
+                     test_groups: tuple[str, ...], device: torch.device, seed: int, step: int,
+                     out: Path) -> HeldOut:
+    """Measure `model` (in eval mode) on the test minibatches of `test_groups`, then write
+    the numbers (`held_out.json`) and figures into `out`."""
+    correlated = [f for f in factors  # a factor tied to no latent has no latent to correlate
+                  if not f.is_intrinsic and f.ties_latents and f.name in test_groups]
+    encoded = {f.name: encode_split(model, store, "test", f.name, device) for f in correlated}
+    correlations = factor_correlations(encoded, factors, model.arch.latent_size)
     numbers = {"event": "held_out", "step": step, "split": "test",
                "elbo_per_image": test_elbo(model, store, test_groups, device, seed),
                "correlations": correlations}
@@ -70,4 +74,4 @@ def check(model: DCIGN, store: Store, factors: tuple[Factor, ...],
     if correlations:
         figures.append(save_latent_scatter(correlations, encoded, {f.name: f for f in factors},
                                            out / "latents_vs_factors.png"))
-    return HeldOutCheck(numbers, grid, figures)
+    return HeldOut(numbers, grid, figures)
