@@ -58,17 +58,36 @@ def _refused(connect) -> BaseException:
     raise AssertionError("connected without the run's credentials")
 
 
-def test_a_client_without_the_runs_credentials_is_refused(private_cluster):
-    from distributed import Client, Security
+# Another process on the machine, trying the scheduler's address as the issue did (plainly),
+# with credentials of its own, or in plain TCP.
+STRANGER = """
+import sys, time
+from distributed import Client, Security
 
+address, how = sys.argv[1:]
+options = {"security": Security.temporary()} if how == "own-credentials" else {}
+started = time.monotonic()
+try:
+    Client(address.replace("tls://", "tcp://") if how == "tcp" else address, timeout="5s",
+           **options)
+except Exception as exc:
+    print(f"refused after {time.monotonic() - started:.2f} s: {type(exc).__name__}: {exc}")
+    sys.exit(1)
+print("connected")
+"""
+
+
+@pytest.mark.parametrize("how", ["plainly", "own-credentials", "tcp"])
+def test_another_process_without_the_runs_credentials_is_refused(private_cluster, how):
     client, _ = private_cluster
     address = client.scheduler.address
     assert address.startswith("tls://127.0.0.1:")
     assert client.submit(operator.add, 1, 2).result() == 3  # the run's own client works
-    for connect in (lambda: Client(address, timeout="5s"),  # plainly, as the issue did
-                    lambda: Client(address, security=Security.temporary(), timeout="5s"),
-                    lambda: Client(address.replace("tls://", "tcp://"), timeout="5s")):
-        assert isinstance(_refused(connect), OSError | TypeError | TimeoutError)
+    stranger = subprocess.run([sys.executable, "-c", STRANGER, address, how],
+                              capture_output=True, text=True, timeout=120)
+    assert stranger.returncode == 1, stranger.stdout + stranger.stderr
+    refused = re.match(r"refused after ([\d.]+) s: ", stranger.stdout)
+    assert refused and float(refused[1]) < REFUSED_WITHIN, stranger.stdout
 
 
 async def _say_hello(address: str, security) -> object:

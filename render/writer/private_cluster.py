@@ -27,7 +27,6 @@ LOG_FORMAT = "%(asctime)s - %(process)d - %(name)s - %(levelname)s - %(message)s
 PRIVATE = {
     "distributed.scheduler.http.routes": [],
     "distributed.worker.http.routes": [],
-    "distributed.scheduler.jupyter": False,  # would add a plain-TCP listener "for local users"
 }
 
 
