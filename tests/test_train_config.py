@@ -1,14 +1,18 @@
 """A training run's configuration: `TrainConfig.validate` refuses what no run can use, in one
-line each and before anything is opened or built."""
+line each and before anything is opened or built, and every `dcign-train` default is
+TrainConfig's."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
+from dcign.shared.cli import default_of
 from dcign.shared.errors import DcignError
+from dcign.train.cli import main as train_main
 from dcign.train.config import TrainConfig
 
 NOWHERE = "no/such/store.zarr"  # validation never opens the store
@@ -51,6 +55,22 @@ def test_validate_refuses_each_unusable_option_in_one_line_before_opening_the_st
 ])
 def test_validate_accepts_every_usable_combination(fields):
     TrainConfig(store=NOWHERE, **fields).validate()
+
+
+def test_every_dcign_train_default_is_train_configs_out_included():
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    options = {p.name: p.default for p in train_main.params
+               if p.name in fields and not p.required}
+    # --store is required, --no-progress inverts progress, Adam's β₁ and β₂ have no flag
+    assert set(options) == fields - {"store", "progress", "beta1", "beta2"}
+    for name, default in options.items():
+        assert default == default_of(TrainConfig, name), name
+
+
+def test_the_default_run_directory_is_named_after_the_store_and_the_mode():
+    assert TrainConfig(store="datasets/faces64.zarr", mode="vae").out == "runs/faces64-vae"
+    assert TrainConfig(store="s3://bucket/chairs.zarr").out == "runs/chairs-dcign"
+    assert TrainConfig(store="x.zarr", out="elsewhere").out == "elsewhere"
 
 
 def test_the_command_reads_its_flags_from_the_methods_without_importing_torch():

@@ -81,7 +81,7 @@ Examples:
 @click.command(cls=DcignCommand, epilog=EPILOG,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--store", required=True, help="The dcign Zarr store to train on.")
-@click.option("--out", default=None,
+@click.option("--out", default=default("out"),
               help="Run directory: checkpoint.pt, metrics.jsonl, figures. "
                    "Default: runs/<store name>-<mode>.")
 @click.option("--mode", type=click.Choice(list(METHODS)), default=default("mode"),
@@ -164,8 +164,6 @@ def main(out, mirror_odd, latent_groups, resume, no_progress, **fields):
     """
     if resume:
         out = resumed_run(resume, out)
-    if out is None:
-        out = str(Path("runs") / f"{Path(fields['store']).stem}-{fields['mode']}")
     cfg = TrainConfig(out=out, mirror_odd=tuple(mirror_odd), latent_groups=tuple(latent_groups),
                       progress=not no_progress, **fields)
     from .distributed import launched_ranks  # torch imports only after the arguments are sane

@@ -2,7 +2,8 @@
 
 Defaults reproduce the paper (Adam lr 5e-4, β = (0.9, 0.99), one minibatch of one type per
 step, λ = 0.01 invariance targeting, mean clamping) except where a flag says otherwise.
-The methods (`--mode` and the flags of one method) are declared by
+`dcign-train` takes every flag's default from here (`--out`'s too: None, then
+runs/<store name>-<mode>). The methods (`--mode` and the flags of one method) are declared by
 their classes in `modes.py`; a method's flag is a field here because the checkpoint records
 a run's configuration field by field.
 """
@@ -10,6 +11,7 @@ a run's configuration field by field.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from dcign.shared.errors import DcignError
 
@@ -29,7 +31,7 @@ OPTIMIZERS = ("adam", "rmsprop")
 @dataclass
 class TrainConfig:
     store: str
-    out: str = "runs/dcign"
+    out: str | None = None  # None: runs/<store name>-<mode>
     mode: str = "dcign"  # a name in modes.METHODS: dcign (clamped), vae (the baseline), …
     beta: float | None = None  # the KL's weight; None: the method's default_beta
     ada_average: str | None = None  # adagvae's option (modes.AdaGVAE): None, its default
@@ -58,6 +60,10 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            self.out = str(Path("runs") / f"{Path(self.store).stem}-{self.mode}")
 
     def validate(self) -> None:
         """Refuse, one line each, a value no run can use, before anything is built: the
