@@ -93,7 +93,7 @@ def measure(run: str | Path, opts: Options) -> Measured:
     trained = load_trained(run, opts.device)
     check_same_kind(trained, opts.store.spec, opts.store.path)
     test = encode_test(trained, opts.store, opts.device)
-    latents = choose_latents(trained, opts.store, test)
+    latents = choose_latents(trained, test)
     codes = np.concatenate([e.mu for e in test.encoded.values()])
     for entry in latents.values():
         z = entry["latent"]

@@ -5,8 +5,8 @@ scatter, written beside the checkpoint as `held_out.json` and two PNGs.
 For each extrinsic factor the test minibatches in which it varies are encoded (posterior
 means, no clamping) and every latent is correlated with the factor's true value. Each factor
 is reported on the latent its group assigns (z₁ azimuth, …: what DC-IGN is judged on) and on
-its best single latent (largest |r|: the entangled baseline has no assignment). `dcign-eval`
-goes much further.
+the best single latent (`encoding.best_single_latent`: how a baseline's latent is chosen,
+here and in dcign-eval). `dcign-eval` goes much further.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import Store
 
 from ..model import DCIGN
-from .encoding import EncodedSplit, encode_split, pearson, test_elbo
+from .encoding import EncodedSplit, best_single_latent, encode_split, pearson, test_elbo
 from .figures import reconstruction_grid, save_grid, save_latent_scatter
 
 HELD_OUT_NAME = "held_out.json"
@@ -49,7 +49,7 @@ def factor_correlations(encoded: dict[str, EncodedSplit], factors: tuple[Factor,
         enc = encoded[f.name]
         r = pearson(enc.mu, enc.values[:, f.column])
         z = latent_slice(f, latent_size).start
-        best = int(np.argmax(np.abs(r)))
+        best = best_single_latent(enc, f)
         results[f.name] = {"latent": z, "r": float(r[z]), "best_latent": best,
                            "best_r": float(r[best]), "images": len(enc.mu)}
     return results

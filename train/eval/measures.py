@@ -2,9 +2,10 @@
 
 - reconstruction: per-pixel MSE of the decoder's mean output for the posterior mean (images
   in [0, 1], no sampling), and the trainer's ELBO per image, per minibatch type and overall;
-- the latent tied to each factor: the store's factor table for DC-IGN; for the entangled
-  `vae` baseline, the latent of largest variance within minibatches where the factor varies
-  (paper §4.1.1, averaged over every held-out minibatch of that type instead of one);
+- the latent tied to each factor: the run's factor table for a method that assigns latents
+  (DC-IGN, Ada-GVAE's oracle mask); for any other (the entangled `vae` baseline, …), the
+  best single latent (`encoding.best_single_latent`, the rule the trainer's end-of-run
+  measurement uses too);
 - inferred vs true (paper figure 6): Pearson and Spearman r of that latent against the
   factor's true value over the held-out minibatches in which it varies;
 - disentanglement metrics on posterior means pooled from every test minibatch type.
@@ -23,7 +24,14 @@ from dcign.shared.factors import continuous_factors, latent_slice
 from dcign.shared.store import Store
 
 from . import disentanglement as scores
-from .encoding import EncodedSplit, encode_split, pearson, test_elbo, to_tensor
+from .encoding import (
+    EncodedSplit,
+    best_single_latent,
+    encode_split,
+    pearson,
+    test_elbo,
+    to_tensor,
+)
 from .trained import Trained, tied_latent
 
 PAPER_CHAIRS_MSE = 2.7722e-4
@@ -91,24 +99,26 @@ def reconstruction(trained: Trained, store: Store, test: EncodedTest, device: to
             "paper_chairs_mse_per_pixel": PAPER_CHAIRS_MSE}
 
 
-def choose_latents(trained: Trained, store: Store, test: EncodedTest) -> dict:
-    """{factor: {latent, rule}}: the table's group where the method assigns latents (DC-IGN,
-    Ada-GVAE's oracle mask); the largest variance for a network that learns no assignment."""
+def choose_latents(trained: Trained, test: EncodedTest) -> dict:
+    """{factor: {latent, rule}}: the table's group where the method assigns latents; the
+    best single latent where it learns no assignment."""
     size = trained.model.arch.latent_size
     chosen = {}
     for f in trained.factors:
-        if not trained.method.assigns_latents:
-            if f.name not in test.encoded:
-                continue
-            mu = test.encoded[f.name].mu.reshape(-1, test.batch_size, size)
-            within = mu.var(axis=1).mean(axis=0)  # variance inside each minibatch, averaged
-            chosen[f.name] = {"latent": int(np.argmax(within)),
-                              "rule": "largest within-minibatch variance over held-out "
-                                      f"{f.name}-varying minibatches (paper §4.1.1)"}
-        else:
+        if trained.method.assigns_latents:
             z = tied_latent(f, size)
             chosen[f.name] = {"latent": z, "rule": _table_rule(f, z, size)}
+        elif f.name in test.encoded:
+            chosen[f.name] = {"latent": best_single_latent(test.encoded[f.name], f),
+                              "rule": _best_rule(f)}
     return chosen
+
+
+def _best_rule(factor) -> str:
+    if factor.is_intrinsic:
+        return f"none: {factor.name} has no scalar value to correlate a latent with"
+    return (f"largest |Pearson r| with the true {factor.name} over held-out "
+            f"{factor.name}-varying minibatches")
 
 
 def _table_rule(factor, z: int | None, size: int) -> str:
