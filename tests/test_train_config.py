@@ -21,7 +21,7 @@ NOWHERE = "no/such/store.zarr"  # validation never opens the store
 @pytest.mark.parametrize("fields, words", [
     ({"mode": "sgvb"}, "unknown mode 'sgvb' (choose dcign, vae, adagvae, betavae, betatcvae)"),
     ({"mode": "betavae", "beta": 0.0}, "--beta must be positive (got 0.0)"),
-    ({"beta": 4.0}, "--beta weighs the KL of adagvae, betavae, betatcvae; --mode dcign has "
+    ({"beta": 4.0}, "--beta is a setting of adagvae, betavae, betatcvae; --mode dcign has "
                     "none"),
     ({"mode": "betavae", "ada_mask": "oracle"},
      "--ada-mask apply to --mode adagvae only (this run is betavae)"),

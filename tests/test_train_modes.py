@@ -233,3 +233,17 @@ def test_mode_options_that_do_not_apply_are_one_line_errors(runs, tmp_path, args
     result = CliRunner().invoke(train_main, ["--store", str(runs["store"]), "--out",
                                              str(tmp_path / "r"), "--steps", "1", *args])
     assert_one_line_error(result, words)
+
+
+def test_beta_tcvae_weighs_only_its_total_correlation_by_beta_and_beta_vae_the_whole_kl():
+    """Chen et al.'s β-TCVAE minimises BCE + KL + (β − 1)·TC; β-VAE minimises BCE + β·KL."""
+    from dcign.train.modes import BetaTCVAE, BetaVAE
+    from dcign.train.objective import loss_of
+
+    bce, kl, penalty = 100.0, 10.0, 3.0
+    terms = torch.tensor([bce, kl, penalty, 0.0])
+    assert float(loss_of(terms, BetaTCVAE(beta=6.0))) == bce + kl + penalty
+    assert float(loss_of(terms, BetaVAE(beta=4.0))) == bce + 4 * kl + penalty
+    z = mu = torch.zeros(4, 3)
+    logvar = torch.zeros(4, 3)
+    assert float(BetaTCVAE(beta=1.0).penalty(z, mu, logvar, dataset_size=100)) == 0.0

@@ -35,9 +35,10 @@ def default(name: str):
 MODE_HELP = ("; ".join(f"{name}: {cls.summary}" for name, cls in METHODS.items())
              + ". All train the same network with the same loss convention "
                "(see train/modes.py).")
-BETA_HELP = ("The KL's weight β of "
+BETA_HELP = ("β of "
              + ", ".join(f"{name} (default {METHODS[name].default_beta:g})"
-                         for name in beta_weighted()) + ".")
+                         for name in beta_weighted())
+             + ": the KL's weight; β-TCVAE's weighs its total-correlation term alone.")
 
 
 def method_flags(command):

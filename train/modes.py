@@ -14,9 +14,10 @@ add a penalty:
                product, ML-VAE style, with `--ada-average ml`; or exactly the latents outside
                the varying factor's group, with `--ada-mask oracle`); β·KL, β = 1
     betavae    β-VAE (Higgins et al. 2017): β·KL, β = 4, images drawn independently
-    betatcvae  β-TCVAE (Chen et al. 2018): β·KL + (β − 1)·TC, TC the minibatch-weighted
-               estimate over the step's images, β = 6, images drawn independently. (Chen et
-               al.'s objective weighs the KL by 1, not β; this is what dcign has trained.)
+    betatcvae  β-TCVAE (Chen et al. 2018): KL + (β − 1)·TC, TC the minibatch-weighted
+               estimate over the step's images, β = 6, images drawn independently (Chen et
+               al.'s objective: only the TC is weighted by β; before 2026-12-03 the KL was
+               weighted by β too, and docs/results.md's β-TCVAE row was trained so)
 
 `betavae` and `betatcvae` see images drawn independently across the store, not one-factor
 minibatches: in a one-factor minibatch the TC estimate degenerates.
@@ -110,7 +111,12 @@ class Method:
     # needs a latent group, and every type the ratio weighs needs its minibatches.
     clamps: ClassVar[bool] = False
 
-    beta: float = 1.0  # the KL's weight
+    beta: float = 1.0  # the method's β: the KL's weight unless `kl_weight` says otherwise
+
+    @property
+    def kl_weight(self) -> float:
+        """What the KL is multiplied by in the loss."""
+        return self.beta
 
     # ------------------------------------------------------------------------- settings
 
@@ -121,7 +127,7 @@ class Method:
         if beta is not None and not beta > 0:
             raise DcignError(f"--beta must be positive (got {beta})")
         if beta is not None and cls.default_beta is None:
-            raise DcignError(f"--beta weighs the KL of {', '.join(beta_weighted())}; --mode "
+            raise DcignError(f"--beta is a setting of {', '.join(beta_weighted())}; --mode "
                              f"{cls.name} has none")
         for owner in METHODS.values():
             given = [o.flag for o in owner.options if getattr(settings, o.field) is not None]
@@ -275,6 +281,12 @@ class BetaTCVAE(Method):
     summary: ClassVar[str] = "β-TCVAE (Chen et al. 2018)"
     default_beta: ClassVar[float | None] = 6.0
     draws_independently: ClassVar[bool] = True
+
+    @property
+    def kl_weight(self) -> float:
+        """Chen et al.'s objective: the KL whole, and β − 1 more of its total-correlation
+        term (the penalty), so only the TC is weighted by β."""
+        return 1.0
 
     def penalty(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                 dataset_size: int) -> torch.Tensor:

@@ -83,6 +83,6 @@ class MinibatchLoss(nn.Module):
 
 
 def loss_of(terms: torch.Tensor, method: Method) -> torch.Tensor:
-    """What the optimiser minimises: BCE + β·KL + the method's penalty (β = 1, no penalty:
-    the negative ELBO)."""
-    return terms[0] + method.beta * terms[1] + terms[2]
+    """What the optimiser minimises: BCE + w·KL + the method's penalty (w = 1, no penalty:
+    the negative ELBO; w is β for β-VAE and Ada-GVAE, 1 for β-TCVAE, whose β weighs the TC)."""
+    return terms[0] + method.kl_weight * terms[1] + terms[2]
