@@ -5,8 +5,9 @@ scatter, written beside the checkpoint as `held_out.json` and two PNGs.
 For each extrinsic factor the test minibatches in which it varies are encoded (posterior
 means, no clamping) and every latent is correlated with the factor's true value. Each factor
 is reported on the latent its group assigns (z₁ azimuth, …: what DC-IGN is judged on) and on
-the best single latent (`encoding.best_single_latent`: how a baseline's latent is chosen,
-here and in dcign-eval). `dcign-eval` goes much further.
+the best single latent (largest |r|, chosen with the labels: a diagnostic), and on the
+latent a baseline is judged on (`encoding.baseline_latent`, the paper's rule, as in
+dcign-eval). `dcign-eval` goes much further.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import Store
 
 from ..model import DCIGN
-from .encoding import EncodedSplit, best_single_latent, encode_split, pearson, test_elbo
+from .encoding import (
+    EncodedSplit,
+    baseline_latent,
+    best_single_latent,
+    encode_split,
+    pearson,
+    test_elbo,
+)
 from .figures import reconstruction_grid, save_grid, save_latent_scatter
 
 HELD_OUT_NAME = "held_out.json"
@@ -39,9 +47,9 @@ class HeldOut:
 
 
 def factor_correlations(encoded: dict[str, EncodedSplit], factors: tuple[Factor, ...],
-                        latent_size: int) -> dict:
-    """{factor: {latent, r, best_latent, best_r, images}} for each factor in `encoded` (its
-    held-out minibatches); `factors` is the run's table (its latent groups)."""
+                        latent_size: int, batch_size: int) -> dict:
+    """{factor: {latent, r, best_latent, best_r, baseline_latent, baseline_r, images}} for
+    each factor in `encoded` (its held-out minibatches); `factors` is the run's table."""
     results = {}
     for f in factors:
         if f.name not in encoded:
@@ -49,9 +57,10 @@ def factor_correlations(encoded: dict[str, EncodedSplit], factors: tuple[Factor,
         enc = encoded[f.name]
         r = pearson(enc.mu, enc.values[:, f.column])
         z = latent_slice(f, latent_size).start
-        best = best_single_latent(enc, f)
+        best, baseline = best_single_latent(enc, f), baseline_latent(enc, batch_size)
         results[f.name] = {"latent": z, "r": float(r[z]), "best_latent": best,
-                           "best_r": float(r[best]), "images": len(enc.mu)}
+                           "best_r": float(r[best]), "baseline_latent": baseline,
+                           "baseline_r": float(r[baseline]), "images": len(enc.mu)}
     return results
 
 
@@ -63,7 +72,8 @@ def measure_held_out(model: DCIGN, store: Store, factors: tuple[Factor, ...],
     correlated = [f for f in factors  # a factor tied to no latent has no latent to correlate
                   if not f.is_intrinsic and f.ties_latents and f.name in test_groups]
     encoded = {f.name: encode_split(model, store, "test", f.name, device) for f in correlated}
-    correlations = factor_correlations(encoded, factors, model.arch.latent_size)
+    correlations = factor_correlations(encoded, factors, model.arch.latent_size,
+                                       store.spec.batch_size)
     numbers = {"event": "held_out", "step": step, "split": "test",
                "elbo_per_image": test_elbo(model, store, test_groups, device, seed),
                "correlations": correlations}
