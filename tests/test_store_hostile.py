@@ -616,6 +616,21 @@ def test_a_read_error_in_training_is_one_line_not_a_repair(fresh_store, failing_
     assert_one_line_error(result, "could not read", "not damage")
 
 
+def test_a_read_error_in_a_loader_worker_reaches_the_trainer_as_itself(fresh_store,
+                                                                        failing_reads):
+    """A loader worker's exception would reach the main process re-worded with its
+    traceback; the step dataset hands back the store's error as data instead, intact across
+    the worker's pickling, for the loop to raise in one line."""
+    import pickle
+
+    from dcign.train.data import StepDataset, open_training_data
+
+    data = open_training_data(str(fresh_store), "dcign", "0:0:1:0", 200)
+    failing_reads.append("/images/")
+    item = pickle.loads(pickle.dumps(StepDataset(data, seed=0, per_step=1)[0]))
+    assert isinstance(item, StoreReadError) and "not damage" in str(item)
+
+
 # ------------------------------------------------------------------------------ fsync
 
 def test_shards_are_fsynced_before_their_markers_and_the_markers_after(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dcign.shared.errors import DamagedMinibatch, DcignError
+from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.factors import MIRROR_NEGATED, Factor, latent_slice, regroup
 from dcign.shared.store import Store, StoreSpec, draw_from_pools, open_store
 
@@ -193,17 +193,17 @@ class StepDataset(Dataset):
         return self.store.read_images("train", [(self.types[kind].factor.name, k)
                                                 for kind, k in drawn])
 
-    def __getitem__(self, step: int) -> Step | DamagedMinibatch:
-        """The step's minibatches; or, when one of them is damaged, the error itself, as data:
-        a loader worker's exception reaches the main process re-worded with its traceback,
-        and the trainer must name the minibatch in one line."""
+    def __getitem__(self, step: int) -> Step | StoreError:
+        """The step's minibatches; or, when one of them is damaged or cannot be read, the
+        error itself, as data: a loader worker's exception reaches the main process re-worded
+        with its traceback, and the trainer must say what happened in one line."""
         try:
             if self.independent:
                 return self._independent(step)
             plan = draw_step(self.types, self.seed, step, self.per_step)
             drawn = [plan[place] for place in self.share]
             images = np.stack(self._read(drawn))
-        except DamagedMinibatch as exc:
+        except StoreError as exc:
             return exc
         return Step(torch.tensor([kind for kind, _ in drawn]), torch.from_numpy(images),
                     torch.tensor(self.share))

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dcign.shared.errors import DamagedMinibatch, DcignError
+from dcign.shared.errors import DamagedMinibatch, DcignError, StoreError
 from dcign.shared.factors import LATENT_SIZE
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, store_sha256
@@ -222,14 +222,17 @@ def take_steps(run: Run, log: RunLog) -> None:
         save_checkpoint(run)
         raise DcignError(f"interrupted at step {run.step}; checkpoint saved to "
                          f"{run.checkpoint_path}, --resume continues") from None
-    except DamagedMinibatch as exc:  # the weights are sound: keep them for --resume
+    except StoreError as exc:  # damaged or unreadable: the weights are sound, keep them
         save_checkpoint(run)
-        log.log({"event": "damaged-store", "step": run.step, "message": str(exc)})
+        damaged = isinstance(exc, DamagedMinibatch)
+        log.log({"event": "damaged-store" if damaged else "store-read-error",
+                 "step": run.step, "message": str(exc)})
         who = f"rank {run.ranks.rank}: " if run.ranks.distributed else ""
         kept = ("with its checkpoint saved, and --resume continues" if run.ranks.is_main
                 else "and --resume continues from rank 0's last checkpoint")
-        raise RankError(f"{who}{exc}; the run stopped at step {run.step} {kept} after "
-                        "the repair") from None
+        when = " after the repair" if damaged else ""
+        raise RankError(f"{who}{exc}; the run stopped at step {run.step} {kept}{when}"
+                        ) from None
     finally:
         bar.close()
 
@@ -245,7 +248,7 @@ def step_through(run: Run, loader: DataLoader, log: RunLog, bar: tqdm) -> None:
             if run.ranks.is_main:
                 tqdm.write(f"--max-minutes {cfg.max_minutes} reached at step {run.step}")
             break
-        if isinstance(step, DamagedMinibatch):
+        if isinstance(step, StoreError):
             raise step
         out = train_step(run, step)
         add_to_window(window, out)
