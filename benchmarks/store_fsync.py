@@ -2,7 +2,7 @@
 
     python benchmarks/store_fsync.py [--shards 4] [--repeats 5] [--size 150] [--dir DIR]
 
-`MinibatchArrays.write_block` (the writer's one way to write a shard) fsyncs, on a local
+`store_writer.write_block` (the writer's one way to write a shard) fsyncs, on a local
 disk, the shard files of images, factors and identity and the directories they are in
 before it writes the completeness markers, then the markers and theirs. This times
 `write_block(..., durable=True)` against `durable=False` in the same run: a new store each
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS
-from dcign.shared.store import StoreSpec, create_or_open_store, shard_minibatches
+from dcign.shared.store_schema import StoreSpec, shard_minibatches
+from dcign.shared.store_writer import create_or_open_store, require_arrays, write_block
 
 
 def file_system(path: Path) -> str:
@@ -56,12 +57,12 @@ def write_shards(root: Path, tag: str, spec: StoreSpec, shards: int, durable: bo
     path = root / f"{tag}.zarr"
     store = create_or_open_store(path, spec)
     per = shard_minibatches(spec.batch_size, spec.image_size)
-    arrays = store.require_arrays("train", "light", shards * per)
+    arrays = require_arrays(store, "train", "light", shards * per)
     images, values, identity = data
     os.sync()
     started = time.perf_counter()
     for i in range(shards):
-        arrays.write_block(i * per, images, values, identity, durable=durable)
+        write_block(arrays, i * per, images, values, identity, durable=durable)
     seconds = time.perf_counter() - started
     written = sum(p.stat().st_size for p in (path / "train").rglob("*") if p.is_file())
     shutil.rmtree(path)

@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from . import store_writer
 from .errors import StoreError
 from .location import Location, locate
 from .lock import LOCK_NAME, HeldLock, writer_lock
-from .store import (
-    ATTRS_KEY,
+from .store import Store
+from .store_schema import (
     SCHEMA_VERSION,
-    Store,
     StoreSpec,
-    create_or_open_store,
     differences,
     read_attrs,
     read_spec,
@@ -137,7 +136,8 @@ def migrate(plan: Migration, on_minibatches: Callable[[int], None] | None = None
                                        "since": datetime.now(UTC).isoformat(
                                            timespec="seconds")}), MARKER_NAME)
         lock.check()
-        store = create_or_open_store(plan.target, plan.spec, keep=(LOCK_NAME, MARKER_NAME))
+        store = store_writer.create_or_open_store(plan.target, plan.spec,
+                                                  keep=(LOCK_NAME, MARKER_NAME))
         for split in ("train", "test"):
             if split not in root:
                 continue
@@ -145,11 +145,10 @@ def migrate(plan: Migration, on_minibatches: Callable[[int], None] | None = None
                 copied += _copy_group(root[f"{split}/{factor}"], store, split, factor,
                                       on_minibatches, lock)
         lock.check()
-        store.root.attrs[ATTRS_KEY] = store.root.attrs.asdict()[ATTRS_KEY] | {
-            "history": list(plan.attrs.get("history", [])) + [{
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                "config": {"command": "migrate", "from": plan.source, "schema": [1, 2]},
-                "rendered_minibatches": 0, "copied_minibatches": copied}]}
+        store_writer.set_history(store, list(plan.attrs.get("history", [])) + [{
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "config": {"command": "migrate", "from": plan.source, "schema": [1, 2]},
+            "rendered_minibatches": 0, "copied_minibatches": copied}])
         lock.check()
         new.remove(MARKER_NAME)  # last: the target is a finished store from here on
     return copied
@@ -163,7 +162,7 @@ def _copy_group(group: zarr.Group, store: Store, split: str, factor: str,
     this run or the one it resumes."""
     done = np.asarray(group["complete"][:], dtype=bool)
     lock.check()
-    arrays = store.require_arrays(split, factor, len(done))
+    arrays = store_writer.require_arrays(store, split, factor, len(done))
     there = arrays.completed()
     copied = 0
     for shard in arrays.shard_ranges():
@@ -173,13 +172,13 @@ def _copy_group(group: zarr.Group, store: Store, split: str, factor: str,
         missing = keep[~there[keep]]
         if len(missing) and len(keep) == len(shard):
             lock.check()
-            arrays.write_block(shard.start, *(group[a][shard.start:shard.stop]
-                                              for a in ("images", "factors", "identity")))
+            store_writer.write_block(arrays, shard.start, *(
+                group[a][shard.start:shard.stop] for a in ("images", "factors", "identity")))
         else:  # a partly complete shard: its missing minibatches stay unmarked
             for k in missing:
                 lock.check()
-                arrays.write(int(k), *(group[a][int(k)] for a in ("images", "factors",
-                                                                    "identity")))
+                store_writer.write_minibatch(arrays, int(k), *(group[a][int(k)] for a in (
+                    "images", "factors", "identity")))
         copied += len(keep)
         if on_minibatches:
             on_minibatches(len(keep))

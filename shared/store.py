@@ -1,21 +1,7 @@
-"""The Zarr v3 store schema and the project's one data API: the only module that knows how a
-dcign dataset is laid out, and the way every reader (trainer, evaluation, tools) reads it.
-
-    STORE/                      attrs["dcign"]: schema version, dataset kind, image size,
-                                minibatch size, factor table, generator (name, version, seed,
-                                scene constants), object model (name, fingerprint), run history
-      <split>/<factor>/images   uint8   (n, B, H, W)
-      <split>/<factor>/factors  float32 (n, B, F)     every image's true factor values
-      <split>/<factor>/identity int64   (n, B)        which face / chair
-      <split>/<factor>/complete bool    (n,)          set only after the arrays above
-
-Schema 2 (this one): every array is sharded along the minibatch axis, S minibatches to a
-shard file (the same S for the four arrays of a group), one minibatch to an inner chunk,
-each inner chunk zstd-compressed and then checksummed (crc32c), so a flipped bit fails at
-read time in every Zarr reader. A writer owns whole shards: it writes a shard's images,
-factors and identities, then its completeness markers; no two writers ever touch one shard.
-Schema 1 (one file per minibatch and array, no checksums) is refused with the way to
-convert it (`dcign-store migrate`).
+"""The project's one data API: how every reader (trainer, evaluation, tools) opens and reads a
+dcign store. What a store holds is fixed in `store_schema.py` (its names are importable from
+here too, so a reader needs this module alone); writing is `store_writer.py`'s, which only
+the writers import (render/, migrate, and the test stores of train/synthetic.py).
 
 Reading, in the spirit of disentanglement_lib's `GroundTruthData`: `open_store(path)`, then
 `store.groups(split)` lists what is there, `store.complete(split, factor)` the complete
@@ -23,21 +9,15 @@ minibatches, `store.minibatch(split, factor, k)` reads one, `store.minibatches(.
 `store.read_complete(...)` stacks a group, `store.read_images(...)` reads several minibatches'
 images concurrently, and `store.sample(n, rng)` draws a seeded sample of images with their
 factor values. A minibatch that cannot be read back as written (checksum, unreadable or
-missing chunk) raises `DamagedMinibatch`, which names it and the repair command.
-
-Why one module of about 600 lines (against the project's ~400): the layout and the code
-that reads and writes it are one contract. Shard sizes, codecs, marker order and the damage
-checks are tuned against each other (a reader trusts a marker because the writer sets it
-last; a damaged chunk is named because the codec chain checksums it); split across files,
-a change to one side would hide its consequence on the other.
+missing chunk) raises `DamagedMinibatch`, which names it and the repair command;
+`store.missing_chunks(...)` finds complete minibatches whose shard files are gone, by a
+listing rather than by reading them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import re
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,328 +25,42 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-import zarr.codecs
 from zarr.abc.store import SuffixByteRequest
 from zarr.core.sync import sync
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import WrapperStore
 
 from .errors import DamagedMinibatch, StoreError, StoreReadError
-from .factors import LATENT_SIZE, Factor, continuous_factors
 from .location import Location, locate
+from .store_schema import (
+    ARRAYS,
+    ATTRS_KEY,
+    DTYPES,
+    MAX_MINIBATCHES,
+    SCHEMA_VERSION,
+    SPLITS,
+    StoreSpec,
+    array_tails,
+    check_array,
+    differences,
+    read_attrs,
+    read_spec,
+    shard_minibatches,
+    shard_of_key,
+    spec_from_attrs,
+    validate_attrs,
+)
 
-SCHEMA_VERSION = 2
-SPLITS = ("train", "test")
-ATTRS_KEY = "dcign"
-ARRAYS = ("images", "factors", "identity", "complete")  # in writing order: markers last
-# A shard holds this many minibatches, fewer for large images so that its raw images stay
-# under SHARD_RAW_BYTES: at 150×150 and minibatches of 20, 100 minibatches is 45 MB raw, about
-# 8 MB of zstd (faces: 70-90 kB a minibatch), and the default faces store is 560 files.
-SHARD_MINIBATCHES = 100
-SHARD_RAW_BYTES = 45_000_000
-ZSTD_LEVEL = 3
-
-
-def shard_minibatches(batch_size: int, image_size: int) -> int:
-    """S, the minibatches in a shard, for a new group of this minibatch and image size."""
-    raw = batch_size * image_size * image_size
-    return max(1, min(SHARD_MINIBATCHES, SHARD_RAW_BYTES // raw))
-
-
-def _inner_chunk_codecs() -> list:
-    """What each minibatch's chunk goes through after its bytes: zstd, then a crc32c checksum."""
-    return [zarr.codecs.ZstdCodec(level=ZSTD_LEVEL), zarr.codecs.Crc32cCodec()]
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """Everything that must match for minibatches to belong in one store."""
-
-    dataset: str
-    image_size: int
-    batch_size: int
-    factors: tuple[Factor, ...]
-    generator: dict  # name, version, seed and every constant the images depend on
-    model: dict  # object-model name and fingerprint
-    schema_version: int = SCHEMA_VERSION
-
-    def to_attrs(self) -> dict:
-        return {
-            "schema_version": self.schema_version,
-            "dataset": self.dataset,
-            "image_size": self.image_size,
-            "batch_size": self.batch_size,
-            "factors": [f.to_attrs() for f in self.factors],
-            "generator": self.generator,
-            "model": self.model,
-        }
-
-    @classmethod
-    def from_attrs(cls, attrs: dict) -> StoreSpec:
-        return cls(
-            dataset=attrs["dataset"],
-            image_size=int(attrs["image_size"]),
-            batch_size=int(attrs["batch_size"]),
-            factors=tuple(Factor.from_attrs(f) for f in attrs["factors"]),
-            generator=attrs["generator"],
-            model=attrs["model"],
-            schema_version=int(attrs["schema_version"]),
-        )
-
-    def factor(self, name: str) -> Factor:
-        for f in self.factors:
-            if f.name == name:
-                return f
-        raise StoreError(f"this {self.dataset} store has no factor {name!r}")
-
-    @property
-    def n_columns(self) -> int:
-        return len(continuous_factors(self.factors))
-
-
-def differences(old: StoreSpec, new: StoreSpec) -> list[str]:
-    """Human-readable reasons why `new` minibatches cannot be added to a store made as `old`."""
-    a, b = old.to_attrs(), new.to_attrs()
-    reasons = []
-    for key in a:
-        if key == "generator":
-            for gk in sorted(set(a[key]) | set(b[key])):
-                if a[key].get(gk) != b[key].get(gk):
-                    reasons.append(f"{gk} {a[key].get(gk)!r} (store) vs {b[key].get(gk)!r}")
-        elif key == "model":
-            if a[key].get("fingerprint") != b[key].get("fingerprint"):
-                reasons.append(f"model {a[key].get('name')!r} (store) vs {b[key].get('name')!r}")
-        elif a[key] != b[key]:
-            reasons.append(f"{key.replace('_', ' ')} {a[key]!r} (store) vs {b[key]!r}")
-    return reasons
-
-
-def read_attrs(location: Location) -> dict:
-    """A store's dcign attributes, whatever its schema; refuses what is not a dcign store."""
-    if not location.exists():
-        raise StoreError(f"no store at {location.url}")
-    if not location.exists("zarr.json"):
-        raise StoreError(f"{location.url} is not a Zarr store (no zarr.json)")
-    try:
-        group = zarr.open_group(location.url, mode="r")
-        attrs = group.attrs.asdict()
-    except OSError as exc:  # the storage did not answer: not a verdict on the store
-        raise StoreReadError(location.url, "the store's metadata (zarr.json)", exc) from None
-    except Exception as exc:  # noqa: BLE001 - zarr raises several types for bad metadata
-        raise StoreError(f"{location.url} is not a readable Zarr store ({type(exc).__name__})"
-                         ) from None
-    if ATTRS_KEY not in attrs:
-        raise StoreError(f"{location.url} is a Zarr store but not a dcign dataset")
-    if not isinstance(attrs[ATTRS_KEY], dict):
-        raise _bad(location.url, ATTRS_KEY, f"{_shown(attrs[ATTRS_KEY])} is not a mapping")
-    return attrs[ATTRS_KEY]
-
-
-def spec_from_attrs(attrs: dict, url: str) -> StoreSpec:
-    """The spec the attributes state, once `validate_attrs` has checked every field."""
-    validate_attrs(attrs, url)
-    return StoreSpec.from_attrs(attrs)
-
-
-def read_spec(path: str | Path) -> StoreSpec:
-    """The spec of an existing store; refuses a missing store or one of another schema."""
-    location = locate(path)
-    attrs = read_attrs(location)
-    version = attrs.get("schema_version")
-    if version == 1 and not isinstance(version, bool):
-        raise StoreError(
-            f"{location.url} has store schema 1 (a file per minibatch, no checksums); this "
-            f"dcign reads schema {SCHEMA_VERSION}: convert it with `dcign-store migrate "
-            f"{location.url} NEW` or render it again with --overwrite")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise StoreError(f"{location.url} has store schema {_shown(version)} (attribute "
-                         f"schema_version); this dcign reads schema {SCHEMA_VERSION}")
-    return spec_from_attrs(attrs, location.url)
-
-
-# ----------------------------------------------------------------------------- validation
-#
-# A store is checked against this schema when it is opened, before anything is allocated or
-# indexed from what it states: its attributes field by field, then every group's arrays
-# (dtype, shape, chunk and shard shape) against what the attributes imply. A store that
-# breaks a rule is refused in one line naming the field. The limits are far above any store
-# dcign makes (the paper's faces: 150x150, minibatches of 20, 3,000 a group) and low enough
-# that one minibatch, one shard and one group's markers fit in memory.
-
-MAX_IMAGE_SIZE = 4096
-MAX_BATCH_SIZE = 10_000
-MAX_MINIBATCH_BYTES = 2**30  # one minibatch's raw images
-MAX_MINIBATCHES = 10_000_000  # in one group: its markers are 10 MB
-MAX_FACTORS = 64
-MAX_SEED = 2**64 - 1
-FACTOR_FIELDS = ("name", "unit", "low", "high", "latents", "column", "description")
-REQUIRED_ATTRS = ("schema_version", "dataset", "image_size", "batch_size", "factors",
-                  "generator", "model")
-# a factor's name is a group's name in the store's paths: no separators, no dots
-_FACTOR_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-DTYPES = {"images": np.dtype("uint8"), "factors": np.dtype("float32"),
-          "identity": np.dtype("int64"), "complete": np.dtype("bool")}
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
-
-def _bad(url: str, field: str, problem: str) -> StoreError:
-    return StoreError(f"{url}: bad store attribute {field}: {problem}")
-
-
-def _int(value: object, url: str, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(url, field, f"{_shown(value)} is not an integer")
-    if not low <= value <= high:
-        raise _bad(url, field, f"{_shown(value)} is outside [{low}, {high}]")
-    return value
-
-
-def _number(value: object, url: str, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(url, field, f"{_shown(value)} is not a number")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float
-        number = math.inf
-    if not math.isfinite(number):
-        raise _bad(url, field, f"{_shown(value)} is not a finite number")
-    return number
-
-
-def _text(value: object, url: str, field: str) -> str:
-    if not isinstance(value, str):
-        raise _bad(url, field, f"{_shown(value)} is not a string")
-    return value
-
-
-def _mapping(value: object, url: str, field: str, required: Sequence[str] = ()) -> dict:
-    if not isinstance(value, dict):
-        raise _bad(url, field, f"{_shown(value)} is not a mapping")
-    for key in required:
-        if key not in value:
-            raise _bad(url, f"{field}.{key}" if field != ATTRS_KEY else key, "missing")
-    return value
-
-
-def validate_attrs(attrs: object, url: str) -> None:
-    """Check every field of a store's dcign attributes against the schema (types, ranges,
-    what they imply together); raise StoreError naming the first bad field."""
-    attrs = _mapping(attrs, url, ATTRS_KEY, REQUIRED_ATTRS)
-    _int(attrs["schema_version"], url, "schema_version", 1, 1_000_000)
-    if not _text(attrs["dataset"], url, "dataset"):
-        raise _bad(url, "dataset", "empty")
-    h = _int(attrs["image_size"], url, "image_size", 1, MAX_IMAGE_SIZE)
-    b = _int(attrs["batch_size"], url, "batch_size", 1, MAX_BATCH_SIZE)
-    if b * h * h > MAX_MINIBATCH_BYTES:
-        raise _bad(url, "batch_size", f"{b} images of {h}x{h} make a minibatch of "
-                                      f"{b * h * h} bytes, over {MAX_MINIBATCH_BYTES}")
-    _validate_factors(attrs["factors"], url)
-    generator = _mapping(attrs["generator"], url, "generator", ("name", "version", "seed"))
-    if not _text(generator["name"], url, "generator.name"):
-        raise _bad(url, "generator.name", "empty")
-    _int(generator["version"], url, "generator.version", 0, 1_000_000)
-    _int(generator["seed"], url, "generator.seed", 0, MAX_SEED)
-    model = _mapping(attrs["model"], url, "model", ("name", "fingerprint"))
-    _text(model["name"], url, "model.name")
-    _text(model["fingerprint"], url, "model.fingerprint")
-    history = attrs.get("history", [])
-    if not isinstance(history, list):
-        raise _bad(url, "history", f"{_shown(history)} is not a list")
-    for i, entry in enumerate(history):
-        _mapping(entry, url, f"history[{i}]")
-
-
-def _validate_factors(factors: object, url: str) -> None:
-    if not isinstance(factors, list):
-        raise _bad(url, "factors", f"{_shown(factors)} is not a list")
-    if not 1 <= len(factors) <= MAX_FACTORS:
-        raise _bad(url, "factors", f"{len(factors)} factors, not 1 to {MAX_FACTORS}")
-    names, columns, intrinsic = set(), [], []
-    for i, factor in enumerate(factors):
-        at = f"factors[{i}]"
-        factor = _mapping(factor, url, at, FACTOR_FIELDS)
-        unknown = sorted(set(factor) - set(FACTOR_FIELDS))
-        if unknown:
-            raise _bad(url, f"{at}.{unknown[0]}", "not a field of a factor")
-        name = _text(factor["name"], url, f"{at}.name")
-        if not _FACTOR_NAME.fullmatch(name):
-            raise _bad(url, f"{at}.name", f"{_shown(name)} is not a factor name (1 to 64 "
-                                          "letters, digits, _ or -)")
-        if name in names:
-            raise _bad(url, f"{at}.name", f"{name!r} names two factors")
-        names.add(name)
-        _text(factor["unit"], url, f"{at}.unit")
-        _text(factor["description"], url, f"{at}.description")
-        if factor["column"] is None:  # the identity: it has no range and no column
-            intrinsic.append(name)
-            for key in ("low", "high"):
-                if factor[key] is not None:
-                    raise _bad(url, f"{at}.{key}", f"{_shown(factor[key])} for the intrinsic "
-                                                   "factor (column null), which has no range")
-        else:
-            columns.append(_int(factor["column"], url, f"{at}.column", 0, MAX_FACTORS - 1))
-            low = _number(factor["low"], url, f"{at}.low")
-            if _number(factor["high"], url, f"{at}.high") < low:
-                raise _bad(url, f"{at}.high", f"{factor['high']!r} is below low {low:g}")
-        latents = factor["latents"]
-        if not isinstance(latents, list) or len(latents) != 2:
-            raise _bad(url, f"{at}.latents", f"{_shown(latents)} is not a pair [start, stop]")
-        start = _int(latents[0], url, f"{at}.latents[0]", 0, LATENT_SIZE - 1)
-        if latents[1] is not None:
-            _int(latents[1], url, f"{at}.latents[1]", start, LATENT_SIZE)
-    if len(intrinsic) > 1:
-        raise _bad(url, "factors", f"{len(intrinsic)} intrinsic factors (column null: "
-                                   f"{', '.join(intrinsic)}); the identity is one")
-    if sorted(columns) != list(range(len(columns))):
-        raise _bad(url, "factors", f"columns {sorted(columns)}: the {len(columns)} factors "
-                                   f"with values take columns 0..{len(columns) - 1}, one each")
-
-
-def array_tails(spec: StoreSpec) -> dict[str, tuple[int, ...]]:
-    """Each array's shape after its minibatch axis, as the spec implies it."""
-    b, h = spec.batch_size, spec.image_size
-    return {"images": (b, h, h), "factors": (b, spec.n_columns), "identity": (b,),
-            "complete": ()}
-
-
-def _check_array(array: object, name: str, spec: StoreSpec, url: str, where: str) -> int:
-    """Check one array's metadata (read through zarr's own API) against what the spec
-    implies; its shard size S."""
-    at = f"{where}/{name}"
-    if not isinstance(array, zarr.Array):
-        raise StoreError(f"{url}: {at} is not an array")
-    tail = array_tails(spec)[name]
-    shape, dtype = tuple(array.shape), np.dtype(array.dtype)
-    implied = f"(n, {', '.join(map(str, tail))})" if tail else "(n,)"
-    if len(shape) != 1 + len(tail) or shape[1:] != tail:
-        raise StoreError(f"{url}: array {at} has shape {_shown(shape)} where the store's "
-                         f"attributes imply {implied}")
-    if not 0 <= shape[0] <= MAX_MINIBATCHES:
-        raise StoreError(f"{url}: array {at} claims {shape[0]} minibatches, over "
-                         f"{MAX_MINIBATCHES}")
-    if dtype != DTYPES[name]:
-        raise StoreError(f"{url}: array {at} has dtype {dtype}, not {DTYPES[name]}")
-    if array.shards is None:
-        raise StoreError(f"{url}: array {at} is not sharded (schema {SCHEMA_VERSION} shards "
-                         "every array)")
-    chunks, shards = tuple(array.chunks), tuple(array.shards)
-    if chunks != (1, *tail):
-        raise StoreError(f"{url}: array {at} has chunks {_shown(chunks)}, not one minibatch "
-                         f"{(1, *tail)}")
-    most = shard_minibatches(spec.batch_size, spec.image_size)
-    if shards[1:] != tail or not 1 <= shards[0] <= most:
-        raise StoreError(f"{url}: array {at} has shards {_shown(shards)}, not 1 to {most} "
-                         f"minibatches {implied.replace('n', 'S', 1)}")
-    return shards[0]
+# what readers have always imported from here
+__all__ = ["ARRAYS", "ATTRS_KEY", "DTYPES", "MAX_MINIBATCHES", "SCHEMA_VERSION", "SPLITS",
+           "Minibatch", "MinibatchArrays", "Sample", "Stacked", "Store", "StoreSpec",
+           "array_tails", "check_group", "differences", "draw_from_pools", "open_store",
+           "read_attrs", "read_spec", "shard_minibatches", "spec_from_attrs", "validate_attrs"]
 
 
 def check_group(arrays: MinibatchArrays, spec: StoreSpec, url: str, where: str) -> None:
     """Check a group's four arrays against the spec and against each other: one shard size,
     and room in the data arrays for every marker (the markers grow last)."""
-    per_shard = {name: _check_array(getattr(arrays, name), name, spec, url, where)
+    per_shard = {name: check_array(getattr(arrays, name), name, spec, url, where)
                  for name in ARRAYS}
     if len(set(per_shard.values())) != 1:
         raise StoreError(f"{url}: {where} has arrays of different shard sizes "
@@ -414,20 +108,11 @@ class MinibatchArrays:
         """The shards of one array whose files exist, by index along the minibatch axis.
 
         Found from a listing of the array's keys (so the cost is that of the files there,
-        not of the shape the metadata claims), each key kept only if zarr's own chunk-key
-        encoder gives it back for that index: anything else there, such as a `*.partial`
-        file a killed write left, is not a shard. (zarr 3.1's decode_chunk_key cannot read
-        its own "c/0/0" keys, so the index is read off the key and checked by encoding.)"""
+        not of the shape the metadata claims); a key counts only if it is a shard's key
+        (`store_schema.shard_of_key`): a `*.partial` file a killed write left is not one."""
         array = getattr(self, name)
         path = array.store_path.path
         prefix = f"{path}/" if path else ""
-        zeros = (0,) * (array.ndim - 1)
-        encode = array.metadata.encode_chunk_key
-        # where the index sits in a key: where the keys of shards 0 and 1 differ
-        first, second = encode((0, *zeros)), encode((1, *zeros))
-        at = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
-        head, tail = first[:at], first[at + 1:]
-
         store = array.store_path.store
         while isinstance(store, WrapperStore):
             store = store._store
@@ -443,16 +128,21 @@ class MinibatchArrays:
             raise StoreReadError(self.url, f"the file list of {self.where}/{name}", exc
                                  ) from None
         count = -(-len(self) // self.per_shard) if len(self) else 0
-        found = set()
-        for key in keys:
-            key = key[len(prefix):] if key.startswith(prefix) else key
-            if not (key.startswith(head) and key.endswith(tail)):
-                continue
-            middle = key[len(head):len(key) - len(tail)]
-            if middle.isascii() and middle.isdigit() and int(middle) < count and encode(
-                    (int(middle), *zeros)) == key:
-                found.add(int(middle))
-        return sorted(found)
+        found = {shard_of_key(array, key[len(prefix):] if key.startswith(prefix) else key,
+                              count) for key in keys}
+        return sorted(found - {None})
+
+    def missing_chunks(self, ks: Iterable[int]) -> dict[int, list[str]]:
+        """Of minibatches `ks` (complete ones, say), those whose data are gone, each with the
+        arrays (images, factors, identity) whose shard file is not there. Found by listing
+        the arrays' files, not by reading them."""
+        present = {name: set(self.present_shards(name)) for name in ARRAYS[:3]}
+        missing = {}
+        for k in ks:
+            gone = [name for name in ARRAYS[:3] if int(k) // self.per_shard not in present[name]]
+            if gone:
+                missing[int(k)] = gone
+        return missing
 
     def marker_shards(self) -> Iterator[tuple[range, np.ndarray | None]]:
         """Each shard of completeness markers whose file exists, in order, with its markers,
@@ -499,39 +189,6 @@ class MinibatchArrays:
         """Shards whose completeness markers cannot be decoded."""
         return [shard for shard, markers in self.marker_shards() if markers is None]
 
-    def write_block(self, start: int, images: np.ndarray, values: np.ndarray,
-                    identity: np.ndarray, durable: bool = True) -> None:
-        """Write minibatches start.. (a whole shard, for the writer that owns it); the
-        completeness markers go last, so a crash leaves them unset.
-
-        A whole shard is written from scratch: its old files (markers first) are removed,
-        since zarr would otherwise merge into a shard it may not be able to read (damaged).
-
-        `durable` (the default): on a local disk the data shards are fsynced, with the
-        directories they are in, before the markers are written, and the markers after, so
-        a marker that survives a power cut vouches for data that survived it too. (An object
-        store's PUT is durable when it returns.)"""
-        stop = start + len(images)
-        s = self.per_shard
-        if start % s == 0 and stop == min(start + s, len(self)):
-            for array in (self.complete, self.identity, self.factors, self.images):
-                _erase_shard(array, start // s)
-        self.images[start:stop] = images
-        self.factors[start:stop] = values
-        self.identity[start:stop] = identity
-        shards = range(start // s, (stop - 1) // s + 1)
-        if durable:
-            for array in (self.images, self.factors, self.identity):
-                _sync_shards(array, shards)
-        self.complete[start:stop] = True
-        if durable:
-            _sync_shards(self.complete, shards)
-
-    def write(self, k: int, images: np.ndarray, values: np.ndarray,
-              identity: np.ndarray) -> None:
-        """Write minibatch k alone (a writer that owns its shard, e.g. a test fixture)."""
-        self.write_block(k, images[None], values[None], identity[None])
-
 
 class _ShardRanges(Sequence):
     """range(0, n) cut into shards of s, as a lazy sequence of ranges."""
@@ -550,46 +207,6 @@ class _ShardRanges(Sequence):
         if not 0 <= i < len(self):
             raise IndexError(i)
         return range(i * self.s, min(i * self.s + self.s, self.n))
-
-
-def _sync_shards(array: zarr.Array, shards: Iterable[int]) -> None:
-    """fsync the shard files of `array` and every directory from theirs up to the array's
-    (a first write creates them), on a local disk; nothing elsewhere."""
-    store = array.store_path.store
-    if not isinstance(store, LocalStore):
-        return
-    top = Path(store.root) / array.store_path.path
-    zeros = (0,) * (array.ndim - 1)
-    directories = set()
-    for shard in shards:
-        path = top / array.metadata.encode_chunk_key((shard, *zeros))
-        if _fsync(path):
-            parent = path.parent
-            while parent != top and top in parent.parents:
-                directories.add(parent)
-                parent = parent.parent
-    for directory in sorted(directories, key=lambda d: -len(d.parts)):
-        _fsync(directory)
-    _fsync(top)
-
-
-def _fsync(path: Path) -> bool:
-    """fsync a file or directory by path; False if it is not there (zarr writes no shard
-    whose chunks all equal the fill value)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return True
-
-
-def _erase_shard(array: zarr.Array, shard: int) -> None:
-    key = array.metadata.encode_chunk_key((shard,) + (0,) * (array.ndim - 1))
-    sync((array.store_path / key).delete())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -786,6 +403,20 @@ class Store:
         """Indices of the complete minibatches of (split, factor), ascending."""
         return self.arrays(split, factor).complete_indices()
 
+    def missing_chunks(self, split: str, factor: str, ks: Iterable[int] | None = None
+                       ) -> dict[int, list[str]]:
+        """The complete minibatches of (split, factor) (or those of `ks`) whose data chunks
+        are gone, each with the arrays whose shard file is not there: found by the files'
+        absence, without reading them (`verify`)."""
+        arrays = self.arrays(split, factor)
+        return arrays.missing_chunks(self.complete(split, factor) if ks is None else ks)
+
+    def forget_group(self, split: str, factor: str) -> None:
+        """A writer made or grew the group: its arrays are opened (and checked) again when
+        next asked for, and it is listed."""
+        self._arrays.pop((split, factor), None)
+        self._unfinished.discard((split, factor))
+
     # ------------------------------------------------------------------------- reading
 
     def damaged(self, split: str, factor: str, k: int, what: str) -> DamagedMinibatch:
@@ -920,49 +551,6 @@ class Store:
             weakref.finalize(self, self._loop.close)
         return self._loop
 
-    # ------------------------------------------------------------------------- writing
-
-    def require_arrays(self, split: str, factor: str, n: int) -> MinibatchArrays:
-        """The group's arrays with room for at least n minibatches, created or grown as
-        needed, before any worker writes (nothing is resized while workers run).
-
-        Never shrinks: minibatches already written are kept."""
-        s = self.spec
-        if n > MAX_MINIBATCHES:
-            raise StoreError(f"{n} minibatches of {split}/{factor}: a store's group holds at "
-                             f"most {MAX_MINIBATCHES}")
-        g = self.root.require_group(f"{split}/{factor}")
-        b, h = s.batch_size, s.image_size
-        shard = shard_minibatches(b, h)
-        if "complete" not in g:
-            def make(name, dims, shape, chunks, dtype, fill):
-                # dimension names let xarray open the arrays without this package
-                g.create_array(name, shape=shape, chunks=chunks,
-                               shards=(shard, *chunks[1:]), dtype=dtype,
-                               compressors=_inner_chunk_codecs(), fill_value=fill,
-                               overwrite=True, dimension_names=dims)
-            mb, im = "minibatch", "image"
-            make("images", (mb, im, "y", "x"), (n, b, h, h), (1, b, h, h), "uint8", 0)
-            make("factors", (mb, im, "factor"), (n, b, s.n_columns), (1, b, s.n_columns),
-                 "float32", np.nan)
-            make("identity", (mb, im), (n, b), (1, b), "int64", -1)
-            make("complete", (mb,), (n,), (1,), "bool", False)
-        self._arrays.pop((split, factor), None)
-        self._unfinished.discard((split, factor))
-        arrays = self.arrays(split, factor)
-        if len(arrays) < n:
-            # complete grows last, so an interruption leaves no marker beyond the data arrays
-            arrays.images.resize((n, b, h, h))
-            arrays.factors.resize((n, b, s.n_columns))
-            arrays.identity.resize((n, b))
-            arrays.complete.resize((n,))
-        return arrays
-
-    def append_history(self, entry: dict) -> None:
-        attrs = self.root.attrs.asdict()[ATTRS_KEY]
-        attrs["history"] = attrs.get("history", []) + [entry]
-        self.root.attrs[ATTRS_KEY] = attrs
-
 
 def draw_from_pools(sizes: Sequence[int], n: int, rng: np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -1016,52 +604,3 @@ def open_store(path: str | Path, mode: str = "r") -> Store:
     store.validate()
     return store
 
-
-def check_target(path: str | Path, spec: StoreSpec, overwrite: bool = False,
-                 keep: tuple[str, ...] = ()) -> bool:
-    """Whether minibatches made as `spec` may go to `path`, writing nothing: True for an
-    existing store to add to, False for one to create (or replace, with `overwrite`).
-
-    An existing store made with another spec (or schema) is refused unless `overwrite`; a
-    path that exists but is not a dcign store is always refused: it is not ours to delete.
-    Top-level files named in `keep` (the writer's lock) are not counted."""
-    location = locate(path)
-    if location.exists() and not location.is_dir():
-        raise StoreError(f"{location.url} exists and is not a store directory")
-    if location.exists("zarr.json"):
-        read_attrs(location)  # only a dcign store may be overwritten
-        if overwrite:
-            return False
-        reasons = differences(read_spec(path), spec)
-        if reasons:
-            raise StoreError(f"{location.url} was made differently: {'; '.join(reasons)} "
-                             "(choose another --out, or pass --overwrite to replace it)")
-        return True
-    if _entries(location, keep):
-        raise StoreError(f"{location.url} is a non-empty directory that is not a dcign store")
-    return False
-
-
-def _entries(location: Location, keep: tuple[str, ...]) -> list[str]:
-    if not location.is_dir():
-        return []
-    return [e for e in location.fs.ls(location.root, detail=False)
-            if e.rstrip("/").rsplit("/", 1)[-1] not in keep]
-
-
-def create_or_open_store(path: str | Path, spec: StoreSpec, overwrite: bool = False,
-                         keep: tuple[str, ...] = ()) -> Store:
-    """Open a store for adding minibatches made as `spec`, creating it if needed (refusing
-    what `check_target` refuses; with `overwrite`, an existing store is emptied first)."""
-    if check_target(path, spec, overwrite, keep):
-        return open_store(path, mode="r+")
-    location = locate(path)
-    for entry in _entries(location, keep):
-        location.fs.rm(entry, recursive=True)
-    try:
-        root = zarr.open_group(location.url, mode="a", zarr_format=3)
-    except OSError as exc:
-        raise StoreError(f"cannot create a store at {location.url}: {exc.strerror or exc}"
-                         ) from exc
-    root.attrs[ATTRS_KEY] = spec.to_attrs() | {"history": []}
-    return Store(location, spec, root)

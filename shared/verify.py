@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import DamagedMinibatch
 from .factors import Factor
-from .store import ARRAYS, MinibatchArrays, Store
+from .store import MinibatchArrays, Store
 
 Damaged = dict[tuple[str, str], set[int]]
 
@@ -81,11 +81,6 @@ def minibatch_problems(factor: Factor, table: tuple[Factor, ...], images: np.nda
     return problems
 
 
-def _shards_present(arrays: MinibatchArrays) -> dict[str, set[int]]:
-    """Per array, the shards whose files exist (their index along the minibatch axis)."""
-    return {name: set(arrays.present_shards(name)) for name in ARRAYS}
-
-
 def _check_markers(report: Report, split: str, factor: str, arrays: MinibatchArrays) -> None:
     for shard in arrays.unreadable_marker_shards():
         for k in shard:
@@ -103,13 +98,12 @@ def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -
         _check_markers(report, split, name, arrays)
         done = store.complete(split, name)
         report.incomplete += len(arrays) - len(done) - len(report.damaged.get((split, name), ()))
-        present, factor = _shards_present(arrays), spec.factor(name)
+        gone, factor = store.missing_chunks(split, name, done), spec.factor(name)
         for k in (int(k) for k in done):
             if on_minibatch:
                 on_minibatch()
-            gone = [a for a in ARRAYS[:3] if k // arrays.per_shard not in present[a]]
-            if gone:
-                report.damage(split, name, k, f"missing chunk ({', '.join(gone)}: its shard "
+            if k in gone:
+                report.damage(split, name, k, f"missing chunk ({', '.join(gone[k])}: its shard "
                                               "file is gone)")
                 continue
             try:

@@ -1,7 +1,7 @@
 """The code's shape is checked, not hoped for: no import cycles anywhere (function-level imports
 count), render's layers only import downward, evaluation never imports the training loop nor
 the loop evaluation (dcign-train's command alone wires the two), and the two halves never
-import each other."""
+import each other; and only the writers import the store writer (schema ← reader ← writer)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,33 @@ def test_only_the_training_command_wires_evaluation_into_training(graph):
                  and m != "dcign.train.cli"
                  for t in inside if t.startswith("dcign.train.eval")]
     assert offending == []
+
+
+STORE_SCHEMA, STORE_READER, STORE_WRITER = ("dcign.shared.store_schema", "dcign.shared.store",
+                                             "dcign.shared.store_writer")
+# the modules that write stores: render's writer and its command (render, repair, import),
+# the schema migration, and the analytic test stores of train/synthetic.py
+STORE_WRITERS = ("dcign.render.writer", "dcign.render.cli", "dcign.shared.migrate",
+                 "dcign.train.synthetic")
+
+
+def _is_under(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_only_the_writers_import_the_store_writer(graph):
+    """Readers (the trainer, evaluation, verify, preview, dcign-store) cannot write a store:
+    writing lives in shared/store_writer.py, which only the writers import."""
+    importers = sorted(m for m, (inside, _) in graph.items() if STORE_WRITER in inside)
+    assert importers, "nothing imports the store writer: the rule is checking nothing"
+    assert [m for m in importers if not _is_under(m, STORE_WRITERS)] == []
+
+
+def test_the_store_schema_is_below_the_reader_and_the_reader_below_the_writer(graph):
+    """schema ← reader ← writer: the schema imports neither, the reader not the writer."""
+    assert graph[STORE_SCHEMA][0] & {STORE_READER, STORE_WRITER} == set()
+    assert STORE_WRITER not in graph[STORE_READER][0]
+    assert STORE_SCHEMA in graph[STORE_READER][0] and STORE_READER in graph[STORE_WRITER][0]
 
 
 def test_the_two_halves_never_import_each_other_and_shared_imports_neither(graph):

@@ -34,6 +34,7 @@ from dcign.render.cli import main as render_main
 from dcign.shared.errors import DamagedMinibatch, StoreReadError
 from dcign.shared.factors import chair_factors
 from dcign.shared.store import open_store
+from dcign.shared.store_writer import write_minibatch
 from dcign.train.cli import main as train_main
 from dcign.train.eval.cli import main as eval_main
 from dcign.train.synthetic import write_blob_store
@@ -655,7 +656,7 @@ def test_shards_are_fsynced_before_their_markers_and_the_markers_after(tmp_path,
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(zarr.Array, "__setitem__", setitem)
     m = store.minibatch("train", "light", 0)
-    arrays.write(0, m.images, m.values, m.identity)
+    write_minibatch(arrays, 0, m.images, m.values, m.identity)
     marker_write = synced.index("WRITE complete")
     before, after = synced[:marker_write], synced[marker_write + 1:]
     for name, shard in (("images", "c/0/0/0/0"), ("factors", "c/0/0/0"),

@@ -14,8 +14,7 @@ import zarr
 from conftest import assert_one_line_error, content_digest, file_digests, store_tool, tree_digest
 from tqdm import tqdm
 
-from dcign.shared import store as store_module
-from dcign.shared import store_cli
+from dcign.shared import store_cli, store_writer
 from dcign.shared.location import locate
 from dcign.shared.lock import LOCK_NAME, writer_lock
 from dcign.shared.migrate import MARKER_NAME
@@ -61,15 +60,15 @@ def _history(store: Path) -> list[dict]:
 
 def _after_writes(monkeypatch, writes: int, then) -> None:
     """Call `then()` once `writes` shards are written, before the next shard's write."""
-    written, write_block = [], store_module.MinibatchArrays.write_block
+    written, write_block = [], store_writer.write_block
 
-    def counted(self, *args, **kwargs):
-        write_block(self, *args, **kwargs)
+    def counted(*args, **kwargs):
+        write_block(*args, **kwargs)
         written.append(1)
         if len(written) == writes:
             then()
 
-    monkeypatch.setattr(store_module.MinibatchArrays, "write_block", counted)
+    monkeypatch.setattr(store_writer, "write_block", counted)
 
 
 def test_an_interrupted_migration_is_resumed_into_the_store_one_run_makes(

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS, Factor, continuous_factors
-from dcign.shared.store import StoreSpec, create_or_open_store
+from dcign.shared.store import StoreSpec
+from dcign.shared.store_writer import create_or_open_store, require_arrays, write_minibatch
 
 TEST_IDENTITY_OFFSET = 1_000_000  # test identities never collide with train ones
 
@@ -61,12 +62,13 @@ def write_blob_store(path: str | Path, image_size: int = 32, train_batches: int 
         for f in factors:
             if n == 0:
                 continue
-            arrays = store.require_arrays(split, f.name, n)
+            arrays = require_arrays(store, split, f.name, n)
             for k in range(n):
                 values, identity = _minibatch(rng, factors, f, batch_size, offset)
                 full = np.zeros((batch_size, 3), np.float32)  # absent factors: neutral
                 for j, name in enumerate(("azimuth", "elevation", "light")):
                     if name in named:
                         full[:, j] = values[:, named[name]]
-                arrays.write(k, blob_images(full, identity, image_size), values, identity)
+                write_minibatch(arrays, k, blob_images(full, identity, image_size), values,
+                                identity)
     return Path(path)

@@ -23,13 +23,12 @@ from tqdm import tqdm
 from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.location import Location, locate
 from dcign.shared.lock import LOCK_NAME, writer_lock
-from dcign.shared.store import (
-    Store,
+from dcign.shared.store import Store, differences, open_store, read_spec
+from dcign.shared.store_writer import (
+    append_history,
     check_target,
     create_or_open_store,
-    differences,
-    open_store,
-    read_spec,
+    require_arrays,
 )
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
@@ -75,7 +74,7 @@ def plan_shards(store: Store, request: RenderRequest) -> tuple[list[ShardTask], 
     tasks, present = [], 0
     for split, count in (("train", request.batches), ("test", request.test_batches)):
         for factor in request.vary:
-            arrays = store.require_arrays(split, factor, count)
+            arrays = require_arrays(store, split, factor, count)
             done = arrays.completed()[:count]
             present += int(done.sum())
             tasks += [ShardTask(split, factor, shard.start, shard.stop)
@@ -253,7 +252,7 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
                     lock.check()  # a lost lock stops the run: the tasks left are cancelled
             seconds = time.perf_counter() - started
             lock.check()
-            store.append_history({
+            append_history(store, {
                 "time": datetime.now(UTC).isoformat(timespec="seconds"),
                 "config": config or {},
                 "rendered_minibatches": rendered,

@@ -20,7 +20,7 @@ import numpy as np
 
 from dcign.shared.errors import DamagedMinibatch
 from dcign.shared.lock import check_holder
-from dcign.shared.store import open_store
+from dcign.shared.store_writer import open_for_writing, write_block
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
@@ -166,7 +166,7 @@ def render_shard(recipe: DatasetRecipe, url: str, task: ShardTask,
     state = state_for(recipe, settings)
     # opened by each task: a worker of a long-lived cluster outlives a run, and the next run
     # may have grown the arrays
-    store = open_store(url, mode="r+")
+    store = open_for_writing(url)
     arrays = store.arrays(task.split, task.factor)
     done = arrays.completed()[task.start:task.stop]
     b, h, f = store.spec.batch_size, store.spec.image_size, store.spec.n_columns
@@ -187,5 +187,5 @@ def render_shard(recipe: DatasetRecipe, url: str, task: ShardTask,
         rendered += 1
     if task.lock_token:
         check_holder(url, task.lock_token)
-    arrays.write_block(task.start, images, values, identity)
+    write_block(arrays, task.start, images, values, identity)
     return rendered
