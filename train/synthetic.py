@@ -15,7 +15,7 @@ import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS, Factor, continuous_factors
 from dcign.shared.store import StoreSpec
-from dcign.shared.store_writer import create_or_open_store, require_arrays, write_minibatch
+from dcign.shared.store_writer import create_or_open_store, require_arrays, write_block
 
 TEST_IDENTITY_OFFSET = 1_000_000  # test identities never collide with train ones
 
@@ -47,15 +47,28 @@ def _minibatch(rng: np.random.Generator, factors: tuple[Factor, ...], varying: F
     return values, identity
 
 
+def _blob_minibatch(rng: np.random.Generator, factors: tuple[Factor, ...], varying: Factor,
+                    batch: int, id_offset: int, size: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One minibatch's images, factor values and identities."""
+    values, identity = _minibatch(rng, factors, varying, batch, id_offset)
+    named = {f.name: f.column for f in continuous_factors(factors)}
+    full = np.zeros((batch, 3), np.float32)  # absent factors: neutral
+    for j, name in enumerate(("azimuth", "elevation", "light")):
+        if name in named:
+            full[:, j] = values[:, named[name]]
+    return blob_images(full, identity, size), values, identity
+
+
 def write_blob_store(path: str | Path, image_size: int = 32, train_batches: int = 4,
                      test_batches: int = 1, batch_size: int = 20, seed: int = 0,
                      factors: tuple[Factor, ...] = FACE_FACTORS) -> Path:
-    """Write a blob store with n train and m test minibatches per factor."""
+    """Write a blob store with n train and m test minibatches per factor, through the store's
+    writer as the renderer writes: arrays made first, then whole shards, markers last."""
     spec = StoreSpec("blobs", image_size, batch_size, factors,
                      {"name": "dcign.train.synthetic", "version": 1, "seed": seed},
                      {"name": "blob", "fingerprint": "blob-v1"})
     store = create_or_open_store(path, spec, overwrite=True)
-    named = {f.name: f.column for f in continuous_factors(factors)}
     rng = np.random.default_rng(seed)
     for split, n, offset in (("train", train_batches, 0),
                              ("test", test_batches, TEST_IDENTITY_OFFSET)):
@@ -63,12 +76,10 @@ def write_blob_store(path: str | Path, image_size: int = 32, train_batches: int 
             if n == 0:
                 continue
             arrays = require_arrays(store, split, f.name, n)
-            for k in range(n):
-                values, identity = _minibatch(rng, factors, f, batch_size, offset)
-                full = np.zeros((batch_size, 3), np.float32)  # absent factors: neutral
-                for j, name in enumerate(("azimuth", "elevation", "light")):
-                    if name in named:
-                        full[:, j] = values[:, named[name]]
-                write_minibatch(arrays, k, blob_images(full, identity, image_size), values,
-                                identity)
+            made = [_blob_minibatch(rng, factors, f, batch_size, offset, image_size)
+                    for _ in range(n)]
+            for shard in arrays.shard_ranges():
+                images, values, identity = (np.stack(part) for part in zip(
+                    *made[shard.start:shard.stop], strict=True))
+                write_block(arrays, shard.start, images, values, identity)
     return Path(path)
