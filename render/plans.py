@@ -104,6 +104,17 @@ def check_grid(factor: Factor, grid: dict[str, np.ndarray] | None, batch_size: i
                          f"{len(grid[factor.name])} or less, or --views continuous")
 
 
+def check_pools(pools: IdentityPools | ListedPools, batch_size: int,
+                splits: tuple[str, ...] = SPLITS, noun: str = "identities") -> None:
+    """Refuse an intrinsic minibatch of `batch_size` distinct identities that a split's pool
+    is too small to fill (`noun`: what the dataset's identities are, for the message)."""
+    for split in splits:
+        have = len(pools.pool(split))
+        if batch_size > have:
+            raise DcignError(f"a {split} minibatch of {batch_size} distinct {noun} needs at "
+                             f"least that many {split} {noun} (have {have}): lower --batch-size")
+
+
 def plan_minibatch(seed: int, split: str, factor: Factor, index: int,
                    factors: tuple[Factor, ...], batch_size: int,
                    pools: IdentityPools | ListedPools,
@@ -125,9 +136,7 @@ def plan_minibatch(seed: int, split: str, factor: Factor, index: int,
     values = np.tile(fixed, (batch_size, 1))
     identities = np.full(batch_size, identity, dtype=np.int64)
     if factor.is_intrinsic:
-        if batch_size > len(pool):
-            raise DcignError(f"a {split} minibatch of {batch_size} distinct identities needs "
-                             f"at least that many {split} identities (have {len(pool)})")
+        check_pools(pools, batch_size, (split,))
         identities = np.asarray(pool)[rng.choice(len(pool), size=batch_size, replace=False)]
     elif factor.name in grid:
         values[:, factor.column] = rng.choice(grid[factor.name], size=batch_size, replace=False)

@@ -7,7 +7,9 @@ latent groups are data, not code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Protocol
 
 from .errors import DcignError
 
@@ -21,6 +23,12 @@ class Factor:
     `column` is the factor's column in a store's `factors` array, or None for `intrinsic`,
     whose value is the identity (stored in the `identity` array). `latents` is the half-open
     slice [start, stop) of the code tied to the factor; stop None means "to the end".
+
+    `grid` holds the values the factor takes on a store whose views lie on a grid (the
+    chairs' 30 azimuths and 2 elevations), sorted; empty for a factor drawn over its range.
+    It is not one of the table's stored fields: stores record the grid beside the table (in
+    their generator record), so `to_attrs` leaves it out (stores and their digests stay as
+    they are), equality ignores it, and `recorded_factors` puts it back for a store read.
     """
 
     name: str
@@ -30,6 +38,7 @@ class Factor:
     latents: tuple[int, int | None]
     column: int | None
     description: str
+    grid: tuple[float, ...] = field(default=(), compare=False)
 
     @property
     def is_intrinsic(self) -> bool:
@@ -43,11 +52,49 @@ class Factor:
         return stop is None or stop > start
 
     def to_attrs(self) -> dict:
-        return asdict(self) | {"latents": list(self.latents)}
+        stored = {k: v for k, v in asdict(self).items() if k != "grid"}
+        return stored | {"latents": list(self.latents)}
 
     @classmethod
     def from_attrs(cls, attrs: dict) -> Factor:
-        return cls(**(attrs | {"latents": tuple(attrs["latents"])}))
+        grid = tuple(float(v) for v in attrs.get("grid", ()))
+        return cls(**(attrs | {"latents": tuple(attrs["latents"]), "grid": grid}))
+
+
+def factor_named(factors: Sequence[Factor], name: str) -> Factor:
+    """The factor of the table called `name`; one line naming the table's factors if none."""
+    for f in factors:
+        if f.name == name:
+            return f
+    raise DcignError(f"no factor {name!r} here ({', '.join(f.name for f in factors)})")
+
+
+def with_grids(factors: tuple[Factor, ...], grid: Mapping[str, Sequence[float]]
+               ) -> tuple[Factor, ...]:
+    """The table with the named factors' grid values (sorted) set; others as they are."""
+    return tuple(replace(f, grid=tuple(sorted(float(v) for v in grid[f.name])))
+                 if f.name in grid else f for f in factors)
+
+
+class RecordedSpec(Protocol):
+    """What `recorded_factors` reads of a store's spec (a `dcign.shared.store.StoreSpec`)."""
+
+    @property
+    def factors(self) -> tuple[Factor, ...]: ...
+
+    @property
+    def generator(self) -> dict: ...
+
+
+def recorded_factors(spec: RecordedSpec) -> tuple[Factor, ...]:
+    """A store's factor table with each factor's view grid, from what the store records.
+
+    Stores record the grid in their generator record (`generator["grid"]`: factor name →
+    values, the chairs' view grid), not in the factor table; this is the one place that
+    reads it. A factor whose table entry already carries a grid keeps it."""
+    recorded = spec.generator.get("grid") or {}
+    return with_grids(spec.factors, {f.name: recorded[f.name] for f in spec.factors
+                                     if f.name in recorded and not f.grid})
 
 
 FACE_FACTORS: tuple[Factor, ...] = (
@@ -63,6 +110,8 @@ MIRROR_NEGATED: dict[str, tuple[str, ...]] = {"faces": ("azimuth", "light")}
 
 CHAIR_VIEWS = ("grid", "continuous")
 CHAIR_ELEVATIONS = (20.0, 30.0)  # the Aubry renders' two camera elevations
+CHAIR_AZIMUTHS = tuple(float(a) for a in range(0, 360, 12))  # the paper's 30 azimuths
+CHAIR_GRID = {"azimuth": CHAIR_AZIMUTHS, "elevation": CHAIR_ELEVATIONS}  # the paper's views
 CONTINUOUS_ELEVATIONS = (10.0, 40.0)
 
 
@@ -110,10 +159,9 @@ def regroup(factors: tuple[Factor, ...], sizes: dict[str, int],
     """The table with the named factors' latent groups resized, the groups laid out again in
     table order and the intrinsic factor taking the rest. (A circle, such as the chairs' full
     turn of azimuth, cannot be one continuous scalar: it needs two latents.)"""
+    tied = [f.name for f in factors if f.ties_latents and not f.is_intrinsic]
     for name, size in sizes.items():
-        factor = next((f for f in factors if f.name == name), None)
-        if factor is None or factor.is_intrinsic or not factor.ties_latents:
-            tied = [f.name for f in factors if f.ties_latents and not f.is_intrinsic]
+        if name not in tied:
             raise DcignError(f"--latent-group {name}: not a factor tied to a latent group "
                              f"here ({', '.join(tied)})")
         if size < 1:

@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from dcign.shared.factors import chair_factors
+from dcign.shared.factors import FACE_FACTORS, Factor, chair_factors, recorded_factors
+from dcign.shared.store import StoreSpec
 from dcign.train.eval.novel_views import Views, name_views, views_of
 
 GRID = np.arange(0.0, 360.0, 12.0)
 
 
+def _chairs_store_spec(generator: dict) -> StoreSpec:
+    """A grid chairs store's spec as read back from its attributes."""
+    spec = StoreSpec("chairs", 32, 4, chair_factors("grid"), generator, {})
+    return StoreSpec.from_attrs(spec.to_attrs())
+
+
 def test_a_grid_factor_has_a_view_per_grid_value_and_others_have_equal_bins():
-    azimuth = chair_factors("grid")[0]
-    views = views_of(azimuth, {"grid": {"azimuth": GRID.tolist()}})
+    # a store's table, read back, has no grid: its generator record holds it
+    recorded = {"grid": {"azimuth": GRID[::-1].tolist(), "elevation": [20.0, 30.0]}}
+    azimuth, elevation, intrinsic = recorded_factors(_chairs_store_spec(recorded))
+    assert azimuth.grid == tuple(GRID) and elevation.grid == (20.0, 30.0)
+    assert not intrinsic.grid
+    views = views_of(azimuth)
     assert views.count == 30 and views.of(np.array([0.0, 12.0, 348.0])).tolist() == [0, 1, 29]
-    binned = views_of(azimuth, {})
+    binned = views_of(recorded_factors(_chairs_store_spec({}))[0])
     assert binned.count == 20 and binned.of(np.array([0.0, 17.9, 18.0, 360.0])).tolist() == [
         0, 0, 1, 19]
 
@@ -46,3 +57,15 @@ def test_a_folded_code_names_the_mirror_view_and_a_neighbour_across_zero_is_one_
     one_off = name_views(np.array([GRID[29]]), np.array([0]), GRID.copy(),
                          Views(GRID, 0, 360, 30), True)
     assert one_off["exact"] == 0.0 and one_off["within_one_step"] == 1.0
+
+
+def test_the_grid_is_no_stored_field_and_a_table_entry_that_carries_one_keeps_it():
+    azimuth = chair_factors("grid")[0]
+    gridded = Factor.from_attrs(azimuth.to_attrs() | {"grid": [0.0, 180.0]})
+    assert gridded.grid == (0.0, 180.0) and gridded == azimuth  # equality ignores the grid
+    assert "grid" not in gridded.to_attrs()  # stores (and their pinned digests) unchanged
+    spec = StoreSpec("chairs", 32, 4, (gridded,), {"grid": {"azimuth": GRID.tolist()}}, {})
+    assert recorded_factors(spec)[0].grid == (0.0, 180.0)
+    faces = StoreSpec("faces", 32, 4, FACE_FACTORS, {}, {})
+    assert recorded_factors(faces) == FACE_FACTORS
+    assert not any(f.grid for f in recorded_factors(faces))

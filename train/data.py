@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dcign.shared.errors import DcignError, StoreError
-from dcign.shared.factors import MIRROR_NEGATED, Factor, latent_slice, regroup
+from dcign.shared.factors import MIRROR_NEGATED, Factor, factor_named, latent_slice, regroup
+from dcign.shared.images import GRAY_LEVELS
 from dcign.shared.store import Store, StoreSpec, draw_from_pools, open_store
 
 from .modes import method_class
@@ -82,7 +83,7 @@ class TrainingData:
                 raise DcignError(f"--mirror-odd {name}: a left-right mirror does not negate "
                                  f"{self.spec.dataset}' {name} (it negates: "
                                  f"{', '.join(negated) or 'no factor of this dataset'})")
-            factor = next(f for f in self.factors if f.name == name)
+            factor = factor_named(self.factors, name)
             latents += range(latent_size)[latent_slice(factor, latent_size)]
         return tuple(latents)
 
@@ -123,6 +124,15 @@ def check_disjoint_identities(store: Store) -> None:
     if shared.size:
         raise DcignError(f"{store.path}: {shared.size} identities are in both the train and "
                          f"the test split (e.g. {int(shared[0])}); refusing to train on test faces")
+
+
+def network_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, H, W), on any device → float32 (N, 1, H, W) in [0, 1]: what the
+    network reads. (`dcign.shared.images.to_unit` is numpy's; torch's is its own so that
+    uint8, a quarter of the bytes, is what crosses to the device.)"""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"network_input takes uint8 images, not {images.dtype}")
+    return images.unsqueeze(1).float().div_(GRAY_LEVELS)
 
 
 def check_independent_draws(data: TrainingData, per_step: int) -> None:

@@ -24,6 +24,8 @@ from torch.utils.data import Dataset
 from dcign.shared.factors import continuous_factors
 from dcign.shared.store import Store, open_store
 
+from .data import network_input
+
 
 class MinibatchDataset(Dataset):
     """The complete minibatches of one split (of the given minibatch types, or all)."""
@@ -42,7 +44,7 @@ class MinibatchDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         factor, k = self.items[i]
         m = self.store.minibatch(self.split, factor, k)
-        return {"images": torch.from_numpy(m.images.copy()).unsqueeze(1).float() / 255,
+        return {"images": network_input(torch.from_numpy(m.images.copy())),
                 "values": torch.from_numpy(m.values.copy()),
                 "identity": torch.from_numpy(m.identity.copy()),
                 "factor": factor, "index": k}

@@ -7,14 +7,18 @@ store's spec and refuses impossible requests before any store is touched.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from dcign.shared.factors import Factor
 from dcign.shared.store import StoreSpec
 
-from ..plans import MinibatchPlan
+from ..plans import IdentityPools, ListedPools, MinibatchPlan, plan_minibatch
+from ..renderer.offscreen import Renderer
+from ..renderer.poses import Lighting
 
 
 @runtime_checkable
@@ -52,6 +56,67 @@ class DatasetRecipe(Protocol):
 
     def load(self) -> DatasetGenerator:
         ...
+
+
+class GLRecipe(Protocol):
+    """What a rendering generator's life cycle reads of its recipe."""
+
+    seed: int
+    image_size: int
+    batch_size: int
+    lighting: Lighting
+
+
+class RenderingGenerator:
+    """The life cycle of a generator that renders with GL (faces, chairs): minibatches planned
+    over its identity pools (and view grid), its renderer (and GL context) made on first use,
+    a minibatch rendered image by image as `_posed` places the object and the light, and
+    everything freed by `close`. Subclasses give `recipe`, `spec`, `factors`, `pools`,
+    `grid`, `shading` and `_posed` (which uploads each object's mesh once)."""
+
+    recipe: GLRecipe
+    spec: StoreSpec
+    factors: tuple[Factor, ...]
+    pools: IdentityPools | ListedPools
+    grid: dict[str, np.ndarray]  # factor → the values a grid factor takes; {}: no grid
+    shading: ClassVar[str] = "pixel"  # the Renderer's shader pair: "pixel" or "vertex"
+    _renderer: Renderer | None = None
+
+    def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:
+        """Minibatch `index` of (split, factor): a pure function of these and the seed."""
+        r = self.recipe
+        return plan_minibatch(r.seed, split, self.spec.factor(factor), index, self.factors,
+                              r.batch_size, self.pools, self.grid)
+
+    def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(image index, object rotation, direction toward the light) of each image, with
+        the image's mesh uploaded to `renderer()`."""
+        raise NotImplementedError
+
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting,
+                                      shading=self.shading)
+        return self._renderer
+
+    def render(self, plan: MinibatchPlan) -> np.ndarray:
+        """uint8 images (B, H, W) of one minibatch plan."""
+        size = self.recipe.image_size
+        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
+        for i, rotation, toward_light in self._posed(plan):
+            images[i] = self.renderer().render(rotation, toward_light)
+        return images
+
+    def rasterise_depth_only(self, plan: MinibatchPlan) -> None:
+        """The same work as `render` up to rasterisation, depth only: the benchmark floor."""
+        for _, rotation, _ in self._posed(plan):
+            self.renderer().rasterise_depth_only(rotation)
+
+    def close(self) -> None:
+        """Free the GL context (a later render makes a new one)."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
 
 # The paper's images and minibatches, every dataset's defaults.

@@ -23,9 +23,9 @@ from typing import ClassVar
 import numpy as np
 
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import CHAIR_ELEVATIONS, CHAIR_VIEWS, chair_factors
+from dcign.shared.factors import CHAIR_GRID, CHAIR_VIEWS, chair_factors, with_grids
 from dcign.shared.portable import matmul
-from dcign.shared.store import SPLITS, StoreSpec
+from dcign.shared.store import StoreSpec
 
 from ..objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
 from ..objects.mesh_folder import MeshFolder
@@ -35,14 +35,13 @@ from ..plans import (
     ListedPools,
     MinibatchPlan,
     check_grid,
+    check_pools,
     check_test_count,
     identity_rng,
-    plan_minibatch,
     split_files,
 )
-from ..renderer.offscreen import Renderer
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
-from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
+from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
 
 # Bump when the images for a given (seed, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 1
@@ -51,7 +50,6 @@ CHAIRS_GENERATOR = "dcign.render.chairs"  # the label stores record
 CHAIR_LIGHTING = Lighting(background=1.0, light_elevation=45.0, light_intensity=0.7,
                           ambient=0.3)
 LIGHT_AZIMUTH = -35.0  # the light comes from the camera's upper left, fixed as the chair turns
-GRID_AZIMUTHS = tuple(float(a) for a in range(0, 360, 12))  # the paper's 30 azimuths
 # 2 factors x (1800 + 225) x 20 = 81,000 images: the paper's 1357 chairs x 60 views.
 CHAIR_MINIBATCHES = MinibatchCounts(train=1800, test=225)
 FINGERPRINT_CHAIRS = 4  # whole chairs the procedural fingerprint hashes
@@ -93,7 +91,7 @@ class ChairRecipe:
         return IdentityPools(train=self.chairs - self.test_chairs, test=self.test_chairs)
 
 
-class ChairGenerator:
+class ChairGenerator(RenderingGenerator):
     """Turns minibatch plans into images; creates its GL context on first use."""
 
     def __init__(self, recipe: ChairRecipe):
@@ -101,12 +99,11 @@ class ChairGenerator:
             raise DcignError(f"unknown --views {recipe.views!r}: choose "
                              f"{' or '.join(CHAIR_VIEWS)}")
         self.recipe = recipe
-        self.factors = chair_factors(recipe.views)
+        # the table carries the view grid; plans draw from it as float32, as stored
+        self.factors = with_grids(chair_factors(recipe.views),
+                                  CHAIR_GRID if recipe.views == "grid" else {})
         self.pools = recipe.pools
-        self.grid = ({"azimuth": np.float32(GRID_AZIMUTHS),
-                      "elevation": np.float32(CHAIR_ELEVATIONS)}
-                     if recipe.views == "grid" else {})
-        self._renderer: Renderer | None = None
+        self.grid = {f.name: np.float32(f.grid) for f in self.factors if f.grid}
         self._folder: MeshFolder | None = None
 
     def check(self, vary: tuple[str, ...]) -> None:
@@ -116,12 +113,7 @@ class ChairGenerator:
         check_test_count(r.test_chairs, r.total_chairs)
         # on the grid only azimuth varies (elevation, with 2 values, is held fixed)
         check_grid(self.factors[0], self.grid, r.batch_size)
-        for split in SPLITS:
-            have = len(self.pools.pool(split))
-            if have < r.batch_size:
-                raise DcignError(f"an intrinsic minibatch of {r.batch_size} needs at least "
-                                 f"{r.batch_size} {split} chairs (have {have}): lower "
-                                 "--batch-size or add chairs")
+        check_pools(self.pools, r.batch_size, noun="chairs")
 
     @cached_property
     def spec(self) -> StoreSpec:
@@ -160,11 +152,6 @@ class ChairGenerator:
             h.update(m.triangles.tobytes())
         return h.hexdigest()[:16]
 
-    def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:
-        """Minibatch `index` of (split, factor): a pure function of these and the seed."""
-        return plan_minibatch(self.recipe.seed, split, self.spec.factor(factor), index,
-                              self.factors, self.recipe.batch_size, self.pools, self.grid)
-
     def chair(self, identity: int) -> ChairMesh:
         r = self.recipe
         if r.meshes:
@@ -173,14 +160,11 @@ class ChairGenerator:
             return self._folder.chair(identity)
         return procedural_chair(identity_rng(r.seed, identity), r.textures)
 
-    def renderer(self) -> Renderer:
-        if self._renderer is None:
-            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting)
-        return self._renderer
-
-    def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray]]:
-        """Upload each chair once; yield (image index, rotation) per image."""
+    def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Upload each chair once; yield (image index, rotation, light) per image: the light
+        stays where it is as the chair turns."""
         renderer = self.renderer()
+        light = light_direction(LIGHT_AZIMUTH, self.recipe.lighting.light_elevation)
         elevation_column = self.spec.factor("elevation").column
         shown = None
         for i, (identity, values) in enumerate(zip(plan.identities, plan.values, strict=True)):
@@ -188,26 +172,7 @@ class ChairGenerator:
                 m = self.chair(int(identity))
                 renderer.set_mesh(m.vertices, m.triangles, m.albedo, m.normals, m.material)
                 shown = identity
-            yield i, chair_rotation(float(values[0]), float(values[elevation_column]))
-
-    def render(self, plan: MinibatchPlan) -> np.ndarray:
-        """uint8 images (B, H, W) of one minibatch plan."""
-        size = self.recipe.image_size
-        light = light_direction(LIGHT_AZIMUTH, self.recipe.lighting.light_elevation)
-        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
-        for i, rotation in self._posed(plan):
-            images[i] = self.renderer().render(rotation, light)
-        return images
-
-    def rasterise_depth_only(self, plan: MinibatchPlan) -> None:
-        """The same work as `render` up to rasterisation, depth only: the benchmark floor."""
-        for _, rotation in self._posed(plan):
-            self.renderer().rasterise_depth_only(rotation)
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+            yield i, chair_rotation(float(values[0]), float(values[elevation_column])), light
 
 
 def chair_rotation(azimuth: float, elevation: float) -> np.ndarray:

@@ -10,18 +10,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from dcign.shared.errors import DcignError
 from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.images import GRAY_WEIGHTS, to_gray
-from dcign.shared.store import SPLITS, StoreSpec
+from dcign.shared.store import StoreSpec
 
 from ..objects.face_loader import load_face_model
 from ..objects.face_model import MorphableModel
 from ..objects.geometry import VertexNormals
-from ..plans import IdentityPools, MinibatchPlan, identity_rng, plan_minibatch
-from ..renderer.offscreen import Renderer
+from ..plans import IdentityPools, MinibatchPlan, check_pools, identity_rng
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
-from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts
+from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 3  # 3: the shipped model and portable arithmetic (same bits everywhere)
@@ -48,20 +46,23 @@ class FaceRecipe:
         return FaceGenerator(self, load_face_model(self.model_path))
 
 
-class FaceGenerator:
+class FaceGenerator(RenderingGenerator):
     """Turns minibatch plans into images; creates its GL context on first use."""
+
+    shading = "vertex"  # the dense head grid makes per-vertex light look the same, cheaper
 
     def __init__(self, recipe: FaceRecipe, model: MorphableModel):
         self.recipe = recipe
         self.model = model
         self.factors = FACE_FACTORS
+        self.pools = recipe.identities
+        self.grid = {}  # every factor drawn over its range
         lo, hi = model.shape_mean.min(axis=0), model.shape_mean.max(axis=0)
         # One fixed normalisation from the mean face, so bigger heads do render bigger.
         self._centre = ((lo + hi) / 2).astype(np.float32)
         self._scale = np.float32(FACE_HEIGHT / (hi[1] - lo[1]))
         self.triangles = np.ascontiguousarray(model.triangles, dtype=np.uint32)
         self.normals = VertexNormals(model.triangles, model.n_vertices)
-        self._renderer: Renderer | None = None
 
     @cached_property
     def spec(self) -> StoreSpec:
@@ -88,20 +89,8 @@ class FaceGenerator:
     def check(self, vary: tuple[str, ...]) -> None:
         """Refuse intrinsic minibatches larger than an identity pool, before a store is
         touched."""
-        r = self.recipe
-        if not any(self.spec.factor(name).is_intrinsic for name in vary):
-            return
-        for split in SPLITS:
-            have = len(r.identities.pool(split))
-            if have < r.batch_size:
-                raise DcignError(f"a {split} minibatch of {r.batch_size} distinct identities "
-                                 f"needs at least that many {split} identities (have {have})")
-
-    def plan(self, split: str, factor: str, index: int) -> MinibatchPlan:
-        """Minibatch `index` of (split, factor): a pure function of these and the seed."""
-        r = self.recipe
-        return plan_minibatch(r.seed, split, self.spec.factor(factor), index, self.factors,
-                              r.batch_size, r.identities)
+        if any(self.spec.factor(name).is_intrinsic for name in vary):
+            check_pools(self.pools, self.recipe.batch_size)
 
     def faces(self, identities: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Normalised vertices (N, 3) and grayscale albedo (N,) of each identity."""
@@ -112,12 +101,6 @@ class FaceGenerator:
         vertices = (vertices - self._centre) * self._scale
         gray = to_gray(rgb)
         return list(zip(vertices, gray, strict=True))
-
-    def renderer(self) -> Renderer:
-        if self._renderer is None:
-            self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting,
-                                      shading="vertex")
-        return self._renderer
 
     def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Upload each identity's mesh once; yield (image index, rotation, light) per image."""
@@ -134,21 +117,3 @@ class FaceGenerator:
                 renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
                 shown = identity
             yield i, rotation_matrix(azimuth, elevation), light_direction(light, light_elevation)
-
-    def render(self, plan: MinibatchPlan) -> np.ndarray:
-        """uint8 images (B, H, W) of one minibatch plan."""
-        size = self.recipe.image_size
-        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
-        for i, rotation, toward_light in self._posed(plan):
-            images[i] = self.renderer().render(rotation, toward_light)
-        return images
-
-    def rasterise_depth_only(self, plan: MinibatchPlan) -> None:
-        """The same work as `render` up to rasterisation, depth only: the benchmark floor."""
-        for _, rotation, _ in self._posed(plan):
-            self.renderer().rasterise_depth_only(rotation)
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None

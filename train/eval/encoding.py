@@ -14,6 +14,7 @@ import torch
 from dcign.shared.factors import Factor
 from dcign.shared.store import Store
 
+from ..data import network_input
 from ..model import DCIGN
 from ..objective import kl_nats, reconstruction_nats, reparameterize
 
@@ -32,7 +33,7 @@ class EncodedSplit:
 def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W) → float (N, 1, H, W) in [0, 1]."""
     # a writable copy: torch warns on read-only (zarr, PIL) arrays
-    return torch.from_numpy(np.array(images, dtype=np.uint8)).to(device).unsqueeze(1).float() / 255
+    return network_input(torch.from_numpy(np.array(images, dtype=np.uint8)).to(device))
 
 
 @torch.no_grad()

@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from dcign.shared.images import from_unit  # noqa: E402
+
 from ..model import DCIGN  # noqa: E402
 from .encoding import EncodedSplit, to_tensor  # noqa: E402
 
@@ -26,8 +28,8 @@ GAP = 2  # pixels between tiles
 @torch.no_grad()
 def reconstruction_grid(model: DCIGN, images: np.ndarray, device: torch.device) -> np.ndarray:
     """uint8 (2H, N·W): the images on top, their reconstructions below."""
-    rec = (model.reconstruct(to_tensor(images, device)).float().squeeze(1).cpu().numpy()
-           * 255).round().astype(np.uint8)
+    rec = from_unit(model.reconstruct(to_tensor(images, device)).float().squeeze(1).cpu()
+                    .numpy())
     return np.concatenate([np.concatenate(list(images), 1), np.concatenate(list(rec), 1)], 0)
 
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dcign.shared.factors import Factor
+from dcign.shared.factors import Factor, recorded_factors
+from dcign.shared.images import to_unit
 from dcign.shared.store import Store
 
 from .encoding import EncodedSplit, encode_split, to_tensor
@@ -53,10 +54,12 @@ class Views:
         return len(self.grid) if self.grid is not None else self.bins
 
 
-def views_of(factor: Factor, spec_generator: dict) -> Views:
-    grid = (spec_generator.get("grid") or {}).get(factor.name)
-    if grid:
-        return Views(np.array(sorted(grid), dtype=float), factor.low, factor.high, len(grid))
+def views_of(factor: Factor) -> Views:
+    """A grid factor's grid values (`Factor.grid`: a store's table from `recorded_factors`),
+    else `VIEW_BINS` equal bins of its range."""
+    if factor.grid:
+        return Views(np.array(factor.grid, dtype=float), factor.low, factor.high,
+                     len(factor.grid))
     return Views(None, factor.low, factor.high, VIEW_BINS)
 
 
@@ -79,7 +82,7 @@ def training_view_means(trained: Trained, store: Store, factor: Factor, latents:
     counts = np.bincount(which, minlength=views.count)
     for v in np.flatnonzero(counts):
         means[v] = mu[which == v].mean(axis=0)
-        pictures[v] = images[which == v].mean(axis=0) / 255
+        pictures[v] = to_unit(images[which == v].mean(axis=0), float)
     return ViewMeans(means, pictures, counts)
 
 
@@ -126,7 +129,7 @@ def re_rendered(trained: Trained, pairs: Pairs, latents: list[int], means: ViewM
 
 
 def _mse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((np.asarray(a, float) / 255 - np.asarray(b, float) / 255) ** 2).mean())
+    return float(((to_unit(a, float) - to_unit(b, float)) ** 2).mean())
 
 
 def novel_view_score(trained: Trained, store: Store, factor: Factor, latents: list[int],
@@ -139,8 +142,8 @@ def novel_view_score(trained: Trained, store: Store, factor: Factor, latents: li
     return {
         "mse_per_pixel": _mse(predicted, pairs.target),
         "floor_input_unchanged": _mse(pairs.source, pairs.target),
-        "floor_training_mean_of_view": float(
-            ((mean_view - pairs.target.astype(float) / 255) ** 2).mean()),
+        "floor_training_mean_of_view": float(((mean_view - to_unit(pairs.target, float)) ** 2
+                                               ).mean()),
         "latents": [int(z) for z in latents], "pairs": len(pairs.source),
         "views": views.count, "view_rule": ("grid values" if views.grid is not None
                                             else f"{views.bins} equal bins of the range"),
@@ -203,11 +206,11 @@ def measure_novel_views(trained: Trained, store: Store, latents: dict[str, list[
     The training images of a factor are encoded once, for both measures."""
     result = NovelViews({}, {}, {}, {})
     train = set(store.factors_present("train"))
-    for factor in store.spec.factors:
+    for factor in recorded_factors(store.spec):
         if (factor.is_intrinsic or factor.name not in latents or factor.name not in train
                 or factor.name not in test):
             continue
-        chosen, views = latents[factor.name], views_of(factor, store.spec.generator)
+        chosen, views = latents[factor.name], views_of(factor)
         means = training_view_means(trained, store, factor, chosen, views, device)
         score, pairs, predicted = novel_view_score(trained, store, factor, chosen, views, means,
                                                    device, seed)

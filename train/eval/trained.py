@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import Factor, latent_slice
+from dcign.shared.factors import Factor, factor_named, latent_slice
+from dcign.shared.images import from_unit
 from dcign.shared.store import StoreSpec
 
 from ..checkpoint import Checkpoint, checkpoint_file
@@ -52,7 +53,7 @@ class Trained:
 
     def factor(self, name: str) -> Factor:
         """A factor of the run's table (its latent group as trained)."""
-        return next(f for f in self.factors if f.name == name)
+        return factor_named(self.factors, name)
 
     @property
     def settings(self) -> str:
@@ -111,7 +112,7 @@ def parse_values(text: str, option: str = "--values") -> np.ndarray:
 def decode_images(model: DCIGN, z: torch.Tensor) -> np.ndarray:
     """Latents → uint8 (N, H, W) from the decoder's mean output (no sampling)."""
     out = torch.sigmoid(model.decode(z)).squeeze(1).float().cpu().numpy()
-    return (out * 255).round().astype(np.uint8)
+    return from_unit(out)
 
 
 @torch.no_grad()
