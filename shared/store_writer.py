@@ -58,6 +58,8 @@ def check_target(path: str | Path, spec: StoreSpec, overwrite: bool = False,
     if location.exists() and not location.is_dir():
         raise StoreError(f"{location.url} exists and is not a store directory")
     if location.exists("zarr.json"):
+        if _unfinished_creation(location, keep):
+            return False
         read_attrs(location)  # only a dcign store may be overwritten
         if overwrite:
             return False
@@ -69,6 +71,22 @@ def check_target(path: str | Path, spec: StoreSpec, overwrite: bool = False,
     if _entries(location, keep):
         raise StoreError(f"{location.url} is a non-empty directory that is not a dcign store")
     return False
+
+
+def _unfinished_creation(location: Location, keep: tuple[str, ...]) -> bool:
+    """A writer killed while creating the store: its lock (a `keep` file) beside a root group
+    with no dcign attributes, and nothing else. Nothing was written yet, so it is recreated;
+    a bare group without a dcign writer's lock is someone else's and stays refused."""
+    if not any(location.exists(name) for name in keep):
+        return False
+    if [e.rstrip("/").rsplit("/", 1)[-1] for e in _entries(location, keep)] != ["zarr.json"]:
+        return False
+    try:
+        return ATTRS_KEY not in zarr.open_group(location.url, mode="r").attrs.asdict()
+    except OSError:
+        raise
+    except Exception:  # noqa: BLE001 - a root document torn by the kill: nothing to keep
+        return True
 
 
 def _entries(location: Location, keep: tuple[str, ...]) -> list[str]:
@@ -87,12 +105,12 @@ def create_or_open_store(path: str | Path, spec: StoreSpec, overwrite: bool = Fa
     location = locate(path)
     for entry in _entries(location, keep):
         location.fs.rm(entry, recursive=True)
-    try:
-        root = zarr.open_group(location.url, mode="a", zarr_format=3)
+    attrs = {ATTRS_KEY: spec.to_attrs() | {"history": []}}
+    try:  # the root document is written once, attributes in it: never seen without them
+        root = zarr.open_group(location.url, mode="a", zarr_format=3, attributes=attrs)
     except OSError as exc:
         raise StoreError(f"cannot create a store at {location.url}: {exc.strerror or exc}"
                          ) from exc
-    root.attrs[ATTRS_KEY] = spec.to_attrs() | {"history": []}
     return Store(location, spec, root)
 
 

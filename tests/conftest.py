@@ -177,3 +177,26 @@ def bucket(monkeypatch) -> str:
         yield f"s3://{name}"
     finally:
         server.stop()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited: a writer that died on this machine."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def lock_file(store: Path, **content) -> Path:
+    """A writer lock left in `store`, as a writer described by `content` would have left it."""
+    import json
+
+    from dcign.shared.lock import LOCK_NAME
+
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / LOCK_NAME
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 4242, "since": "then",
+                                "token": uuid.uuid4().hex} | content))
+    return path

@@ -10,14 +10,12 @@ import json
 import multiprocessing
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from conftest import dead_pid, lock_file
 
 from dcign.shared import lock as lock_module
 from dcign.shared.errors import StoreError
@@ -111,21 +109,6 @@ def assert_one_holder_each(outcomes: list[list[tuple[str, object]]]) -> None:
     assert not failed, failed[:3]
     holders = [sum(outcome == "held" for outcome, _ in trial) for trial in outcomes]
     assert holders == [1] * len(outcomes), [(i, n) for i, n in enumerate(holders) if n != 1]
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
-def lock_file(store: Path, **content) -> Path:
-    """A lock left in `store`, as a writer described by `content` would have left it."""
-    store.mkdir(parents=True, exist_ok=True)
-    path = store / LOCK_NAME
-    path.write_text(json.dumps({"host": "elsewhere", "pid": 4242, "since": "then",
-                                "token": uuid.uuid4().hex} | content))
-    return path
 
 
 def age(path: Path, seconds: float) -> None:
