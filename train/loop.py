@@ -39,6 +39,7 @@ from .data import (
     TrainingData,
     check_independent_draws,
     make_loader,
+    network_input,
     open_training_data,
 )
 from .device import Execution, execution_for
@@ -276,7 +277,7 @@ def train_step(run: Run, step: Step) -> dict:
     batches = _batches(run, step, stacked)
     no_pairs = torch.empty((0, 2), dtype=torch.long, device=ex.device)
     for j, (kind, place, images) in enumerate(batches):
-        x = images.unsqueeze(1).float().div_(255)
+        x = network_input(images)
         if ex.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         eps = minibatch_noise(cfg.seed, run.step, place, (len(images), run.model.arch.latent_size))

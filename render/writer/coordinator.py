@@ -30,6 +30,7 @@ from dcign.shared.store_writer import (
     create_or_open_store,
     require_arrays,
 )
+from dcign.shared.verify import Damaged  # (split, factor) → minibatches to render again
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
@@ -44,8 +45,6 @@ from .cluster import (
     run_on_dask,
 )
 from .shards import ShardTask, WorkerSettings
-
-Damaged = dict[tuple[str, str], set[int]]  # (split, factor) → minibatches to render again
 
 
 @dataclass(frozen=True)
