@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.errors import DcignError
-from dcign.shared.images import to_gray
+from dcign.shared.images import to_gray, to_unit
 
 from .chair_mesh import ChairMesh, normalise
 
@@ -91,7 +91,7 @@ def _gray_albedo(mesh) -> np.ndarray:
     """Per-vertex gray from texture or material colours where trimesh has them, else neutral."""
     try:
         visual = mesh.visual.to_color() if mesh.visual.kind == "texture" else mesh.visual
-        colors = np.asarray(visual.vertex_colors, np.float32)[:, :3] / 255
+        colors = to_unit(np.asarray(visual.vertex_colors)[:, :3])
         if len(colors) == len(mesh.vertices):
             return to_gray(colors)
     except Exception:  # visuals trimesh cannot convert: fall back to a neutral gray
