@@ -1,7 +1,8 @@
 """Packages are discovered, never listed: every folder under the repository's three top-level
 folders ships as the matching `dcign.*` package (a folder of shaders or arrays is a package
-holding only data), so a new module cannot be left out of the wheel; tests/test_distribution.py
-compares the wheel and the sdist with the tracked files. The rest is in pyproject.toml."""
+holding only data), so a new module cannot be left out of the wheel;
+tests/project/test_distribution.py compares the wheel and the sdist with the tracked files.
+The rest is in pyproject.toml."""
 
 from setuptools import find_namespace_packages, setup
 

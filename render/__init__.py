@@ -8,6 +8,6 @@ Zarr store, in six layers the folder listing shows, bottom to top:
     writer/      runs any generator into a store: shard tasks, workers, resume, history
     cli.py       `dcign-render`
 
-A module imports only its own layer and those below (tests/test_module_graph.py checks it).
+A module imports only its own layer and those below (tests/project/test_module_graph.py checks it).
 Never imports torch or dcign.train.
 """

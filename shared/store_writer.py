@@ -1,7 +1,7 @@
 """Writing a dcign store: creating it, creating or growing a group's arrays, writing whole
 shards with their completeness markers last, and recording runs in its history.
 
-Only writers import this module (tests/test_module_graph.py holds it): render/'s writer and
+Only writers import this module (tests/project/test_module_graph.py holds it): render/'s writer and
 repair, `migrate`, and train/synthetic.py's test stores. Readers use `store.py` alone.
 
 A writer owns whole shards: `write_block` removes a shard's old files (markers first: zarr

@@ -200,3 +200,9 @@ def lock_file(store: Path, **content) -> Path:
     path.write_text(json.dumps({"host": "elsewhere", "pid": 4242, "since": "then",
                                 "token": uuid.uuid4().hex} | content))
     return path
+
+
+def worker_pythonpath(test_file: str) -> str:
+    """PYTHONPATH for processes (Dask workers) that import a test module by name: its own
+    folder and this one (conftest, machines)."""
+    return os.pathsep.join([str(Path(test_file).resolve().parent), str(Path(__file__).parent)])

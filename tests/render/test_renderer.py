@@ -177,6 +177,6 @@ def test_the_installed_pyrender_passes_the_check():
 
 
 def test_pyproject_caps_pyrender_at_the_tested_versions():
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     render_extra = pyproject["project"]["optional-dependencies"]["render"]
     assert f"pyrender{TESTED_RANGE}" in render_extra

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The repository's top-level folders and where they land in an installed `dcign`.
 TOP = {"render": "dcign/render", "train": "dcign/train", "shared": "dcign/shared"}
 

@@ -5,7 +5,8 @@ scenes, and their images are the pinned images up to what another rasteriser may
 What is pinned exactly is what every machine computes alike (docs: README, "Same data on every
 machine"): the attributes, the factor values, identities and completion marks, and every mesh,
 pose and light handed to GL (tests/machines.py records them without GL). The pixels are
-pinned exactly too, but only between runs on one machine (tests/test_same_bits_everywhere.py):
+pinned exactly too, but only between runs on one machine
+(tests/end_to_end/test_same_bits_everywhere.py):
 another GL rasteriser (llvmpipe on a CPU without AVX, another Mesa, a GPU driver) may move a
 triangle edge by a pixel, so against the committed images (tests/data) a few edge pixels may
 differ, never the picture.
@@ -31,7 +32,7 @@ from machines import (
 
 from dcign.render.cli import main as render_main
 
-DATA = Path(__file__).with_name("data")
+DATA = Path(__file__).parents[1] / "data"
 FACES_LABELS = "291be1ae17ad07be0a8290467d79e5d9fd9369d64004efd99dc8011eab2bad4f"
 CHAIRS_LABELS = "9637c25990cbce52c6c72058ec1532f9ade090a7141b9c4d11eff2d0a1a79d6e"
 SCENES = {"face_model": "c2c2cd1d0f413bc8",

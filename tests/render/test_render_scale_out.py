@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_one_line_error, content_digest, render, store_tool
+from conftest import (
+    TINY,
+    assert_one_line_error,
+    content_digest,
+    render,
+    store_tool,
+    worker_pythonpath,
+)
 
 from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer import RenderRequest, render_store
@@ -84,7 +91,7 @@ class FlakyFaces(FaceRecipe):
 
 def test_a_task_that_dies_is_retried_and_the_store_completes(tiny_store, tmp_path,
                                                              monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers import FlakyFaces
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath(__file__))  # workers import FlakyFaces
     recipe = FlakyFaces(image_size=32, batch_size=4, marker_dir=str(tmp_path))
     out = tmp_path / "faces.zarr"
     summary = render_store(out, recipe, RenderRequest(("azimuth", "elevation", "light",

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 import zarr
-from conftest import TINY, assert_one_line_error, content_digest, render
+from conftest import TINY, assert_one_line_error, content_digest, render, worker_pythonpath
 
 from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer.cluster import SCHEDULER_VARIABLE, dask_client
@@ -304,7 +304,7 @@ def test_a_task_that_keeps_failing_is_one_line_naming_the_workers_log(how, needl
     from dcign.render.writer import RenderRequest, render_store
     from dcign.shared.errors import DcignError
 
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # workers import BrokenFaces
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath(__file__))  # workers import BrokenFaces
     out = tmp_path / "faces.zarr"
     # the scheduler (in this process) gives up on a task after its first worker death
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \

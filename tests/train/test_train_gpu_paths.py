@@ -1,7 +1,7 @@
 """Every branch CUDA switches on runs on the CPU too: bf16 autocast, the clamp under autocast
 and compiled whole, channels-last, loader worker processes, pinned memory, and checkpoints
 that move between device kinds. A user's first GPU run is not where these first execute.
-(Spawned loader workers giving the same steps as none: tests/test_train_data.py.)"""
+(Spawned loader workers giving the same steps as none: tests/train/test_train_data.py.)"""
 
 from __future__ import annotations
 

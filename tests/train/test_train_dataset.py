@@ -14,7 +14,7 @@ from dcign.shared.store import open_store
 from dcign.train.dataset import MinibatchDataset
 from dcign.train.synthetic import write_blob_store
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_each_item_is_one_complete_minibatch_with_its_factor_and_ground_truth(tmp_path):

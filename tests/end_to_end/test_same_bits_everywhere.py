@@ -35,7 +35,7 @@ from dcign.render.objects.embedded_face_data import EMBEDDED_FINGERPRINT, load_e
 
 RENDER = "dcign.render.cli"
 VARIANTS = cpu_variants()
-MACHINES_SCRIPT = str(Path(__file__).with_name("machines.py"))
+MACHINES_SCRIPT = str(Path(__file__).parents[1] / "machines.py")
 
 
 def render_faces(out: Path, env: dict[str, str], *args: str) -> None:
