@@ -182,7 +182,7 @@ def _echo_rendered(out, summary: RenderSummary, batch_size: int) -> None:
     images = summary.rendered * batch_size
     click.echo(f"{out}: rendered {summary.rendered} minibatches ({images} images) in "
                f"{summary.seconds:.1f} s, "
-               f"{summary.images_per_second * batch_size:.0f} images/s;"
+               f"{summary.minibatches_per_second * batch_size:.0f} images/s;"
                f" {summary.already_there} were already there.")
 
 

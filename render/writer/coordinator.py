@@ -63,7 +63,7 @@ class RenderSummary:
     seconds: float
 
     @property
-    def images_per_second(self) -> float:
+    def minibatches_per_second(self) -> float:
         return 0.0 if self.seconds == 0 else self.rendered / self.seconds
 
 
