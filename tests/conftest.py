@@ -12,7 +12,10 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         os.environ.setdefault(_variable, "1")
 
 import hashlib
+import json
 import logging
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import pytest
 import zarr
 from click.testing import CliRunner, Result
 
+from dcign.shared.lock import LOCK_NAME
 from dcign.shared.store_cli import main as store_main
 
 # Small enough for CI, big enough that every code path runs: 4 factors x 2 splits.
@@ -84,10 +88,8 @@ def fresh_store(tmp_path, tiny_store) -> Path:
 
 
 def read_group(store: Path, split: str, factor: str) -> dict[str, np.ndarray]:
-    import zarr
-
     g = zarr.open_group(str(store / split / factor), mode="r")
-    return {name: g[name][:] for name in ("images", "factors", "identity", "complete")}
+    return {name: g[name][:] for name in STORE_ARRAYS}
 
 
 STORE_ARRAYS = ("images", "factors", "identity", "complete")
@@ -99,10 +101,6 @@ def content_digest(path, *, ignore_model: tuple[str, ...] = (),
     model keys named aside) and the named arrays of every group (shape, dtype, values). It
     ignores how the bytes are laid out on disk: the schema version (sharding, checksums)
     included."""
-    import json
-
-    import zarr
-
     root = zarr.open_group(str(path), mode="r")
     attrs = dict(root.attrs["dcign"])
     attrs.pop("history", None)
@@ -181,9 +179,6 @@ def bucket(monkeypatch) -> str:
 
 def dead_pid() -> int:
     """The pid of a process that has exited: a writer that died on this machine."""
-    import subprocess
-    import sys
-
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
@@ -191,10 +186,6 @@ def dead_pid() -> int:
 
 def lock_file(store: Path, **content) -> Path:
     """A writer lock left in `store`, as a writer described by `content` would have left it."""
-    import json
-
-    from dcign.shared.lock import LOCK_NAME
-
     store.mkdir(parents=True, exist_ok=True)
     path = store / LOCK_NAME
     path.write_text(json.dumps({"host": "elsewhere", "pid": 4242, "since": "then",
@@ -206,3 +197,18 @@ def worker_pythonpath(test_file: str) -> str:
     """PYTHONPATH for processes (Dask workers) that import a test module by name: its own
     folder and this one (conftest, machines)."""
     return os.pathsep.join([str(Path(test_file).resolve().parent), str(Path(__file__).parent)])
+
+
+def as_schema_1(store: Path, out: Path) -> None:
+    """The store as schema 1 wrote it: a file per minibatch and array, no checksums."""
+    src = zarr.open_group(str(store), mode="r")
+    dst = zarr.open_group(str(out), mode="w", zarr_format=3)
+    dst.attrs["dcign"] = dict(src.attrs["dcign"]) | {"schema_version": 1}
+    for split in src.group_keys():
+        for factor in src[split].group_keys():
+            for name in ("images", "factors", "identity", "complete"):
+                a = src[f"{split}/{factor}/{name}"]
+                dst.create_array(f"{split}/{factor}/{name}", data=a[:], chunks=a.chunks,
+                                 compressors=zarr.codecs.ZstdCodec(level=3),
+                                 fill_value=a.fill_value,
+                                 dimension_names=a.metadata.dimension_names)

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-import zarr
 from conftest import (
     TINY,
+    as_schema_1,
     assert_one_line_error,
     content_digest,
     file_digests,
@@ -174,24 +174,9 @@ def test_readers_need_no_lock(fresh_store):
 
 # ----------------------------------------------------------------------------- schema 1
 
-def _as_schema_1(store: Path, out: Path) -> None:
-    """The store as schema 1 wrote it: a file per minibatch and array, no checksums."""
-    src = zarr.open_group(str(store), mode="r")
-    dst = zarr.open_group(str(out), mode="w", zarr_format=3)
-    dst.attrs["dcign"] = dict(src.attrs["dcign"]) | {"schema_version": 1}
-    for split in src.group_keys():
-        for factor in src[split].group_keys():
-            for name in ("images", "factors", "identity", "complete"):
-                a = src[f"{split}/{factor}/{name}"]
-                dst.create_array(f"{split}/{factor}/{name}", data=a[:], chunks=a.chunks,
-                                 compressors=zarr.codecs.ZstdCodec(level=3),
-                                 fill_value=a.fill_value,
-                                 dimension_names=a.metadata.dimension_names)
-
-
 def test_a_schema_1_store_is_refused_with_the_way_to_convert_it(tiny_store, tmp_path):
     old = tmp_path / "old.zarr"
-    _as_schema_1(tiny_store, old)
+    as_schema_1(tiny_store, old)
     assert_one_line_error(invoke(train_main, ["--store", old, "--out", tmp_path / "r"]),
                           "schema 1", f"dcign-store migrate {old}")
     assert_one_line_error(render([*TINY, "--out", old]), "schema 1", "--overwrite")
@@ -201,7 +186,7 @@ def test_a_schema_1_store_is_refused_with_the_way_to_convert_it(tiny_store, tmp_
 
 def test_migrate_converts_schema_1_to_the_same_minibatches_in_schema_2(tiny_store, tmp_path):
     old, new = tmp_path / "old.zarr", tmp_path / "new.zarr"
-    _as_schema_1(tiny_store, old)
+    as_schema_1(tiny_store, old)
     before = file_digests(old)
     result = store_tool(["migrate", old, new])
     assert result.exit_code == 0 and "20 minibatches copied" in result.output

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 import zarr
-from conftest import assert_one_line_error, content_digest, file_digests, store_tool, tree_digest
+from conftest import (
+    as_schema_1,
+    assert_one_line_error,
+    content_digest,
+    file_digests,
+    store_tool,
+    tree_digest,
+)
 from tqdm import tqdm
 
 from dcign.shared import store_cli, store_writer
@@ -20,27 +27,12 @@ from dcign.shared.lock import LOCK_NAME, writer_lock
 from dcign.shared.migrate import MARKER_NAME
 
 
-def _as_schema_1(store: Path, out: Path) -> None:
-    """The store as schema 1 wrote it: a file per minibatch and array, no checksums."""
-    src = zarr.open_group(str(store), mode="r")
-    dst = zarr.open_group(str(out), mode="w", zarr_format=3)
-    dst.attrs["dcign"] = dict(src.attrs["dcign"]) | {"schema_version": 1}
-    for split in src.group_keys():
-        for factor in src[split].group_keys():
-            for name in ("images", "factors", "identity", "complete"):
-                a = src[f"{split}/{factor}/{name}"]
-                dst.create_array(f"{split}/{factor}/{name}", data=a[:], chunks=a.chunks,
-                                 compressors=zarr.codecs.ZstdCodec(level=3),
-                                 fill_value=a.fill_value,
-                                 dimension_names=a.metadata.dimension_names)
-
-
 @pytest.fixture(scope="module")
 def old_and_migrated(tiny_store, tmp_path_factory) -> tuple[Path, Path]:
     """A schema-1 copy of the tiny store and its migration, run once without a hitch."""
     where = tmp_path_factory.mktemp("migrate")
     old, migrated = where / "old.zarr", where / "migrated.zarr"
-    _as_schema_1(tiny_store, old)
+    as_schema_1(tiny_store, old)
     result = store_tool(["migrate", old, migrated])
     assert result.exit_code == 0, result.output
     return old, migrated
