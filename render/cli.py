@@ -17,6 +17,7 @@ from tqdm import tqdm
 from dcign.shared.cli import DcignGroup, default_of, split_choices
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, factor_names
+from dcign.shared.plans import PAPER_CHAIRS, paper_test_share
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 
@@ -27,7 +28,6 @@ from .generators.faces import FACE_MINIBATCHES, FaceRecipe
 from .generators.from_store import recipe_for
 from .objects.aubry_tree import scan_tree
 from .objects.mesh_folder import UP_AXES, FolderScan, scan_folder
-from .plans import PAPER_CHAIRS, paper_test_share
 from .renderer.platform import GL_PLATFORMS
 from .writer import RenderRequest, RenderSummary, check_counts, render_store
 from .writer.cluster import SCHEDULER_VARIABLE, choose_scheduler

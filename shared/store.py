@@ -552,6 +552,12 @@ class Store:
         return self._loop
 
 
+def identities_in_both(train: Iterable[int], test: Iterable[int]) -> np.ndarray:
+    """The identities shown in both splits, sorted. Held out must mean unseen: the trainer
+    refuses a store with any, and verify reports them (from the minibatches it could read)."""
+    return np.intersect1d(np.fromiter(train, np.int64), np.fromiter(test, np.int64))
+
+
 def draw_from_pools(sizes: Sequence[int], n: int, rng: np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray]:
     """n items (all of them if fewer) drawn without replacement, uniformly over pools of the

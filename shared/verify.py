@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import DamagedMinibatch
 from .factors import Factor
-from .store import MinibatchArrays, Store
+from .store import MinibatchArrays, Store, identities_in_both
 
 Damaged = dict[tuple[str, str], set[int]]
 
@@ -116,9 +116,9 @@ def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -
                 report.damage(split, name, k, f"invariant: {problem}")
             identities[split].update(m.identity.tolist())
             report.checked += 1
-    shared = identities["train"] & identities["test"]
-    if shared:
-        report.problems.append(f"{len(shared)} identities appear in both train and test")
+    shared = identities_in_both(identities["train"], identities["test"])
+    if shared.size:
+        report.problems.append(f"{shared.size} identities appear in both train and test")
     if report.incomplete:
         report.problems.append(f"{report.incomplete} minibatches are not complete "
                                "(rerun the render command to finish them)")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.factors import MIRROR_NEGATED, Factor, factor_named, latent_slice, regroup
 from dcign.shared.images import GRAY_LEVELS
-from dcign.shared.store import Store, StoreSpec, draw_from_pools, open_store
+from dcign.shared.store import Store, StoreSpec, draw_from_pools, identities_in_both, open_store
 
 from .modes import method_class
 
@@ -120,7 +120,7 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
 
 def check_disjoint_identities(store: Store) -> None:
     """Refuse a store whose test identities appear in training: held-out must mean unseen."""
-    shared = np.intersect1d(store.identities("train"), store.identities("test"))
+    shared = identities_in_both(store.identities("train"), store.identities("test"))
     if shared.size:
         raise DcignError(f"{store.path}: {shared.size} identities are in both the train and "
                          f"the test split (e.g. {int(shared[0])}); refusing to train on test faces")

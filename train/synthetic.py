@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS, Factor, continuous_factors
+from dcign.shared.plans import IdentityPools, MinibatchPlan, plan_minibatch
 from dcign.shared.store import StoreSpec
 from dcign.shared.store_writer import create_or_open_store, require_arrays, write_block
 
-TEST_IDENTITY_OFFSET = 1_000_000  # test identities never collide with train ones
+# Blob identities are shapes drawn from the id: pools far larger than any test store needs.
+BLOB_POOLS = IdentityPools(train=100_000, test=1_000)
 
 
 def blob_images(values: np.ndarray, identity: np.ndarray, size: int) -> np.ndarray:
@@ -34,52 +36,36 @@ def blob_images(values: np.ndarray, identity: np.ndarray, size: int) -> np.ndarr
     return out
 
 
-def _minibatch(rng: np.random.Generator, factors: tuple[Factor, ...], varying: Factor,
-               batch: int, id_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    cols = continuous_factors(factors)
-    values = np.array([[rng.uniform(f.low, f.high) for f in cols]] * batch, np.float32)
-    identity = np.full(batch, id_offset + rng.integers(0, 100_000), np.int64)
-    if varying.is_intrinsic:
-        identity = id_offset + rng.choice(100_000, size=batch, replace=False)
-    else:
-        values[:, varying.column] = rng.permutation(
-            np.linspace(varying.low, varying.high, batch)).astype(np.float32)
-    return values, identity
-
-
-def _blob_minibatch(rng: np.random.Generator, factors: tuple[Factor, ...], varying: Factor,
-                    batch: int, id_offset: int, size: int
+def _blob_minibatch(plan: MinibatchPlan, factors: tuple[Factor, ...], size: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One minibatch's images, factor values and identities."""
-    values, identity = _minibatch(rng, factors, varying, batch, id_offset)
+    """One planned minibatch's images, factor values and identities."""
     named = {f.name: f.column for f in continuous_factors(factors)}
-    full = np.zeros((batch, 3), np.float32)  # absent factors: neutral
+    full = np.zeros((len(plan.identities), 3), np.float32)  # absent factors: neutral
     for j, name in enumerate(("azimuth", "elevation", "light")):
         if name in named:
-            full[:, j] = values[:, named[name]]
-    return blob_images(full, identity, size), values, identity
+            full[:, j] = plan.values[:, named[name]]
+    return blob_images(full, plan.identities, size), plan.values, plan.identities
 
 
 def write_blob_store(path: str | Path, image_size: int = 32, train_batches: int = 4,
                      test_batches: int = 1, batch_size: int = 20, seed: int = 0,
                      factors: tuple[Factor, ...] = FACE_FACTORS) -> Path:
     """Write a blob store with n train and m test minibatches per factor, through the store's
-    writer as the renderer writes: arrays made first, then whole shards, markers last."""
+    writer as the renderer writes: arrays made first, then whole shards, markers last; each
+    minibatch planned as the renderer plans one (`dcign.shared.plans`)."""
     spec = StoreSpec("blobs", image_size, batch_size, factors,
                      {"name": "dcign.train.synthetic", "version": 1, "seed": seed},
                      {"name": "blob", "fingerprint": "blob-v1"})
     store = create_or_open_store(path, spec, overwrite=True)
-    rng = np.random.default_rng(seed)
-    for split, n, offset in (("train", train_batches, 0),
-                             ("test", test_batches, TEST_IDENTITY_OFFSET)):
+    for split, n in (("train", train_batches), ("test", test_batches)):
         for f in factors:
             if n == 0:
                 continue
             arrays = require_arrays(store, split, f.name, n)
-            made = [_blob_minibatch(rng, factors, f, batch_size, offset, image_size)
-                    for _ in range(n)]
             for shard in arrays.shard_ranges():
-                images, values, identity = (np.stack(part) for part in zip(
-                    *made[shard.start:shard.stop], strict=True))
+                made = [_blob_minibatch(plan_minibatch(seed, split, f, k, factors, batch_size,
+                                                       BLOB_POOLS), factors, image_size)
+                        for k in shard]
+                images, values, identity = (np.stack(part) for part in zip(*made, strict=True))
                 write_block(arrays, shard.start, images, values, identity)
     return Path(path)

@@ -20,16 +20,16 @@ import numpy as np
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import chair_factors
 from dcign.shared.images import GRAY_WEIGHTS
-from dcign.shared.store import SPLITS, StoreSpec
-
-from ..objects.aubry_tree import AubryTree, View, check_crop, crop_gray, read_rgb
-from ..plans import (
+from dcign.shared.plans import (
     MinibatchPlan,
     check_test_count,
     minibatch_rng,
     paper_test_share,
     split_files,
 )
+from dcign.shared.store import SPLITS, StoreSpec
+
+from ..objects.aubry_tree import AubryTree, View, check_crop, crop_gray, read_rgb
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE
 from .chairs import CHAIR_MINIBATCHES
 

@@ -14,9 +14,9 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from dcign.shared.factors import Factor
+from dcign.shared.plans import IdentityPools, ListedPools, MinibatchPlan, plan_minibatch
 from dcign.shared.store import StoreSpec
 
-from ..plans import IdentityPools, ListedPools, MinibatchPlan, plan_minibatch
 from ..renderer.offscreen import Renderer
 from ..renderer.poses import Lighting
 

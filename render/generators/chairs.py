@@ -24,12 +24,7 @@ import numpy as np
 
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_GRID, CHAIR_VIEWS, chair_factors, with_grids
-from dcign.shared.portable import matmul
-from dcign.shared.store import StoreSpec
-
-from ..objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
-from ..objects.mesh_folder import MeshFolder
-from ..plans import (
+from dcign.shared.plans import (
     PAPER_CHAIRS,
     IdentityPools,
     ListedPools,
@@ -40,6 +35,11 @@ from ..plans import (
     identity_rng,
     split_files,
 )
+from dcign.shared.portable import matmul
+from dcign.shared.store import StoreSpec
+
+from ..objects.chair_mesh import CHAIR_RADIUS, ChairMesh, procedural_chair
+from ..objects.mesh_folder import MeshFolder
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
 

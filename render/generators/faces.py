@@ -12,12 +12,12 @@ import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS
 from dcign.shared.images import GRAY_WEIGHTS, to_gray
+from dcign.shared.plans import IdentityPools, MinibatchPlan, check_pools, identity_rng
 from dcign.shared.store import StoreSpec
 
 from ..objects.face_loader import load_face_model
 from ..objects.face_model import MorphableModel
 from ..objects.geometry import VertexNormals
-from ..plans import IdentityPools, MinibatchPlan, check_pools, identity_rng
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
 

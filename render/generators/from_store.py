@@ -6,11 +6,11 @@ tree) are read again from where the store says they were, and must still be the 
 from __future__ import annotations
 
 from dcign.shared.errors import DcignError
+from dcign.shared.plans import IdentityPools
 from dcign.shared.store import StoreSpec, differences
 
 from ..objects.aubry_tree import scan_tree
 from ..objects.mesh_folder import scan_folder
-from ..plans import IdentityPools
 from ..renderer.poses import Lighting
 from .aubry import AUBRY_GENERATOR, AubryRecipe
 from .base import DatasetRecipe

@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {"render": "dcign.render", "train": "dcign.train", "shared": "dcign.shared"}
 # render's layers, bottom to top: a module may import its own layer and those below it.
-RENDER_LAYERS = ("dcign.render.objects", "dcign.render.plans", "dcign.render.renderer",
+RENDER_LAYERS = ("dcign.render.objects", "dcign.render.renderer",
                  "dcign.render.generators", "dcign.render.writer", "dcign.render.cli")
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 RENDER_MODULES = ["dcign.render.cli", "dcign.render.generators.faces", "dcign.render.writer",
-                  "dcign.render.renderer.offscreen", "dcign.render.plans",
+                  "dcign.render.renderer.offscreen", "dcign.shared.plans",
                   "dcign.render.objects.face_model", "dcign.render.objects.geometry",
                   "dcign.shared.images", "dcign.render.objects.embedded_face",
                   "dcign.render.objects.basel", "dcign.shared.store_cli"]

@@ -22,8 +22,8 @@ from dcign.render.objects.chair_mesh import CHAIR_RADIUS
 from dcign.render.objects.chair_model import DESIGNS, build_chair
 from dcign.render.objects.chair_parts import box, parts_touch
 from dcign.render.objects.mesh_folder import load_chair, scan_folder
-from dcign.render.plans import MinibatchPlan, identity_rng
 from dcign.render.renderer.poses import light_direction
+from dcign.shared.plans import MinibatchPlan, identity_rng
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 

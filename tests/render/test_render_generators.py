@@ -16,11 +16,11 @@ from dcign.render.generators.aubry import AUBRY_MINIBATCHES, AubryRecipe
 from dcign.render.generators.base import MinibatchCounts
 from dcign.render.generators.chairs import CHAIR_MINIBATCHES, ChairRecipe
 from dcign.render.generators.faces import FACE_MINIBATCHES, FaceRecipe
-from dcign.render.plans import PAPER_CHAIRS, IdentityPools
 from dcign.render.renderer.platform import choose_gl_platform
 from dcign.shared.cli import default_of
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_AZIMUTHS, CHAIR_ELEVATIONS, recorded_factors
+from dcign.shared.plans import PAPER_CHAIRS, IdentityPools
 from dcign.shared.store import StoreSpec
 from dcign.shared.verify import minibatch_problems
 

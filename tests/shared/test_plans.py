@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcign.render.plans import (
+from dcign.shared.errors import DcignError
+from dcign.shared.factors import FACE_FACTORS
+from dcign.shared.plans import (
     PAPER_CHAIRS,
     IdentityPools,
     distinct_values,
@@ -14,8 +16,6 @@ from dcign.render.plans import (
     plan_minibatch,
     split_files,
 )
-from dcign.shared.errors import DcignError
-from dcign.shared.factors import FACE_FACTORS
 
 POOLS = IdentityPools(train=50, test=10)
 

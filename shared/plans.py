@@ -19,7 +19,7 @@ import numpy as np
 
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, continuous_factors
-from dcign.shared.store import SPLITS
+from dcign.shared.store_schema import SPLITS
 
 # The word after the seed in every random generator's key: separate streams, so minibatch
 # draws, identity draws and file splits never share a generator state. Changing one changes
