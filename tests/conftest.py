@@ -26,6 +26,8 @@ from click.testing import CliRunner, Result
 
 from dcign.shared.lock import LOCK_NAME
 from dcign.shared.store_cli import main as store_main
+from dcign.train.cli import main as train_main
+from dcign.train.config import TrainConfig
 
 # Small enough for CI, big enough that every code path runs: 4 factors x 2 splits.
 TINY = ["--size", "32", "--batch-size", "4", "--batches", "3", "--test-batches", "2",
@@ -44,6 +46,26 @@ def render(args: list[str]) -> Result:
 
 def store_tool(args: list[str]) -> Result:
     return invoke(store_main, args)
+
+
+def train_run(store, out, *args, **options) -> Path:
+    """A run of the real `dcign-train` that must succeed, for tests that need a trained run
+    (or the act of training) rather than the CLI's reply. `args` are passed as written;
+    `options` become flags (`steps=3` is `--steps 3`, `resume=True` a bare `--resume`).
+    Without a progress bar. Returns the run's folder."""
+    flags = []
+    for name, value in options.items():
+        flags += [f"--{name.replace('_', '-')}"] + ([] if value is True else [value])
+    result = invoke(train_main, ["--store", store, "--out", out, *args, *flags,
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return Path(out)
+
+
+def train_config(store, out, **fields) -> TrainConfig:
+    """A TrainConfig for tests that drive the loop directly: no loader processes, no progress
+    bar. Callers name the steps, checkpoint_every and log_every they rely on."""
+    return TrainConfig(store=str(store), out=str(out), **{"workers": 0, "progress": False} | fields)
 
 
 def assert_one_line_error(result: Result, *needles: str) -> None:

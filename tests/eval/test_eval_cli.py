@@ -15,11 +15,10 @@ import pytest
 import torch
 import zarr
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, train_run
 
 from dcign.shared.factors import FACE_FACTORS, Factor
 from dcign.shared.store import open_store
-from dcign.train.cli import main as train_main
 from dcign.train.eval.cli import main as eval_main
 from dcign.train.eval.encoding import EncodedSplit, encode_split
 from dcign.train.eval.held_out import factor_correlations
@@ -39,20 +38,13 @@ def run_eval(*args):
     return CliRunner().invoke(eval_main, [str(a) for a in args])
 
 
-def train(store, out, *args):
-    result = CliRunner().invoke(train_main, ["--store", str(store), "--out", str(out),
-                                             "--steps", "3", "--no-progress", *args])
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A blob store, a DC-IGN run and a VAE-baseline run trained on it (3 steps each)."""
     root = tmp_path_factory.mktemp("eval")
     store = write_blob_store(root / "blobs.zarr", 32, train_batches=2, test_batches=2)
-    return {"store": store, "dcign": train(store, root / "dcign"),
-            "vae": train(store, root / "vae", "--mode", "vae"), "root": root}
+    return {"store": store, "dcign": train_run(store, root / "dcign", steps=3),
+            "vae": train_run(store, root / "vae", "--mode", "vae", steps=3), "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +174,7 @@ def test_compare_puts_several_runs_in_one_table_and_one_plot(runs, tmp_path):
 
 
 def test_a_rendered_faces_store_is_evaluated_without_code_changes(tiny_store, tmp_path):
-    run = train(tiny_store, tmp_path / "run")
+    run = train_run(tiny_store, tmp_path / "run", steps=3)
     result = run_eval("--checkpoint", run, "--store", tiny_store, "--out", tmp_path / "r",
                       *FAST)
     assert result.exit_code == 0, result.output
@@ -198,7 +190,7 @@ def test_a_factor_stored_without_a_latent_gets_no_traversal_and_no_scatter_panel
              Factor("light", "degree", -80.0, 80.0, (1, 2), 2, "light"),
              Factor("intrinsic", "identity", None, None, (2, None), None, "identity"))
     store = write_blob_store(tmp_path / "s.zarr", 32, 2, 1, factors=table)
-    run = train(store, tmp_path / "run", "--ratio", "1:0:1:10")
+    run = train_run(store, tmp_path / "run", "--ratio", "1:0:1:10", steps=3)
     result = run_eval("--checkpoint", run, "--store", store, "--out", tmp_path / "r", *FAST)
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, train_run
 from PIL import Image
 
-from dcign.train.cli import main as train_main
 from dcign.train.eval.rerender import GAP, LABEL_HEIGHT, TILE_MIN, load_gray, main
 from dcign.train.synthetic import write_blob_store
 
@@ -20,14 +19,8 @@ from dcign.train.synthetic import write_blob_store
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerender")
     store = write_blob_store(root / "blobs.zarr", 32, train_batches=2, test_batches=1)
-    out = {}
-    for mode in ("dcign", "vae"):
-        result = CliRunner().invoke(train_main, ["--store", str(store), "--out",
-                                                 str(root / mode), "--mode", mode,
-                                                 "--steps", "2", "--no-progress"])
-        assert result.exit_code == 0, result.output
-        out[mode] = root / mode
-    return out
+    return {mode: train_run(store, root / mode, "--mode", mode, steps=2)
+            for mode in ("dcign", "vae")}
 
 
 def rerender(*args):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import assert_one_line_error, tree_digest
+from conftest import assert_one_line_error, train_run, tree_digest
 
 from dcign.train.checkpoint import Checkpoint, read_checkpoint
 from dcign.train.cli import main as train_main
@@ -40,10 +40,8 @@ def evaluate(run: Path, store: Path):
 @pytest.fixture(scope="module")
 def trained(tiny_store, tmp_path_factory) -> Path:
     """A run of 2 steps on the tiny faces store. Read-only: tests copy it."""
-    run = tmp_path_factory.mktemp("trained") / "runA"
-    result = train("--store", tiny_store, "--out", run, "--steps", 2)
-    assert result.exit_code == 0, result.output
-    return run
+    return train_run(tiny_store, tmp_path_factory.mktemp("trained") / "runA", steps=2,
+                     checkpoint_every=1, log_every=1)  # TRAIN's flags
 
 
 def copy_run(run: Path, to: Path) -> Path:

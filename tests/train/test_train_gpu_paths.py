@@ -6,18 +6,18 @@ that move between device kinds. A user's first GPU run is not where these first 
 from __future__ import annotations
 
 import io
+from functools import partial
 from unittest import mock
 
 import pytest
 import torch
 import torch.serialization
+from conftest import train_config, train_run
 
 import dcign.train.loop as loop
 import dcign.train.objective as objective
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.clamping import active_mask, clamp
-from dcign.train.cli import main as train_main
-from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset
 from dcign.train.device import execution_for
 from dcign.train.eval.trained import load_trained
@@ -37,9 +37,8 @@ def blobs(tmp_path_factory):
     return str(write_blob_store(tmp_path_factory.mktemp("gpu") / "blobs.zarr", 32, 4, 1))
 
 
-def config(store, out, **kw) -> TrainConfig:
-    base = dict(steps=4, checkpoint_every=2, log_every=2, workers=0, progress=False)
-    return TrainConfig(store=store, out=str(out), **base | kw)
+# 4-step runs that checkpoint at step 2, where the halves stop; tests override the rest.
+config = partial(train_config, steps=4, checkpoint_every=2, log_every=2)
 
 
 def one_minibatch_loss(run):
@@ -152,14 +151,9 @@ def record_execution(monkeypatch) -> dict:
 
 
 def test_the_cli_trains_with_every_gpu_path_switched_on(blobs, tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
     seen = record_execution(monkeypatch)
-    args = ["--store", blobs, "--out", tmp_path, "--steps", "3", "--log-every", "1",
-            "--precision", "bf16", "--channels-last", "--workers", "2", "--pin-memory",
-            "--no-progress"]
-    result = CliRunner().invoke(train_main, args)
-    assert result.exit_code == 0, result.output
+    train_run(blobs, tmp_path, "--steps", "3", "--log-every", "1", "--precision", "bf16",
+              "--channels-last", "--workers", "2", "--pin-memory")
     assert seen["loader"] == (2, True)
     assert seen["forward"] == (torch.bfloat16, torch.bfloat16, True)
 

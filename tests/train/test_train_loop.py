@@ -2,16 +2,17 @@
 held-out measurement dcign-train hands it to run after training."""
 
 import json
+from functools import partial
 
 import pytest
 import torch
+from conftest import train_config
 
 import dcign.train.loop as loop
 import dcign.train.objective as objective
 from dcign.shared.errors import DcignError
 from dcign.train.checkpoint import read_checkpoint
 from dcign.train.cli import train_and_measure
-from dcign.train.config import TrainConfig
 from dcign.train.data import StepDataset
 from dcign.train.loop import NonFiniteLoss, build_run, train, train_step
 from dcign.train.synthetic import write_blob_store
@@ -22,9 +23,8 @@ def blobs(tmp_path_factory):
     return str(write_blob_store(tmp_path_factory.mktemp("loop") / "blobs.zarr", 32, 4, 1))
 
 
-def config(store, out, **kw) -> TrainConfig:
-    base = dict(steps=8, checkpoint_every=4, log_every=2, workers=0, progress=False)
-    return TrainConfig(store=store, out=str(out), **base | kw)
+# 8-step runs that checkpoint at step 4, where a killed run resumes; tests override the rest.
+config = partial(train_config, steps=8, checkpoint_every=4, log_every=2)
 
 
 def record_posterior_means(monkeypatch) -> list[torch.Tensor]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from functools import partial
 from typing import ClassVar
 
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, train_config, train_run
 
 import dcign.train.loop as loop
 from dcign.shared.errors import DcignError
@@ -144,8 +145,8 @@ def test_a_method_class_defined_in_a_test_plugs_in_without_editing_another_modul
     store = str(runs["store"])
     with pytest.raises(DcignError, match="--ada-mask apply to --mode adagvae only"):
         TrainConfig(store=store, mode="halfkl", ada_mask="oracle").validate()
-    result = loop.train(TrainConfig(store=store, out=str(tmp_path / "toy"), mode="halfkl",
-                                    steps=2, log_every=1, workers=0, progress=False))
+    result = loop.train(train_config(store, tmp_path / "toy", mode="halfkl", steps=2,
+                                     log_every=1))
     lines = [json.loads(line) for line in result.run_log.read_text().splitlines()]
     windows = [r for r in lines if "event" not in r]
     assert [r["step"] for r in windows] == [1, 2]
@@ -162,12 +163,8 @@ MODES = {"adagvae": [], "adagvae-oracle": ["--ada-mask", "oracle"],
          "adagvae-ml": ["--ada-average", "ml"], "betavae": [], "betatcvae": []}
 
 
-def train(store, out, *args):
-    result = CliRunner().invoke(train_main, [str(a) for a in [
-        "--store", store, "--out", out, "--checkpoint-every", 2, "--log-every", 1,
-        "--no-progress", *args]])
-    assert result.exit_code == 0, result.output
-    return out
+# Each mode's runs checkpoint at step 2, where the halves stop and resume, and log every step.
+train_mode_run = partial(train_run, checkpoint_every=2, log_every=1)
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +174,9 @@ def runs(tmp_path_factory):
     made = {}
     for name, extra in MODES.items():
         mode = name.split("-")[0]
-        straight = train(store, root / name, "--mode", mode, "--steps", 4, *extra)
-        halves = train(store, root / f"{name}-halves", "--mode", mode, "--steps", 2, *extra)
-        train(store, halves, "--steps", 4, "--resume")
+        straight = train_mode_run(store, root / name, "--mode", mode, *extra, steps=4)
+        halves = train_mode_run(store, root / f"{name}-halves", "--mode", mode, *extra, steps=2)
+        train_mode_run(store, halves, steps=4, resume=True)
         made[name] = (straight, halves)
     return {"root": root, "store": store, "made": made}
 
