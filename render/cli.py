@@ -370,23 +370,23 @@ def repair(store_path, workers, scheduler, verbose, gl_platform, quiet) -> None:
     """Render the damaged minibatches of a store again (missing chunks, checksum failures,
     unreadable or broken ones), found as `dcign-store verify` finds them."""
     store = open_store(store_path)
-    with tqdm(total=sum(len(store.complete(s, f)) for s, f in store.groups()),
+    with tqdm(total=sum(len(store.complete(s, f)) for s, f in store.sections()),
               unit="minibatch", desc="checking", leave=False, disable=quiet) as bar:
-        report = verify_store(store, on_minibatch=lambda: bar.update(1))
-    if not report.damaged:
+        findings = verify_store(store, on_minibatch=lambda: bar.update(1))
+    if not findings.damaged:
         click.echo(f"{store.path}: nothing to repair: every complete minibatch reads back "
                    "intact")
         return
     recipe = recipe_for(store.spec, store.path)
     placement = Placement.of(workers, scheduler)
     config = {"command": "repair", "argv": sys.argv[1:], **placement.record(),
-              "gl": gl_platform if recipe.needs_gl else None, "damaged": report.damaged_count}
+              "gl": gl_platform if recipe.needs_gl else None, "damaged": findings.damaged_count}
     summary = render_store(store.path, recipe, None, workers=placement.workers,
                            gl_platform=gl_platform, progress=not quiet, config=config,
                            scheduler=placement.scheduler,
-                           scheduler_from=placement.scheduler_from, damaged=report.damaged,
+                           scheduler_from=placement.scheduler_from, damaged=findings.damaged,
                            verb="repairing", verbose=verbose)
-    click.echo(f"{store.path}: repaired {report.damaged_count} damaged minibatches "
+    click.echo(f"{store.path}: repaired {findings.damaged_count} damaged minibatches "
                f"({summary.rendered} rendered again in {summary.seconds:.1f} s); check it "
                f"with `dcign-store verify {store.path}`")
 

@@ -75,7 +75,7 @@ def _entries(location: Location) -> list[str]:
             if e.rstrip("/").rsplit("/", 1)[-1] != LOCK_NAME]
 
 
-def plan_migration(source: str | Path, target: str | Path) -> Migration:
+def prepare_migration(source: str | Path, target: str | Path) -> Migration:
     """Refuse, before anything is written, a source that is not schema 1 or a target that
     exists, unless the target is an unfinished migration of this very source (resumed)."""
     old, new = locate(source), locate(target)
@@ -118,36 +118,36 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def migrate(plan: Migration, on_minibatches: Callable[[int], None] | None = None,
+def migrate(migration: Migration, on_minibatches: Callable[[int], None] | None = None,
             note: Callable[[str], None] = _to_stderr) -> int:
     """Copy every complete minibatch of the schema-1 store into the schema-2 target, keeping
     the shards an interrupted run already copied; returns how many the target holds. The
     source is only read."""
-    root = zarr.open_group(plan.source, mode="r")
-    new = locate(plan.target)
+    root = zarr.open_group(migration.source, mode="r")
+    new = locate(migration.target)
     copied = 0
     with writer_lock(new, note=note) as lock:
         lock.check()  # fencing: before every write
-        if plan.resume:
-            note(f"resuming the unfinished migration of {plan.source} into {plan.target}")
+        if migration.resume:
+            note(f"resuming the unfinished migration of {migration.source} into {migration.target}")
             _remove_partial_writes(new)
         else:
-            new.write_text(json.dumps({"from": _identity(locate(plan.source)),
+            new.write_text(json.dumps({"from": _identity(locate(migration.source)),
                                        "since": datetime.now(UTC).isoformat(
                                            timespec="seconds")}), MARKER_NAME)
         lock.check()
-        store = store_writer.create_or_open_store(plan.target, plan.spec,
+        store = store_writer.create_or_open_store(migration.target, migration.spec,
                                                   keep=(LOCK_NAME, MARKER_NAME))
         for split in ("train", "test"):
             if split not in root:
                 continue
-            for factor in [f.name for f in plan.spec.factors if f.name in root[split]]:
+            for factor in [f.name for f in migration.spec.factors if f.name in root[split]]:
                 copied += _copy_group(root[f"{split}/{factor}"], store, split, factor,
                                       on_minibatches, lock)
         lock.check()
-        store_writer.set_history(store, list(plan.attrs.get("history", [])) + [{
+        store_writer.set_history(store, list(migration.attrs.get("history", [])) + [{
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "config": {"command": "migrate", "from": plan.source, "schema": [1, 2]},
+            "config": {"command": "migrate", "from": migration.source, "schema": [1, 2]},
             "rendered_minibatches": 0, "copied_minibatches": copied}])
         lock.check()
         new.remove(MARKER_NAME)  # last: the target is a finished store from here on

@@ -1,7 +1,7 @@
 """Minibatch plans: which identity and factor values each image of a minibatch shows, and
 the random streams and train/test splits they draw from.
 
-Minibatch k of (split, factor) is a pure function of (seed, split, factor, k): its generator
+Minibatch k of (split, factor) is a pure function of (seed, split, factor, k): its rng
 is seeded from exactly those, so reruns are byte-identical, interrupted runs resume, and any
 process can render any minibatch without coordination.
 

@@ -4,9 +4,9 @@ here too, so a reader needs this module alone); writing is `store_writer.py`'s, 
 the writers import (render/, migrate, and the test stores of train/synthetic.py).
 
 Reading, in the spirit of disentanglement_lib's `GroundTruthData`: `open_store(path)`, then
-`store.groups(split)` lists what is there, `store.complete(split, factor)` the complete
+`store.sections(split)` lists what is there, `store.complete(split, factor)` the complete
 minibatches, `store.minibatch(split, factor, k)` reads one, `store.minibatches(...)` iterates,
-`store.read_complete(...)` stacks a group, `store.read_images(...)` reads several minibatches'
+`store.read_complete(...)` stacks a section, `store.read_images(...)` reads several minibatches'
 images concurrently, and `store.sample(n, rng)` draws a seeded sample of images with their
 factor values. A minibatch that cannot be read back as written (checksum, unreadable or
 missing chunk) raises `DamagedMinibatch`, which names it and the repair command;
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from zarr.abc.store import Store as ZarrBackend
 from zarr.abc.store import SuffixByteRequest
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
@@ -53,12 +54,12 @@ from .store_schema import (
 # what readers have always imported from here
 __all__ = ["ARRAYS", "ATTRS_KEY", "DTYPES", "MAX_MINIBATCHES", "SCHEMA_VERSION", "SPLITS",
            "Minibatch", "MinibatchArrays", "Sample", "Stacked", "Store", "StoreSpec",
-           "array_tails", "check_group", "differences", "draw_from_pools", "open_store",
+           "array_tails", "check_section", "differences", "draw_from_pools", "open_store",
            "read_attrs", "read_spec", "shard_minibatches", "spec_from_attrs", "validate_attrs"]
 
 
-def check_group(arrays: MinibatchArrays, spec: StoreSpec, url: str, where: str) -> None:
-    """Check a group's four arrays against the spec and against each other: one shard size,
+def check_section(arrays: MinibatchArrays, spec: StoreSpec, url: str, where: str) -> None:
+    """Check a section's four arrays against the spec and against each other: one shard size,
     and room in the data arrays for every marker (the markers grow last)."""
     per_shard = {name: check_array(getattr(arrays, name), name, spec, url, where)
                  for name in ARRAYS}
@@ -73,17 +74,18 @@ def check_group(arrays: MinibatchArrays, spec: StoreSpec, url: str, where: str) 
                              f"{n} markers of {where}/complete")
 
 
-# ----------------------------------------------------------------------------- one group
+# --------------------------------------------------------------------------- one section
 
 @dataclass
 class MinibatchArrays:
-    """The four arrays of one (split, factor) group, and their shard layout."""
+    """The four arrays of one section (the minibatches of one split and factor, a Zarr group
+    `split/factor`), and their shard layout."""
 
     images: zarr.Array
     factors: zarr.Array
     identity: zarr.Array
     complete: zarr.Array
-    url: str = ""  # the store and group, to name them in errors
+    url: str = ""  # the store and section, to name them in errors
     where: str = ""
 
     def __len__(self) -> int:
@@ -91,12 +93,12 @@ class MinibatchArrays:
 
     @property
     def per_shard(self) -> int:
-        """S: minibatches in each shard of this group."""
+        """S: minibatches in each shard of this section."""
         return self.complete.shards[0] if self.complete.shards else 1
 
     def shard_ranges(self, n: int | None = None) -> Sequence[range]:
-        """The minibatch ranges of this group's shards (of its first n minibatches), made as
-        they are iterated: a group of a million one-minibatch shards costs no list."""
+        """The minibatch ranges of this section's shards (of its first n minibatches), made as
+        they are iterated: a section of a million one-minibatch shards costs no list."""
         n, s = len(self) if n is None else n, self.per_shard
         return _ShardRanges(n, s)
 
@@ -113,11 +115,11 @@ class MinibatchArrays:
         array = getattr(self, name)
         path = array.store_path.path
         prefix = f"{path}/" if path else ""
-        store = array.store_path.store
-        while isinstance(store, WrapperStore):
-            store = store._store
-        if hasattr(store, "fs"):  # an object store's listings are cached, and another
-            store.fs.invalidate_cache()  # process (a worker) may have written since
+        backend = array.store_path.store  # zarr's key-value store, under our wrappers
+        while isinstance(backend, WrapperStore):
+            backend = backend._store
+        if hasattr(backend, "fs"):  # an object store's listings are cached, and another
+            backend.fs.invalidate_cache()  # process (a worker) may have written since
 
         async def listing() -> list[str]:
             return [key async for key in array.store_path.store.list_prefix(prefix)]
@@ -167,7 +169,7 @@ class MinibatchArrays:
 
     def complete_indices(self) -> np.ndarray:
         """The complete minibatches, ascending, gathered a shard at a time (the memory is
-        that of the complete minibatches, not of the group's claimed length)."""
+        that of the complete minibatches, not of the section's claimed length)."""
         found = [shard.start + np.flatnonzero(markers)
                  for shard, markers in self.marker_shards() if markers is not None]
         return np.concatenate(found) if found else np.empty(0, np.int64)
@@ -281,7 +283,7 @@ class Store:
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
     _loop_pid: int = field(default=-1, repr=False, compare=False)
-    # groups a writer stopped while creating (no markers array yet): not listed
+    # sections a writer stopped while creating (no markers array yet): not listed
     _unfinished: set = field(default_factory=set, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -297,7 +299,7 @@ class Store:
     def history(self) -> list[dict]:
         return list(self.root.attrs.asdict()[ATTRS_KEY].get("history", []))
 
-    def groups(self, split: str | None = None) -> Iterator[tuple[str, str]]:
+    def sections(self, split: str | None = None) -> Iterator[tuple[str, str]]:
         """(split, factor) pairs present in the store (of one split, if given), in table
         order."""
         for name in SPLITS if split is None else (split,):
@@ -310,10 +312,10 @@ class Store:
 
     def factors_present(self, split: str) -> list[str]:
         """The factors with at least one complete minibatch in `split`, in table order."""
-        return [f for _, f in self.groups(split) if self.complete(split, f).size]
+        return [f for _, f in self.sections(split) if self.complete(split, f).size]
 
     def arrays(self, split: str, factor: str) -> MinibatchArrays:
-        """The group's arrays, opened once per process (opening reads their metadata) and
+        """The section's arrays, opened once per process (opening reads their metadata) and
         checked against the spec before anything is read from them."""
         key, where = (split, factor), f"{split}/{factor}"
         if key not in self._arrays:
@@ -341,13 +343,13 @@ class Store:
                     raise StoreError(f"{self.path}: array {where}/{name} has unreadable "
                                      f"metadata ({_first_line(exc)})") from None
             arrays = MinibatchArrays(**found, url=self.path, where=where)
-            check_group(arrays, self.spec, self.path, where)
+            check_section(arrays, self.spec, self.path, where)
             self._arrays[key] = arrays
         return self._arrays[key]
 
     def validate(self) -> None:
         """Check the layout against the spec: each split a group, each factor's node a group
-        whose arrays are as `check_group` wants them. A group whose markers array is not there
+        whose arrays are as `check_section` wants them. A section whose markers array is not there
         yet (a writer stopped while creating it: the markers come last) is left for the
         writer to make. Each node is looked up by name, so a bad one is named."""
         for split in SPLITS:
@@ -367,7 +369,7 @@ class Store:
                     self.arrays(split, factor.name)
                 else:
                     self._unfinished.add((split, factor.name))
-            try:  # what groups() lists: a node zarr cannot parse would fail every reader
+            try:  # what sections() lists: a node zarr cannot parse would fail every reader
                 list(node.group_keys())
             except OSError as exc:
                 raise StoreReadError(self.path, f"the metadata under {split}", exc) from None
@@ -411,8 +413,8 @@ class Store:
         arrays = self.arrays(split, factor)
         return arrays.missing_chunks(self.complete(split, factor) if ks is None else ks)
 
-    def forget_group(self, split: str, factor: str) -> None:
-        """A writer made or grew the group: its arrays are opened (and checked) again when
+    def forget_section(self, split: str, factor: str) -> None:
+        """A writer made or grew the section: its arrays are opened (and checked) again when
         next asked for, and it is listed."""
         self._arrays.pop((split, factor), None)
         self._unfinished.discard((split, factor))
@@ -463,7 +465,7 @@ class Store:
     def identities(self, split: str) -> np.ndarray:
         """Every identity shown in a complete minibatch of `split` (with repeats)."""
         found = [self._read_selected(split, f, self.complete(split, f), "identity").ravel()
-                 for _, f in self.groups(split)]
+                 for _, f in self.sections(split)]
         return np.concatenate(found) if found else np.empty(0, np.int64)
 
     def read_images(self, split: str, picks: Sequence[tuple[str, int]]) -> list[np.ndarray]:
@@ -495,17 +497,17 @@ class Store:
         the images of the complete minibatches of `split` (of the given minibatch types, or
         all), with their factor values and identities. The pool is ordered by minibatch type
         in table order, then minibatch index, then image, and `rng.choice(pool, n)` picks from
-        it, so the draw is a pure function of the store and the generator's state."""
+        it, so the draw is a pure function of the store and `rng`'s state."""
         names = list(factors) if factors is not None else self.factors_present(split)
         done = [self.complete(split, f) for f in names]
         b = self.spec.batch_size
-        group, within = draw_from_pools([len(d) * b for d in done], n, rng)
-        out = Sample(np.empty((len(group), self.spec.image_size, self.spec.image_size),
+        pool, within = draw_from_pools([len(d) * b for d in done], n, rng)
+        out = Sample(np.empty((len(pool), self.spec.image_size, self.spec.image_size),
                               np.uint8),
-                     np.empty((len(group), self.spec.n_columns), np.float32),
-                     np.empty(len(group), np.int64), np.empty(len(group), dtype=object))
+                     np.empty((len(pool), self.spec.n_columns), np.float32),
+                     np.empty(len(pool), np.int64), np.empty(len(pool), dtype=object))
         for g, name in enumerate(names):
-            rows = np.flatnonzero(group == g)
+            rows = np.flatnonzero(pool == g)
             if not rows.size:
                 continue
             minibatch, image = np.divmod(within[rows], b)
@@ -521,7 +523,7 @@ class Store:
     def _read_selected(self, split: str, factor: str, ks: np.ndarray, name: str) -> np.ndarray:
         """Minibatches `ks` (ascending) of one array, one slice per run of consecutive
         indices; a damaged one is named. (Zarr's orthogonal selection decodes whole shards
-        per index: slower by 20x, and gigabytes for a large group.)"""
+        per index: slower by 20x, and gigabytes for a large section.)"""
         array = getattr(self.arrays(split, factor), name)
         ks = np.asarray(ks, dtype=np.int64)
         if not len(ks):
@@ -562,7 +564,7 @@ def draw_from_pools(sizes: Sequence[int], n: int, rng: np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray]:
     """n items (all of them if fewer) drawn without replacement, uniformly over pools of the
     given sizes laid end to end: each item's pool and its place in that pool. One
-    `rng.choice`, so the draw is a pure function of the sizes and the generator's state."""
+    `rng.choice`, so the draw is a pure function of the sizes and `rng`'s state."""
     ends = np.cumsum(np.asarray(sizes, dtype=np.int64))
     total = int(ends[-1]) if len(ends) else 0
     pick = rng.choice(total, size=min(n, total), replace=False)
@@ -571,14 +573,15 @@ def draw_from_pools(sizes: Sequence[int], n: int, rng: np.random.Generator
 
 
 class ShardIndexCache(WrapperStore):
-    """A read-only store that keeps the shard indexes it has read.
+    """A read-only zarr backend (zarr's key-value store) that keeps the shard indexes it has
+    read.
 
     Reading one minibatch from a shard costs zarr two reads, the shard's index (the last
     bytes of the file) and the minibatch's chunk; a reader's shards never change under it, so
     each index is read once (about 1.6 kB a shard at 100 minibatches)."""
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
+    def __init__(self, backend: ZarrBackend) -> None:
+        super().__init__(backend)
         self._indexes: dict[tuple[str, int], object] = {}
 
     async def get(self, key: str, prototype=None, byte_range=None):
@@ -594,7 +597,7 @@ class ShardIndexCache(WrapperStore):
 
 def open_store(path: str | Path, mode: str = "r") -> Store:
     """Open an existing dcign store (mode 'r' or 'r+'), validating its attributes and every
-    group's arrays against the schema (`validate_attrs`, `Store.validate`) before anything is
+    section's arrays against the schema (`validate_attrs`, `Store.validate`) before anything is
     read from them; a reader's shard indexes are read once."""
     location = locate(path)
     spec = read_spec(path)

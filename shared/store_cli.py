@@ -11,7 +11,7 @@ from .factors import factor_names
 from .location import Location, locate
 from .lock import DiskLock, S3Lock, lock_for
 from .migrate import migrate as migrate_store
-from .migrate import plan_migration
+from .migrate import prepare_migration
 from .preview import save_preview
 from .store import SPLITS, Store, StoreSpec, open_store, read_attrs, spec_from_attrs
 from .verify import verify_store
@@ -33,7 +33,7 @@ def main() -> None:
 
 def _layout(store: Store) -> str:
     """How the bytes lie: the schema, its shards and checksums."""
-    shards = sorted({store.arrays(sp, f).per_shard for sp, f in store.groups()})
+    shards = sorted({store.arrays(sp, f).per_shard for sp, f in store.sections()})
     per = "/".join(str(s) for s in shards) or "-"
     return (f"schema {store.spec.schema_version}: {per} minibatches a shard file, "
             "each minibatch zstd-compressed and crc32c-checksummed")
@@ -76,7 +76,7 @@ def info(store_path: str) -> None:
     s = store.spec
     # everything is read before anything is printed: a read that fails is the one line
     counts = [(split, name, store.arrays(split, name).count_complete(),
-               len(store.arrays(split, name))) for split, name in store.groups()]
+               len(store.arrays(split, name))) for split, name in store.sections()]
     size, files = location.size(), len(location.files())
     _describe(s, store.path)
     click.echo(_layout(store))
@@ -101,18 +101,18 @@ def verify(store_path: str) -> None:
     """Read back and check every complete minibatch: name each one that is damaged (missing
     chunk, checksum, unreadable, invariant) on a line of its own; exit 1 if any is."""
     store = open_store(store_path)
-    total = sum(store.arrays(sp, f).count_complete() for sp, f in store.groups())
+    total = sum(store.arrays(sp, f).count_complete() for sp, f in store.sections())
     with tqdm(total=total, unit="minibatch", desc="verifying", leave=False) as bar:
-        report = verify_store(store, on_minibatch=lambda: bar.update(1))
-    for problem in report.problems:
+        findings = verify_store(store, on_minibatch=lambda: bar.update(1))
+    for problem in findings.problems:
         click.echo(f"FAIL {problem}", err=True)
-    if report.damaged:
-        raise DcignError(f"{report.damaged_count} damaged minibatches in {store.path} (of "
-                         f"{len(report.problems)} problems): `dcign-render repair "
+    if findings.damaged:
+        raise DcignError(f"{findings.damaged_count} damaged minibatches in {store.path} (of "
+                         f"{len(findings.problems)} problems): `dcign-render repair "
                          f"{store.path}` renders exactly those again")
-    if not report.ok:
-        raise DcignError(f"{len(report.problems)} problems in {store.path}")
-    click.echo(f"OK: {report.checked} minibatches read back intact (checksums, every chunk "
+    if not findings.ok:
+        raise DcignError(f"{len(findings.problems)} problems in {store.path}")
+    click.echo(f"OK: {findings.checked} minibatches read back intact (checksums, every chunk "
                "there): one factor varies in each over distinct values, all else identical; "
                "train and test identities disjoint")
 
@@ -123,9 +123,9 @@ def verify(store_path: str) -> None:
 def migrate(source: str, target: str) -> None:
     """Convert a schema-1 store into a new schema-2 store (sharded, checksummed), copying
     every complete minibatch; the old store is only read."""
-    plan = plan_migration(source, target)
-    with tqdm(total=plan.minibatches, unit="minibatch", desc="migrating", leave=False) as bar:
-        copied = migrate_store(plan, on_minibatches=bar.update)
+    migration = prepare_migration(source, target)
+    with tqdm(total=migration.minibatches, unit="minibatch", desc="migrating", leave=False) as bar:
+        copied = migrate_store(migration, on_minibatches=bar.update)
     click.echo(f"{target}: {copied} minibatches copied from {source} (schema 1 → 2); check it "
                f"with `dcign-store verify {target}`")
 
@@ -148,7 +148,7 @@ def _indices(text: str) -> list[int]:
 def preview(store_path, split, factor, minibatches, columns, out) -> None:
     """Write a PNG grid of minibatches, one labelled row each."""
     store = open_store(store_path)
-    present = [f for sp, f in store.groups() if sp == split]
+    present = [f for sp, f in store.sections() if sp == split]
     names = split_choices(factor, factor_names(store.spec.factors), "factor") or tuple(present)
     rows = []
     for name in names:

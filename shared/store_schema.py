@@ -11,7 +11,7 @@ reading or writing of minibatches happens here; the reader (`store.py`) and the 
       <split>/<factor>/complete bool    (n,)          set only after the arrays above
 
 Schema 2 (this one): every array is sharded along the minibatch axis, S minibatches to a
-shard file (the same S for the four arrays of a group), one minibatch to an inner chunk,
+shard file (the same S for the four arrays of a section), one minibatch to an inner chunk,
 each inner chunk zstd-compressed and then checksummed (crc32c), so a flipped bit fails at
 read time in every Zarr reader. Schema 1 (one file per minibatch and array, no checksums) is
 refused with the way to convert it (`dcign-store migrate`).
@@ -53,7 +53,7 @@ ZSTD_LEVEL = 3
 
 
 def shard_minibatches(batch_size: int, image_size: int) -> int:
-    """S, the minibatches in a shard, for a new group of this minibatch and image size."""
+    """S, the minibatches in a shard, for a new section of this minibatch and image size."""
     raw = batch_size * image_size * image_size
     return max(1, min(SHARD_MINIBATCHES, SHARD_RAW_BYTES // raw))
 
@@ -138,22 +138,22 @@ def differences(old: StoreSpec, new: StoreSpec) -> list[str]:
 # ----------------------------------------------------------------------------- validation
 #
 # A store is checked against this schema when it is opened, before anything is allocated or
-# indexed from what it states: its attributes field by field, then every group's arrays
+# indexed from what it states: its attributes field by field, then every section's arrays
 # (dtype, shape, chunk and shard shape) against what the attributes imply. A store that
 # breaks a rule is refused in one line naming the field. The limits are far above any store
-# dcign makes (the paper's faces: 150x150, minibatches of 20, 3,000 a group) and low enough
-# that one minibatch, one shard and one group's markers fit in memory.
+# dcign makes (the paper's faces: 150x150, minibatches of 20, 3,000 a section) and low enough
+# that one minibatch, one shard and one section's markers fit in memory.
 
 MAX_IMAGE_SIZE = 4096
 MAX_BATCH_SIZE = 10_000
 MAX_MINIBATCH_BYTES = 2**30  # one minibatch's raw images
-MAX_MINIBATCHES = 10_000_000  # in one group: its markers are 10 MB
+MAX_MINIBATCHES = 10_000_000  # in one section: its markers are 10 MB
 MAX_FACTORS = 64
 MAX_SEED = 2**64 - 1
 FACTOR_FIELDS = ("name", "unit", "low", "high", "latents", "column", "description")
 REQUIRED_ATTRS = ("schema_version", "dataset", "image_size", "batch_size", "factors",
                   "generator", "model")
-# a factor's name is a group's name in the store's paths: no separators, no dots
+# a factor's name is a section's Zarr group name in the store's paths: no separators, no dots
 _FACTOR_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DTYPES = {"images": np.dtype("uint8"), "factors": np.dtype("float32"),
           "identity": np.dtype("int64"), "complete": np.dtype("bool")}

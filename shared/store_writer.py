@@ -1,4 +1,4 @@
-"""Writing a dcign store: creating it, creating or growing a group's arrays, writing whole
+"""Writing a dcign store: creating it, creating or growing a section's arrays, writing whole
 shards with their completeness markers last, and recording runs in its history.
 
 Only writers import this module (tests/project/test_module_graph.py holds it): render/'s writer and
@@ -132,25 +132,25 @@ def set_history(store: Store, history: list[dict]) -> None:
 
 
 def require_arrays(store: Store, split: str, factor: str, n: int) -> MinibatchArrays:
-    """The group's arrays with room for at least n minibatches, created or grown as needed,
+    """The section's arrays with room for at least n minibatches, created or grown as needed,
     before any worker writes (nothing is resized while workers run).
 
     Never shrinks: minibatches already written are kept."""
     if n > MAX_MINIBATCHES:
-        raise StoreError(f"{n} minibatches of {split}/{factor}: a store's group holds at "
+        raise StoreError(f"{n} minibatches of {split}/{factor}: a store's section holds at "
                          f"most {MAX_MINIBATCHES}")
     spec = store.spec
     g = store.root.require_group(f"{split}/{factor}")
     tails = array_tails(spec)
     if "complete" not in g:
         shard = shard_minibatches(spec.batch_size, spec.image_size)
-        for name in ARRAYS:  # the markers array last: a group without it is unfinished
+        for name in ARRAYS:  # the markers array last: a section without it is unfinished
             tail = tails[name]
             g.create_array(name, shape=(n, *tail), chunks=(1, *tail), shards=(shard, *tail),
                            dtype=str(DTYPES[name]), compressors=inner_chunk_codecs(),
                            fill_value=FILL_VALUES[name], overwrite=True,
                            dimension_names=DIMENSIONS[name])
-    store.forget_group(split, factor)
+    store.forget_section(split, factor)
     arrays = store.arrays(split, factor)
     if len(arrays) < n:
         # complete grows last, so an interruption leaves no marker beyond the data arrays
@@ -163,7 +163,7 @@ def require_arrays(store: Store, split: str, factor: str, n: int) -> MinibatchAr
 
 def write_block(arrays: MinibatchArrays, start: int, images: np.ndarray, values: np.ndarray,
                 identity: np.ndarray, durable: bool = True) -> None:
-    """Write minibatches start.. of a group (a whole shard, for the writer that owns it); the
+    """Write minibatches start.. of a section (a whole shard, for the writer that owns it); the
     completeness markers go last, so a crash leaves them unset.
 
     A whole shard is written from scratch: its old files (markers first) are removed, since
@@ -199,10 +199,10 @@ def write_minibatch(arrays: MinibatchArrays, k: int, images: np.ndarray, values:
 def _sync_shards(array: zarr.Array, shards: Iterable[int]) -> None:
     """fsync the shard files of `array` and every directory from theirs up to the array's
     (a first write creates them), on a local disk; nothing elsewhere."""
-    store = array.store_path.store
-    if not isinstance(store, LocalStore):
+    backend = array.store_path.store  # zarr's key-value store
+    if not isinstance(backend, LocalStore):
         return
-    top = Path(store.root) / array.store_path.path
+    top = Path(backend.root) / array.store_path.path
     directories = set()
     for shard in shards:
         path = top / shard_key(array, shard)

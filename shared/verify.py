@@ -24,7 +24,9 @@ Damaged = dict[tuple[str, str], set[int]]
 
 
 @dataclass
-class Report:
+class Findings:
+    """What `verify_store` found: counts, one line per problem, and the damaged minibatches."""
+
     checked: int = 0  # complete minibatches examined
     incomplete: int = 0
     problems: list[str] = field(default_factory=list)
@@ -81,45 +83,46 @@ def minibatch_problems(factor: Factor, table: tuple[Factor, ...], images: np.nda
     return problems
 
 
-def _check_markers(report: Report, split: str, factor: str, arrays: MinibatchArrays) -> None:
+def _check_markers(findings: Findings, split: str, factor: str, arrays: MinibatchArrays) -> None:
     for shard in arrays.unreadable_marker_shards():
         for k in shard:
-            report.damage(split, factor, k, "completeness markers unreadable (their shard "
+            findings.damage(split, factor, k, "completeness markers unreadable (their shard "
                                             "cannot be decoded)")
 
 
-def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -> Report:
+def verify_store(store: Store, on_minibatch: Callable[[], None] | None = None) -> Findings:
     """Examine every complete minibatch and the split disjointness of identities."""
-    report = Report()
+    findings = Findings()
     spec = store.spec
     identities: dict[str, set[int]] = {"train": set(), "test": set()}
-    for split, name in store.groups():
+    for split, name in store.sections():
         arrays = store.arrays(split, name)  # its shapes were checked against the spec
-        _check_markers(report, split, name, arrays)
+        _check_markers(findings, split, name, arrays)
         done = store.complete(split, name)
-        report.incomplete += len(arrays) - len(done) - len(report.damaged.get((split, name), ()))
+        damaged = len(findings.damaged.get((split, name), ()))
+        findings.incomplete += len(arrays) - len(done) - damaged
         gone, factor = store.missing_chunks(split, name, done), spec.factor(name)
         for k in (int(k) for k in done):
             if on_minibatch:
                 on_minibatch()
             if k in gone:
-                report.damage(split, name, k, f"missing chunk ({', '.join(gone[k])}: its shard "
+                findings.damage(split, name, k, f"missing chunk ({', '.join(gone[k])}: its shard "
                                               "file is gone)")
                 continue
             try:
                 m = store.minibatch(split, name, k)
             except DamagedMinibatch as exc:
-                report.damage(split, name, k, exc.what)
+                findings.damage(split, name, k, exc.what)
                 continue
             for problem in minibatch_problems(factor, spec.factors, m.images, m.values,
                                               m.identity):
-                report.damage(split, name, k, f"invariant: {problem}")
+                findings.damage(split, name, k, f"invariant: {problem}")
             identities[split].update(m.identity.tolist())
-            report.checked += 1
+            findings.checked += 1
     shared = identities_in_both(identities["train"], identities["test"])
     if shared.size:
-        report.problems.append(f"{shared.size} identities appear in both train and test")
-    if report.incomplete:
-        report.problems.append(f"{report.incomplete} minibatches are not complete "
+        findings.problems.append(f"{shared.size} identities appear in both train and test")
+    if findings.incomplete:
+        findings.problems.append(f"{findings.incomplete} minibatches are not complete "
                                "(rerun the render command to finish them)")
-    return report
+    return findings

@@ -11,7 +11,7 @@ refuses the same files in the same words.
     model         the network's state dict
     optimizer     the optimiser's state dict
     step          optimiser steps taken
-    rng           {"torch": the CPU generator's state}
+    rng           {"torch": the CPU random generator's state}
     config        the TrainConfig's fields
     store         {"sha256", "model_fingerprint", "generator", "spec"}: what was trained on
     factors       the run's factor table (the store's, with --latent-group applied)
@@ -19,7 +19,7 @@ refuses the same files in the same words.
 
 Older files of version 1 are migrated on read: without `factors` (before --latent-group) they
 get the store's table, without `arch.mirror_odd` (before --mirror-odd) none, and an
-`rng.noise` generator (before the noise became a function of seed, step and minibatch) is
+`rng.noise` random generator (before the noise became a function of seed, step and minibatch) is
 dropped. Other versions are refused in one line.
 
 Reading is bounded by the file and the limits below: `torch.load(weights_only=True)` runs no
@@ -92,7 +92,7 @@ class Checkpoint:
     weights: dict[str, torch.Tensor]  # the network's state dict
     optimizer: dict  # the optimiser's state dict, its tensors shaped like the weights
     step: int
-    rng: torch.Tensor  # the CPU generator's state
+    rng: torch.Tensor  # the CPU random generator's state
     config: TrainConfig
     store: StoreSpec  # the spec of the store trained on
     store_sha256: str  # its fingerprint (store_sha256 below) when trained
@@ -324,7 +324,8 @@ def _rng(value: Any) -> torch.Tensor:
     expected = torch.get_rng_state()
     if not (isinstance(value, torch.Tensor) and value.dtype == expected.dtype
             and value.shape == expected.shape):
-        raise _Invalid("rng.torch", f"is not a CPU generator state ({expected.numel()} bytes)")
+        raise _Invalid("rng.torch", "is not a CPU random generator's state "
+                                    f"({expected.numel()} bytes)")
     return value
 
 

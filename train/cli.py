@@ -205,13 +205,13 @@ def measure_after_training(run: Run, log: RunLog) -> tuple[dict, list[Path]]:
     image)."""
     from .eval.held_out import measure_held_out
 
-    if not run.data.test_groups:
+    if not run.data.test_factors:
         tqdm.write("note: the store has no complete test minibatches; skipping the held-out "
                    "check")
         return {}, []
     run.model.eval()
     held = measure_held_out(run.model, run.data.store, run.data.factors,
-                            run.data.test_groups, run.device, run.cfg.seed, run.step, run.out)
+                            run.data.test_factors, run.device, run.cfg.seed, run.step, run.out)
     run.model.train()
     log.log(held.numbers)
     log.image("reconstructions", held.grid, run.step)

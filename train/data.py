@@ -57,7 +57,7 @@ class BatchType:
 class TrainingData:
     store: Store
     types: tuple[BatchType, ...]
-    test_groups: tuple[str, ...]  # factors with complete test minibatches
+    test_factors: tuple[str, ...]  # factors with complete test minibatches
     factors: tuple[Factor, ...]  # the store's table, with the run's latent groups
 
     @property
@@ -89,14 +89,14 @@ class TrainingData:
 
 
 def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int,
-                       groups: dict[str, int] | None = None) -> TrainingData:
+                       latent_groups: dict[str, int] | None = None) -> TrainingData:
     """Open a store and check it can train `mode` (a method's name); one-line errors.
-    `groups` resizes factors' latent groups (`--latent-group`)."""
+    `latent_groups` resizes factors' latent groups (`--latent-group`)."""
     clamps = method_class(mode).clamps
     store = open_store(path)
-    factors = regroup(store.spec.factors, groups or {}, latent_size)
+    factors = regroup(store.spec.factors, latent_groups or {}, latent_size)
     weights = parse_ratio(ratio, factors)
-    present = {f for _, f in store.groups("train")}
+    present = {f for _, f in store.sections("train")}
     types = []
     for f, w in zip(factors, weights, strict=True):
         if w > 0 and clamps and not f.ties_latents:
@@ -146,7 +146,7 @@ def check_independent_draws(data: TrainingData, per_step: int) -> None:
 
 def draw_images(types: tuple[BatchType, ...], seed: int, step: int, count: int, size: int
                 ) -> list[list[tuple[int, int, int]]]:
-    """`count` groups of `size` (batch type, stored minibatch, image) drawn without
+    """`count` draws of `size` (batch type, stored minibatch, image) images without
     replacement, uniformly over every training image: a pure function of its arguments."""
     kind, within = draw_from_pools([len(t.indices) * size for t in types], count * size,
                                    np.random.default_rng((seed, step)))
@@ -179,8 +179,8 @@ class StepDataset(Dataset):
     One stacked tensor per step means one shared-memory transfer from a worker and one pinned
     copy. Each worker process reads through its own copy of the store (`Store.read_images`
     reads a step's minibatches concurrently); `in_memory` reads the train split once, up
-    front, instead. `share` keeps only some places of every step's plan (a rank's share
-    under torchrun); the plan itself is drawn whole, so it is the same on every rank.
+    front, instead. `share` keeps only some places of every step's draw (a rank's share
+    under torchrun); the step itself is drawn whole, so it is the same on every rank.
     """
 
     def __init__(self, data: TrainingData, seed: int, per_step: int, in_memory: bool = False,
@@ -210,8 +210,8 @@ class StepDataset(Dataset):
         try:
             if self.independent:
                 return self._independent(step)
-            plan = draw_step(self.types, self.seed, step, self.per_step)
-            drawn = [plan[place] for place in self.share]
+            whole_step = draw_step(self.types, self.seed, step, self.per_step)
+            drawn = [whole_step[place] for place in self.share]
             images = np.stack(self._read(drawn))
         except StoreError as exc:
             return exc
@@ -221,13 +221,13 @@ class StepDataset(Dataset):
     def _independent(self, step: int) -> Step:
         """The step's images drawn one by one over the whole train split (batch type -1)."""
         b = self.store.spec.batch_size
-        plan = draw_images(self.types, self.seed, step, self.per_step, b)
-        groups = [plan[place] for place in self.share]
-        needed = list(dict.fromkeys((kind, k) for group in groups for kind, k, _ in group))
+        whole_step = draw_images(self.types, self.seed, step, self.per_step, b)
+        draws = [whole_step[place] for place in self.share]
+        needed = list(dict.fromkeys((kind, k) for draw in draws for kind, k, _ in draw))
         read = dict(zip(needed, self._read(needed), strict=True))
-        images = np.stack([np.stack([read[(kind, k)][i] for kind, k, i in group])
-                           for group in groups])
-        return Step(torch.full((len(groups),), -1), torch.from_numpy(images),
+        images = np.stack([np.stack([read[(kind, k)][i] for kind, k, i in draw])
+                           for draw in draws])
+        return Step(torch.full((len(draws),), -1), torch.from_numpy(images),
                     torch.tensor(self.share))
 
 

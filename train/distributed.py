@@ -2,7 +2,7 @@
 
 Launched by torchrun (RANK, WORLD_SIZE and LOCAL_RANK in the environment), each process
 joins one process group (NCCL on CUDA, gloo on the CPU) and trains the same network on its
-share of every step. A step's plan is a pure function of (seed, step) and identical on every
+share of every step. A step's draw is a pure function of (seed, step) and identical on every
 rank; `--minibatches-per-step` counts minibatches over all ranks, and minibatch i of a step
 goes to rank i mod N. Every minibatch is still clamped on its own, and its noise is seeded by
 its place in the step, not by the rank, so a run's numbers do not depend on N. Gradients are

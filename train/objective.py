@@ -29,10 +29,10 @@ def sample_latents(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, rng: torch.Generator
                    ) -> torch.Tensor:
-    """z = μ + σ·ε, with ε drawn from `generator` (held-out ELBOs)."""
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    """z = μ + σ·ε, with ε drawn from `rng` (held-out ELBOs)."""
+    eps = torch.randn(mu.shape, generator=rng, device=mu.device, dtype=mu.dtype)
     return sample_latents(mu, logvar, eps)
 
 

@@ -92,7 +92,7 @@ def repair_shards(store: Store, damaged: Damaged) -> tuple[list[ShardTask], int]
             mine = frozenset(k for k in ks if k in shard)
             if mine:
                 tasks.append(ShardTask(split, factor, shard.start, shard.stop, mine))
-    present = sum(len(store.complete(s, f)) for s, f in store.groups())
+    present = sum(len(store.complete(s, f)) for s, f in store.sections())
     return tasks, present
 
 
@@ -136,9 +136,9 @@ def _progress(location: Location, request: RenderRequest | None) -> str:
     """How far the store got, for a run that stopped."""
     try:
         store = open_store(location.url)
-        done = sum(len(store.complete(s, f)) for s, f in store.groups())
+        done = sum(len(store.complete(s, f)) for s, f in store.sections())
         wanted = (len(request.vary) * (request.batches + request.test_batches) if request
-                  else sum(len(store.arrays(s, f)) for s, f in store.groups()))
+                  else sum(len(store.arrays(s, f)) for s, f in store.sections()))
         return f"{done} of {wanted} minibatches are complete"
     except (StoreError, OSError):
         return "the minibatches written so far are kept"

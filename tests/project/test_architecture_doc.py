@@ -62,3 +62,39 @@ def test_the_render_package_docstring_names_only_modules_that_exist():
     named = re.findall(r"^    ([\w/.]+)\s", doc, flags=re.M)
     assert named, "the docstring lists no layer"
     assert sorted(n for n in named if not (ROOT / "render" / n).exists()) == []
+
+
+def glossary_names() -> set[str]:
+    """Every dotted `dcign.…` name the glossary's table cites."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("## Glossary", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"`(dcign\.[\w.]+)`", table))
+
+
+def _resolves(dotted: str) -> bool:
+    """Import the longest module prefix, then follow attributes; a dataclass field or an
+    annotated attribute counts as there."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            fields = getattr(obj, "__dataclass_fields__", {}) | getattr(obj, "__annotations__", {})
+            if hasattr(obj, name):
+                obj = getattr(obj, name)
+            elif name in fields:
+                obj = None
+            else:
+                return False
+        return True
+    return False
+
+
+def test_every_name_the_glossary_gives_exists_in_the_code():
+    names = glossary_names()
+    assert len(names) > 20, "the glossary cites too few names: the pattern is wrong"
+    assert sorted(n for n in names if not _resolves(n)) == []

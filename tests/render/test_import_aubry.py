@@ -81,10 +81,10 @@ def test_the_imported_store_passes_every_check(aubry_store):
     out, _ = aubry_store
     store = open_store(out)
     assert store.spec.dataset == "chairs"
-    assert sorted(store.groups()) == sorted((s, f) for s in ("train", "test")
+    assert sorted(store.sections()) == sorted((s, f) for s in ("train", "test")
                                             for f in ("azimuth", "intrinsic"))
-    report = verify_store(store)
-    assert report.ok and report.checked == 6, report.problems
+    findings = verify_store(store)
+    assert findings.ok and findings.checked == 6, findings.problems
 
 
 def test_views_come_from_the_file_names(aubry_store):

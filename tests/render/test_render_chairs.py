@@ -45,11 +45,11 @@ def chairs_store(tmp_path_factory):
 
 def test_default_command_renders_azimuth_and_intrinsic_minibatches_that_verify(chairs_store):
     store = open_store(chairs_store)
-    assert sorted(store.groups()) == sorted((s, f) for s in ("train", "test")
+    assert sorted(store.sections()) == sorted((s, f) for s in ("train", "test")
                                             for f in ("azimuth", "intrinsic"))
     assert read_group(chairs_store, "train", "azimuth")["images"].shape == (2, 4, 32, 32)
-    report = verify_store(store)
-    assert report.ok and report.checked == 6, report.problems
+    findings = verify_store(store)
+    assert findings.ok and findings.checked == 6, findings.problems
 
 
 def test_the_store_records_the_grid_factor_table_with_elevation_stored_but_untied(chairs_store):

@@ -15,7 +15,7 @@ FACTORS = [f.name for f in FACE_FACTORS]
 
 def test_default_command_renders_every_factor_into_train_and_test(tiny_store):
     store = open_store(tiny_store)
-    assert sorted(store.groups()) == sorted((s, f) for s in ("train", "test") for f in FACTORS)
+    assert sorted(store.sections()) == sorted((s, f) for s in ("train", "test") for f in FACTORS)
     for split, n in (("train", 3), ("test", 2)):
         arrays = read_group(tiny_store, split, "light")
         assert arrays["images"].shape == (n, 4, 32, 32)
@@ -26,7 +26,7 @@ def test_default_command_renders_every_factor_into_train_and_test(tiny_store):
 
 def test_every_minibatch_varies_exactly_one_factor_over_distinct_values(tiny_store):
     store = open_store(tiny_store)
-    for split, name in store.groups():
+    for split, name in store.sections():
         a = read_group(tiny_store, split, name)
         for values, identity in zip(a["factors"], a["identity"], strict=True):
             for f in FACE_FACTORS:
@@ -88,7 +88,7 @@ def test_a_minibatch_depends_only_on_seed_split_factor_and_index(tmp_path, tiny_
     assert render(args).exit_code == 0
     assert np.array_equal(read_group(alone, "train", "light")["images"],
                           read_group(tiny_store, "train", "light")["images"])
-    assert [g for g in open_store(alone).groups()] == [("train", "light"), ("test", "light")]
+    assert [g for g in open_store(alone).sections()] == [("train", "light"), ("test", "light")]
 
 
 def test_another_seed_gives_other_faces(tmp_path, tiny_store):
@@ -114,7 +114,7 @@ def test_a_new_factor_is_appended_without_touching_the_others(tmp_path, tiny_sto
     before = tree_digest(store / "train" / "azimuth")
     assert render([*TINY, "--vary", "light", "--out", store]).exit_code == 0
     assert tree_digest(store / "train" / "azimuth") == before
-    assert {f for _, f in open_store(store).groups()} == {"azimuth", "light"}
+    assert {f for _, f in open_store(store).sections()} == {"azimuth", "light"}
 
 
 def test_an_interrupted_run_resumes_without_gaps_or_duplicates(fresh_store, tiny_store):
@@ -144,7 +144,7 @@ def test_overwrite_replaces_a_store_made_with_other_settings(fresh_store):
     assert result.exit_code == 0, result.output
     store = open_store(fresh_store)
     assert store.spec.image_size == 24
-    assert [f for _, f in store.groups()] == ["light", "light"]
+    assert [f for _, f in store.sections()] == ["light", "light"]
 
 
 def test_the_store_records_how_it_was_made(tiny_store):

@@ -511,7 +511,7 @@ def test_legitimate_stores_still_open(legitimate, name):
     assert info.exit_code == 0, info.output
     assert "writer lock: one writer guaranteed" in info.output
     opened = open_store(store)
-    for split, factor in opened.groups():
+    for split, factor in opened.sections():
         assert len(opened.read_complete(split, factor).indices) > 0
     if name != "blobs-some-factors":  # blobs are test data, not images that verify
         verify = store_tool(["verify", store])

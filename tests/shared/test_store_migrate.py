@@ -102,9 +102,9 @@ def test_a_killed_migrations_lock_is_taken_over_by_the_rerun(old_and_migrated, t
 
     _after_writes(monkeypatch, 2, die)
     with pytest.raises(SystemExit):
-        from dcign.shared.migrate import migrate, plan_migration
+        from dcign.shared.migrate import migrate, prepare_migration
 
-        migrate(plan_migration(old, new))
+        migrate(prepare_migration(old, new))
     monkeypatch.undo()
     assert (new / LOCK_NAME).exists()
     resumed = store_tool(["migrate", old, new])

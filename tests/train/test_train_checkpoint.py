@@ -109,7 +109,7 @@ HOSTILE = {
     "optimiser settings of the wrong type": (_set("optimizer.param_groups.0.lr", "fast"),
                                              "optimizer.param_groups.lr"),
     "generator state of the wrong size": (_set("rng.torch", torch.zeros(3, dtype=torch.uint8)),
-                                          "rng.torch is not a CPU generator state"),
+                                          "rng.torch is not a CPU random generator's state"),
     "negative step": (_set("step", -1), "step is -1"),
     "step of the wrong type": (_set("step", "10"), "step must be int"),
     "learning rate of the wrong type": (_set("config.lr", "fast"), "config.lr must be float"),

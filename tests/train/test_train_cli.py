@@ -87,7 +87,7 @@ def test_a_store_without_a_factor_dcign_needs_is_refused_but_trains_the_vae(blob
 def test_an_empty_train_split_is_refused(blobs, tmp_path):
     path = shutil.copytree(blobs, tmp_path / "empty.zarr")
     store = open_store(path, mode="r+")
-    for split, factor in store.groups():
+    for split, factor in store.sections():
         if split == "train":
             store.arrays(split, factor).complete[:] = np.zeros(3, bool)
     assert_one_line_error(invoke("--store", path, "--mode", "vae"), "empty train split")

@@ -82,13 +82,13 @@ def test_elbo(model: DCIGN, store: Store, factors: tuple[str, ...] | list[str],
               device: torch.device, seed: int = 0) -> float | None:
     """ELBO per held-out image in nats (one ε sample per image, no clamping), over the test
     minibatches of the given types."""
-    gen = torch.Generator(device).manual_seed(seed)
+    rng = torch.Generator(device).manual_seed(seed)
     total, n = 0.0, 0
     for name in factors:
         for m in store.minibatches("test", name):
             x = to_tensor(m.images, device)
             mu, logvar = (t.float() for t in model.encode(x))
-            logits = model.decode(reparameterize(mu, logvar, gen))
+            logits = model.decode(reparameterize(mu, logvar, rng))
             total += float(reconstruction_nats(logits, x) + kl_nats(mu, logvar))
             n += len(x)
     return -total / n if n else None

@@ -65,20 +65,20 @@ def factor_correlations(encoded: dict[str, EncodedSplit], factors: tuple[Factor,
 
 
 def measure_held_out(model: DCIGN, store: Store, factors: tuple[Factor, ...],
-                     test_groups: tuple[str, ...], device: torch.device, seed: int, step: int,
+                     test_factors: tuple[str, ...], device: torch.device, seed: int, step: int,
                      out: Path) -> HeldOut:
-    """Measure `model` (in eval mode) on the test minibatches of `test_groups`, then write
+    """Measure `model` (in eval mode) on the test minibatches of `test_factors`, then write
     the numbers (`held_out.json`) and figures into `out`."""
     correlated = [f for f in factors  # a factor tied to no latent has no latent to correlate
-                  if not f.is_intrinsic and f.ties_latents and f.name in test_groups]
+                  if not f.is_intrinsic and f.ties_latents and f.name in test_factors]
     encoded = {f.name: encode_split(model, store, "test", f.name, device) for f in correlated}
     correlations = factor_correlations(encoded, factors, model.arch.latent_size,
                                        store.spec.batch_size)
     numbers = {"event": "held_out", "step": step, "split": "test",
-               "elbo_per_image": test_elbo(model, store, test_groups, device, seed),
+               "elbo_per_image": test_elbo(model, store, test_factors, device, seed),
                "correlations": correlations}
     (out / HELD_OUT_NAME).write_text(json.dumps(numbers, indent=2) + "\n")
-    first = next(store.minibatches("test", test_groups[0]))
+    first = next(store.minibatches("test", test_factors[0]))
     grid = reconstruction_grid(model, first.images[:GRID_IMAGES], device)
     figures = [save_grid(grid, out / "reconstructions.png")]
     if correlations:

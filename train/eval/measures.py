@@ -56,17 +56,17 @@ class EncodedTest:
     batch_size: int
 
 
-def test_groups(store: Store) -> list[str]:
+def test_factors(store: Store) -> list[str]:
     """Factors with complete test minibatches; a store without any is refused."""
-    groups = store.factors_present("test")
-    if not groups:
+    present = store.factors_present("test")
+    if not present:
         raise DcignError(f"{store.path} has no complete test minibatches to evaluate on")
-    return groups
+    return present
 
 
 def encode_test(trained: Trained, store: Store, device: torch.device) -> EncodedTest:
     encoded = {name: encode_split(trained.model, store, "test", name, device)
-               for name in test_groups(store)}
+               for name in test_factors(store)}
     return EncodedTest(encoded, store.spec.batch_size)
 
 
