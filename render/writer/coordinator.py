@@ -259,6 +259,10 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
             })
             finished = True
         except OSError as exc:
+            # A writer paused past the lock's staleness loses it, and the writer that takes
+            # over removes its half-written files (ENOENT when it resumes): the lost lock is
+            # the cause to report, not the disk.
+            lock.check()
             raise _disk_error(exc, location, request, verb, log) from None
         except TaskFailed as failure:
             raise _task_error(failure, location, request, verb, log) from None

@@ -187,5 +187,13 @@ def render_shard(recipe: DatasetRecipe, url: str, task: ShardTask,
         rendered += 1
     if task.lock_token:
         check_holder(url, task.lock_token)
-    write_block(arrays, task.start, images, values, identity)
+    try:
+        write_block(arrays, task.start, images, values, identity)
+    except OSError:
+        # A writer paused between the check and the write can lose its lock meanwhile, and
+        # the one that took over removes its half-written files (ENOENT here): the lost
+        # lock is the cause to report, not the disk.
+        if task.lock_token:
+            check_holder(url, task.lock_token)
+        raise
     return rendered

@@ -4,6 +4,7 @@ renders started together leave the store one render alone writes."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import TINY, content_digest, read_group, render, tree_digest
 
 from dcign.shared import lock as lock_module
@@ -60,6 +62,34 @@ def test_a_paused_render_that_lost_its_lock_stops_in_one_line_and_writes_nothing
     assert np.array_equal(ours["images"][:3], alone["images"][:3])
     assert np.array_equal(ours["factors"][:3], alone["factors"][:3])
 
+
+
+def _taken_over_then(error: OSError, out: Path):
+    """A stand-in for a write that fails because another writer took the lock over while
+    this one was paused (it removes the paused writer's half-written files)."""
+    def write(*args, **kwargs):
+        (out / LOCK_NAME).unlink()
+        (out / LOCK_NAME).write_text('{"pid": 1, "host": "elsewhere"}')
+        raise error
+    return write
+
+
+@pytest.mark.parametrize("where", ["creating the arrays", "writing a shard"])
+def test_a_write_that_fails_after_the_lock_was_taken_over_reports_the_lost_lock(
+        where, tmp_path, monkeypatch):
+    from dcign.render.writer import coordinator, shards
+
+    out = tmp_path / "faces.zarr"
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory", "zarr.json.partial")
+    if where == "creating the arrays":
+        monkeypatch.setattr(coordinator, "plan_shards", _taken_over_then(gone, out))
+    else:
+        monkeypatch.setattr(shards, "write_block", _taken_over_then(gone, out))
+    result = render([*TINY, "--out", out])
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "lost its lock" in lines[0], result.output
+    assert "No such file" not in result.output
 
 def test_renders_started_together_leave_the_store_one_render_alone_writes(tmp_path,
                                                                           tiny_store):
