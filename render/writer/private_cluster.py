@@ -114,7 +114,10 @@ def local_client(workers: int, env: dict[str, str], config: dict, log: str | Non
                          host="127.0.0.1", protocol="tls://", security=Security.temporary(),
                          dashboard_address=None,
                          silence_logs=logging.INFO if verbose else logging.ERROR,
-                         scheduler_kwargs={"plugins": [NoHttp()]},
+                         # port 0: the scheduler's HTTP server would take 8787, and warn
+                         # on the terminal when another program (or run) has it
+                         scheduler_kwargs={"plugins": [NoHttp()],
+                                           "dashboard_address": "127.0.0.1:0"},
                          plugins=(PrivateWorker(None if verbose else log),),
                          env=env) as cluster, \
             Client(cluster) as client:

@@ -113,7 +113,7 @@ def test_only_the_clusters_tls_ports_listen_and_each_refuses_strangers(private_c
     assert listening == ports
     http = [client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.http_server.port),
             *client.run(lambda dask_worker: dask_worker.http_server.port).values()]
-    assert 8787 in http or http[0] not in ports  # the scheduler's would-be dashboard port
+    assert http[0] != 8787 and http[0] not in ports  # not Dask's dashboard port: see below
     for port in http:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -121,6 +121,25 @@ def test_only_the_clusters_tls_ports_listen_and_each_refuses_strangers(private_c
     for address in sorted(comm):
         _refused(lambda a=address: asyncio.run(_say_hello(a, stranger)))
 
+
+
+def test_a_two_worker_render_says_nothing_more_when_port_8787_is_taken(tmp_path):
+    """Dask's scheduler takes 8787 for its HTTP server by default, and warns on the terminal
+    when another program (a notebook's cluster, a second render) has it; ours binds none."""
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 8787))
+        taken.listen()
+    except OSError:
+        pass  # someone else holds it: the case itself
+    try:
+        done = subprocess.run([DCIGN_RENDER, "faces", *TINY[:-3], "--workers", "2", "--quiet",
+                               "--out", str(tmp_path / "faces.zarr")],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        taken.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "8787" not in done.stdout
 
 # ------------------------------------------------------------ a scheduler from the environment
 
