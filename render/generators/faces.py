@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from dcign.shared.factors import FACE_FACTORS
+from dcign.shared.factors import FACE_FACTORS, factor_named
 from dcign.shared.images import GRAY_WEIGHTS, to_gray
 from dcign.shared.plans import IdentityPools, MinibatchPlan, check_pools, identity_rng
 from dcign.shared.store import StoreSpec
@@ -20,6 +20,8 @@ from ..objects.face_model import MorphableModel
 from ..objects.geometry import VertexNormals
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
+
+LIGHT_COLUMN = factor_named(FACE_FACTORS, "light").column
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 3  # 3: the shipped model and portable arithmetic (same bits everywhere)
@@ -101,6 +103,21 @@ class FaceGenerator(RenderingGenerator):
         vertices = (vertices - self._centre) * self._scale
         gray = to_gray(rgb)
         return list(zip(vertices, gray, strict=True))
+
+    def render(self, plan: MinibatchPlan) -> np.ndarray:
+        """uint8 images (B, H, W) of one minibatch plan. A light minibatch shows one face at
+        one pose under B lights: the face is uploaded and posed once, and four lights are
+        shaded over each rasterisation (`Renderer.render_lights`, the same bits as one light
+        at a time)."""
+        if plan.factor != "light":
+            return super().render(plan)
+        azimuth, elevation, _ = plan.values[0]
+        vertices, albedo = self.faces([int(plan.identities[0])])[0]
+        renderer = self.renderer()
+        renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
+        lights = light_direction(plan.values[:, LIGHT_COLUMN],
+                                 self.recipe.lighting.light_elevation)
+        return renderer.render_lights(rotation_matrix(azimuth, elevation), lights)
 
     def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Upload each identity's mesh once; yield (image index, rotation, light) per image."""

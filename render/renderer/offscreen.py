@@ -19,13 +19,16 @@ from dcign.shared.portable import sin_cos_degrees
 from ..objects.geometry import vertex_normals
 from .platform import PLATFORM_HELP
 from .poses import Lighting, light_direction, light_pose, object_pose
-from .pyrender_patches import check_pyrender, read_red_channel, refill_vertex_buffer, use_shaders
+from .pyrender_patches import check_pyrender, read_channels, refill_vertex_buffer, use_shaders
 
 SHADER_DIR = Path(__file__).with_name("shaders")
 SHADERS = {  # shading → our (vertex, fragment) stand-ins for pyrender's mesh shaders
     "pixel": ("mesh.vert", "mesh.frag"),  # per-pixel light, solid textures by material code
     "vertex": ("vertex_lit.vert", "vertex_lit.frag"),  # per-vertex light, plain albedo
 }
+# A light's colour names the channel the per-vertex shader writes it to (vertex_lit.vert):
+# four lights are shaded over one rasterisation of an unmoved object.
+CHANNEL_COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
 NEAR_PLANE = 0.5
 FAR_PLANE_IN_CAMERA_DISTANCES = 3
 
@@ -41,7 +44,8 @@ class Renderer:
         self.size = size
         self.lighting = lighting
         bg = lighting.background
-        self.scene = pyrender.Scene(bg_color=[bg, bg, bg, 1.0],
+        # the background in all four channels: a four-light render reads alpha as an image
+        self.scene = pyrender.Scene(bg_color=[bg, bg, bg, bg],
                                     ambient_light=[lighting.ambient] * 3)
         # A pinhole given by its focal length, computed here with portable arithmetic:
         # pyrender's PerspectiveCamera takes numpy's tan, whose last bits vary by CPU.
@@ -53,8 +57,10 @@ class Renderer:
         camera_pose = np.eye(4)
         camera_pose[2, 3] = lighting.camera_distance
         self.scene.add(camera, pose=camera_pose)
-        light = pyrender.DirectionalLight(intensity=lighting.light_intensity)
-        self._light_node = self.scene.add(light, pose=light_pose(light_direction(0.0, 0.0)))
+        self._lights = [pyrender.DirectionalLight(colour, lighting.light_intensity)
+                        for colour in CHANNEL_COLOURS]
+        self._light_node = self.scene.add(self._lights[0],
+                                          pose=light_pose(light_direction(0.0, 0.0)))
         self._mesh_node = None
         self._triangles = None  # the uploaded mesh's topology, kept to tell when it changes
         try:
@@ -62,8 +68,10 @@ class Renderer:
         except Exception as exc:  # PyOpenGL raises many kinds when no context can be made
             raise DcignError(f"could not create an OpenGL context ({exc}): {PLATFORM_HELP}"
                              ) from exc
-        use_shaders(self._gl, *(str(SHADER_DIR / name) for name in SHADERS[shading]))
-        read_red_channel(self._gl, size)
+        self.shading = shading
+        self._shader = use_shaders(self._gl, *(str(SHADER_DIR / name)
+                                               for name in SHADERS[shading]))
+        read_channels(self._gl, size, self._shader)
 
     def set_mesh(self, vertices: np.ndarray, triangles: np.ndarray, albedo: np.ndarray,
                  normals: np.ndarray | None = None, material: np.ndarray | None = None) -> None:
@@ -104,6 +112,30 @@ class Renderer:
         self.scene.set_pose(self._light_node, light_pose(toward_light))
         gray, _ = self._gl.render(self.scene)
         return gray
+
+    def render_lights(self, rotation: np.ndarray, toward_lights: np.ndarray) -> np.ndarray:
+        """uint8 images (L, size, size) of the current mesh, rotated, lit from each of
+        `toward_lights` (L, 3) in turn: four lights to one rasterisation, one per colour
+        channel, each channel the image `render` gives for its light (per-vertex shading
+        only: the pixel shader lights each fragment once)."""
+        if self.shading != "vertex":
+            raise ValueError("render_lights needs the per-vertex shader")
+        self.scene.set_pose(self._mesh_node, object_pose(rotation))
+        extra = [self.scene.add(light) for light in self._lights[1:]]
+        self._shader.lights_per_pass = len(CHANNEL_COLOURS)
+        try:
+            images = np.empty((len(toward_lights), self.size, self.size), np.uint8)
+            for start in range(0, len(toward_lights), len(CHANNEL_COLOURS)):
+                chunk = toward_lights[start:start + len(CHANNEL_COLOURS)]
+                for node, toward in zip([self._light_node, *extra], chunk, strict=False):
+                    self.scene.set_pose(node, light_pose(toward))
+                rgba, _ = self._gl.render(self.scene)
+                images[start:start + len(chunk)] = np.moveaxis(rgba[..., :len(chunk)], -1, 0)
+        finally:
+            self._shader.lights_per_pass = 1
+            for node in extra:
+                self.scene.remove_node(node)
+        return images
 
     def rasterise_depth_only(self, rotation: np.ndarray) -> None:
         """The floor benchmarks compare `render` to: the same mesh, pose and context through

@@ -33,10 +33,11 @@ def rotation_matrix(azimuth: float, elevation: float) -> np.ndarray:
     return np.array([[ca, -sa * se, sa * ce], [0.0, ce, se], [-sa, -ca * se, ca * ce]])
 
 
-def light_direction(azimuth: float, elevation: float) -> np.ndarray:
-    """Unit vector from the scene toward the light (deg; positive azimuth: from image right)."""
-    (sa, ca), (se, ce) = (tuple(map(float, sin_cos_degrees(x))) for x in (azimuth, elevation))
-    return np.array([sa * ce, se, ca * ce])
+def light_direction(azimuth, elevation) -> np.ndarray:
+    """Unit vector from the scene toward the light (deg; positive azimuth: from image right):
+    (3,) for one light, (N, 3) for N azimuths or elevations (the same bits as one by one)."""
+    (sa, ca), (se, ce) = (sin_cos_degrees(x) for x in (azimuth, elevation))
+    return np.stack(np.broadcast_arrays(sa * ce, se, ca * ce), axis=-1)
 
 
 def object_pose(rotation: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -111,27 +112,42 @@ def _require_offscreen_state(offscreen) -> None:
                          f"'pyrender{TESTED_RANGE}'")
 
 
-def use_shaders(offscreen, vertex_path: str, fragment_path: str) -> None:
-    """Draw meshes with our shader pair; pyrender's other programs (e.g. for points) stay."""
+@dataclass
+class ShaderSettings:
+    """What the patched pyrender reads at each render: how many lights our shader shades in
+    one pass (1, or 4 for a light minibatch: one per colour channel), and so which channels
+    the read-back returns."""
+
+    lights_per_pass: int = 1
+
+
+def use_shaders(offscreen, vertex_path: str, fragment_path: str) -> ShaderSettings:
+    """Draw meshes with our shader pair, compiled for the settings' lights per pass (each
+    count its own program, cached by pyrender); pyrender's other programs (e.g. for points)
+    stay. Returns the settings the caller changes between renders."""
     from pyrender.shader_program import ShaderProgramCache  # here: after the GL platform is chosen
 
     _require_offscreen_state(offscreen)
+    settings = ShaderSettings()
     cache = ShaderProgramCache()
     original = cache.get_program
 
     def get_program(vertex_shader, fragment_shader, geometry_shader=None, defines=None):
         if vertex_shader == PYRENDER_MESH_SHADER:
             vertex_shader, fragment_shader = vertex_path, fragment_path
+            defines = {**(defines or {}), "LIGHTS_PER_PASS": settings.lights_per_pass}
         return original(vertex_shader, fragment_shader, geometry_shader, defines)
 
     cache.get_program = get_program
     offscreen._renderer._program_cache = cache
+    return settings
 
 
-def read_red_channel(offscreen, size: int) -> None:
-    """Read back one channel as uint8 (size, size), rows top-down: pyrender's own reader also
-    resolves, reads and linearises depth, a third of the frame time in software GL. A
-    depth-only render (the benchmarks' floor) waits for the GL and reads nothing."""
+def read_channels(offscreen, size: int, settings: ShaderSettings) -> None:
+    """Read back uint8 rows top-down: the red channel (size, size) when one light was shaded,
+    all four (size, size, 4) when four were. pyrender's own reader also resolves, reads and
+    linearises depth, a third of the frame time in software GL. A depth-only render (the
+    benchmarks' floor) waits for the GL and reads nothing."""
     # here, not at the top: after the GL platform is chosen
     import pyrender
     from OpenGL import GL
@@ -139,7 +155,7 @@ def read_red_channel(offscreen, size: int) -> None:
     _require_offscreen_state(offscreen)
     inner = offscreen._renderer
 
-    def read_gray(scene, flags):
+    def read_back(scene, flags):
         if flags & pyrender.RenderFlags.DEPTH_ONLY:
             GL.glFinish()
             return None
@@ -149,11 +165,16 @@ def read_red_channel(offscreen, size: int) -> None:
                              GL.GL_LINEAR)
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)  # rows of `size` bytes, unpadded
-        buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RED, GL.GL_UNSIGNED_BYTE)
-        gray = np.frombuffer(buffer, dtype=np.uint8).reshape(size, size)
-        return np.ascontiguousarray(gray[::-1]), None  # GL rows run bottom-up
+        if settings.lights_per_pass == 1:
+            buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RED, GL.GL_UNSIGNED_BYTE)
+            shape = (size, size)
+        else:
+            buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+            shape = (size, size, 4)
+        pixels = np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+        return np.ascontiguousarray(pixels[::-1]), None  # GL rows run bottom-up
 
-    inner._read_main_framebuffer = read_gray
+    inner._read_main_framebuffer = read_back
 
 
 def refill_vertex_buffer(offscreen, primitive, vertices: np.ndarray, normals: np.ndarray,

@@ -117,6 +117,32 @@ def test_a_new_identity_on_the_same_topology_renders_as_a_fresh_upload(renderer)
     assert not np.array_equal(first, expected)
 
 
+
+@pytest.mark.parametrize("batch_size", [20, 6])
+def test_a_light_minibatch_shaded_four_lights_to_a_pass_is_the_one_at_a_time_picture(batch_size):
+    """Faces' light minibatches rasterise once per four lights (one per colour channel): every
+    image must be, bit for bit, the one that lighting alone gives, a short last pass (6 = 4 +
+    2) included, and the renderer must draw one light again afterwards."""
+    from dcign.render.generators.base import RenderingGenerator
+
+    generator = FaceRecipe(image_size=48, batch_size=batch_size).load()
+    for k in range(3):
+        plan = generator.plan("train", "light", k)
+        one_at_a_time = RenderingGenerator.render(generator, plan)  # the per-image path
+        relit = generator.render(plan)
+        assert relit.shape == one_at_a_time.shape and relit.mean() > 10
+        assert np.array_equal(relit, one_at_a_time), f"light minibatch {k}"
+        assert len({image.tobytes() for image in relit}) == batch_size  # the light moved
+    elevation = generator.plan("train", "elevation", 0)
+    assert np.array_equal(generator.render(elevation),
+                          RenderingGenerator.render(generator, elevation))
+    _OPEN.append(generator.renderer())
+
+
+def test_only_the_per_vertex_shader_shades_several_lights_to_a_pass(renderer):
+    with pytest.raises(ValueError, match="per-vertex"):
+        renderer.render_lights(np.eye(3), np.stack([light_direction(0, 0)] * 2))
+
 # --- pyrender's private state, patched in one module and checked before any GL context ---
 
 def _instance_attribute_removed(monkeypatch, cls: type, name: str) -> None:
