@@ -1,6 +1,6 @@
 """Light minibatches shaded four lights to a rasterisation: what it buys, in one run.
 
-    python benchmarks/render_relight.py [--size 150] [--batches 120] [--repeats 3]
+    python benchmarks/render_relight.py [--size 150] [--batches 600] [--repeats 3]
                                         [--before COMMIT] [--json out.json]
 
 1. Light against elevation minibatches, this code: `render_store` with 2 workers filling a
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BEFORE = "f980856"  # main before light minibatches were shaded four lights to a pass
+BEFORE = "403d06a"  # main before light minibatches were shaded four lights to a pass
 PACKAGES = ("render", "train", "shared")
 CLI = "from dcign.render.cli import main; main()"
 
@@ -95,7 +95,7 @@ def command_times(roots: dict[str, Path], size: int, batches: int, repeats: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=150)
-    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--batches", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", default=BEFORE, help="the commit to compare against")
     parser.add_argument("--json", type=Path)

@@ -77,15 +77,28 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return total
 
 
+_CACHED_SUM_BYTES = 512 * 1024  # the running sums of linear_combination's slice of columns
+
+
 def linear_combination(mean: np.ndarray, weights: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """mean + weights @ basis with the sum over components in order, in float64, then
     float32: mean (D,), weights (M, K), basis (K, D) → (M, D). The morphable model's
-    identities: a few milliseconds more than a BLAS product for a minibatch of faces."""
+    identities: a few milliseconds more than a BLAS product for a minibatch of faces.
+
+    Summed over a slice of columns at a time, whose running sums stay in the CPU's cache
+    (half as long for 20 faces as one pass over all columns); every element's sum is the
+    same, in the same order, whatever the slice."""
     weights = np.asarray(weights, dtype=np.float64)
-    total = np.repeat(np.asarray(mean, dtype=np.float64)[None], len(weights), axis=0)
-    for k in range(basis.shape[0]):
-        total += weights[:, k:k + 1] * basis[k]
-    return total.astype(np.float32)
+    mean = np.asarray(mean, dtype=np.float64)
+    out = np.empty((len(weights), basis.shape[1]), np.float32)
+    step = max(1, _CACHED_SUM_BYTES // (8 * max(1, len(weights))))
+    for start in range(0, basis.shape[1], step):
+        columns = slice(start, start + step)
+        total = np.repeat(mean[None, columns], len(weights), axis=0)
+        for k in range(basis.shape[0]):
+            total += weights[:, k:k + 1] * basis[k, columns]
+        out[:, columns] = total
+    return out
 
 
 def norm(v: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:

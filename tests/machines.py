@@ -76,6 +76,10 @@ class RecordingRenderer:
         self._update(rotation, toward_light)
         return np.zeros((self.size, self.size), np.uint8)
 
+    def render_lights(self, rotation, toward_lights) -> np.ndarray:
+        self._update(rotation, toward_lights)
+        return np.zeros((len(toward_lights), self.size, self.size), np.uint8)
+
     def close(self) -> None:
         pass
 

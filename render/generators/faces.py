@@ -21,7 +21,8 @@ from ..objects.geometry import VertexNormals
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
 
-LIGHT_COLUMN = factor_named(FACE_FACTORS, "light").column
+AZIMUTH, ELEVATION, LIGHT = (factor_named(FACE_FACTORS, name).column
+                              for name in ("azimuth", "elevation", "light"))
 
 # Bump when the images for a given (seed, model, options) would change: stores refuse to mix.
 GENERATOR_VERSION = 3  # 3: the shipped model and portable arithmetic (same bits everywhere)
@@ -111,13 +112,12 @@ class FaceGenerator(RenderingGenerator):
         at a time)."""
         if plan.factor != "light":
             return super().render(plan)
-        azimuth, elevation, _ = plan.values[0]
+        pose = plan.values[0]
         vertices, albedo = self.faces([int(plan.identities[0])])[0]
         renderer = self.renderer()
         renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
-        lights = light_direction(plan.values[:, LIGHT_COLUMN],
-                                 self.recipe.lighting.light_elevation)
-        return renderer.render_lights(rotation_matrix(azimuth, elevation), lights)
+        lights = light_direction(plan.values[:, LIGHT], self.recipe.lighting.light_elevation)
+        return renderer.render_lights(rotation_matrix(pose[AZIMUTH], pose[ELEVATION]), lights)
 
     def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Upload each identity's mesh once; yield (image index, rotation, light) per image."""
@@ -126,11 +126,12 @@ class FaceGenerator(RenderingGenerator):
         # All faces of the minibatch at once; each face's bits depend on its identity alone.
         unique = [int(i) for i in dict.fromkeys(plan.identities)]
         meshes = dict(zip(unique, self.faces(unique), strict=True))
+        rotations = rotation_matrix(plan.values[:, AZIMUTH], plan.values[:, ELEVATION])
+        lights = light_direction(plan.values[:, LIGHT], light_elevation)
         shown = None
-        for i, (identity, (azimuth, elevation, light)) in enumerate(
-                zip(plan.identities, plan.values, strict=True)):
+        for i, identity in enumerate(plan.identities):
             if identity != shown:
                 vertices, albedo = meshes[int(identity)]
                 renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
                 shown = identity
-            yield i, rotation_matrix(azimuth, elevation), light_direction(light, light_elevation)
+            yield i, rotations[i], lights[i]

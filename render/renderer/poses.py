@@ -25,15 +25,18 @@ class Lighting:
     background: float = 0.0  # 0 black (faces), 1 white (chairs)
 
 
-def rotation_matrix(azimuth: float, elevation: float) -> np.ndarray:
+def rotation_matrix(azimuth: float | np.ndarray, elevation: float | np.ndarray) -> np.ndarray:
     """Object rotation: azimuth (deg) turns it about +y (positive: nose toward image right),
     elevation (deg) tilts it about x (positive: nose up). R_y(azimuth) · R_x(elevation)ᵀ,
-    written out so that each entry is one product (the same bits on every machine)."""
-    (sa, ca), (se, ce) = (tuple(map(float, sin_cos_degrees(x))) for x in (azimuth, elevation))
-    return np.array([[ca, -sa * se, sa * ce], [0.0, ce, se], [-sa, -ca * se, ca * ce]])
+    written out so that each entry is one product (the same bits on every machine):
+    (3, 3) for one pose, (N, 3, 3) for N (the same bits as one by one)."""
+    (sa, ca), (se, ce) = (sin_cos_degrees(x) for x in (azimuth, elevation))
+    sa, ca, se, ce = np.broadcast_arrays(sa, ca, se, ce)
+    rows = ((ca, -sa * se, sa * ce), (np.zeros_like(ce), ce, se), (-sa, -ca * se, ca * ce))
+    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
 
 
-def light_direction(azimuth, elevation) -> np.ndarray:
+def light_direction(azimuth: float | np.ndarray, elevation: float | np.ndarray) -> np.ndarray:
     """Unit vector from the scene toward the light (deg; positive azimuth: from image right):
     (3,) for one light, (N, 3) for N azimuths or elevations (the same bits as one by one)."""
     (sa, ca), (se, ce) = (sin_cos_degrees(x) for x in (azimuth, elevation))
