@@ -1,10 +1,10 @@
 """Light minibatches shaded four lights to a rasterisation: what it buys, in one run.
 
-    python benchmarks/render_relight.py [--size 150] [--batches 600] [--repeats 3]
-                                        [--before COMMIT] [--json out.json]
+    python benchmarks/render_relight.py [--size 150] [--rate-batches 200] [--batches 600]
+                                        [--repeats 3] [--before COMMIT] [--json out.json]
 
 1. Light against elevation minibatches, this code: `render_store` with 2 workers filling a
-   store of one minibatch type, at its steady rate (two store sizes, N and 2N minibatches:
+   store of one minibatch type, at its steady rate (two store sizes, R and 2R minibatches:
    the images between them over the seconds between them, so the workers' start-up does not
    count), the two types alternating; medians of the repeats and their ratio.
 2. The user's command, `dcign-render faces --vary light` (2 workers), end to end through the
@@ -95,6 +95,7 @@ def command_times(roots: dict[str, Path], size: int, batches: int, repeats: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=150)
+    parser.add_argument("--rate-batches", type=int, default=200)
     parser.add_argument("--batches", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", default=BEFORE, help="the commit to compare against")
@@ -109,7 +110,7 @@ def main() -> None:
         try:
             roots = {"before": import_root(worktree, tmp / "root-before"),
                      "after": import_root(REPO, tmp / "root-after")}
-            rates = steady_rates(roots["after"], opts.size, opts.batches, opts.repeats)
+            rates = steady_rates(roots["after"], opts.size, opts.rate_batches, opts.repeats)
             times = command_times(roots, opts.size, opts.batches, opts.repeats, tmp)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
