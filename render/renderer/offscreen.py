@@ -4,7 +4,9 @@ Geometry is uploaded once per object (`set_mesh`); each image then only moves th
 the light (`render`). Shading is our own small Lambert shader in place of pyrender's (see
 `pyrender_patches`): pyrender's PBR shader costs three times the rasterisation itself in
 software GL. Two variants: lit per pixel with solid textures (chairs), or lit per vertex
-(faces, whose dense mesh makes that look the same at a fraction of the cost).
+(faces, whose dense mesh makes that look the same at a fraction of the cost). Lit per
+vertex, an unmoved object is shaded under four lights in one rasterisation, one per colour
+channel (`render_lights`, for light minibatches).
 """
 
 from __future__ import annotations
