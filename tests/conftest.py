@@ -215,6 +215,12 @@ def lock_file(store: Path, **content) -> Path:
     return path
 
 
+def installed(command: str) -> str:
+    """The console script `command` (dcign-render, dask, …) installed beside this Python: the
+    tests run the commands a user runs, from the environment under test."""
+    return str(Path(sys.executable).with_name(command))
+
+
 def worker_pythonpath(test_file: str) -> str:
     """PYTHONPATH for processes (Dask workers) that import a test module by name: its own
     folder and this one (conftest, machines)."""

@@ -8,18 +8,17 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY, content_digest, read_group, render, tree_digest
+from conftest import TINY, content_digest, installed, read_group, render, tree_digest
 
 from dcign.shared import lock as lock_module
 from dcign.shared.lock import LOCK_NAME
 
-DCIGN_RENDER = str(Path(sys.executable).with_name("dcign-render"))
+DCIGN_RENDER = installed("dcign-render")
 SLOW = ["--size", "32", "--batch-size", "4", "--test-batches", "1", "--vary", "light",
         "--workers", "1", "--quiet"]
 

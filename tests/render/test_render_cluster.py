@@ -23,12 +23,19 @@ from pathlib import Path
 import psutil
 import pytest
 import zarr
-from conftest import TINY, assert_one_line_error, content_digest, render, worker_pythonpath
+from conftest import (
+    TINY,
+    assert_one_line_error,
+    content_digest,
+    installed,
+    render,
+    worker_pythonpath,
+)
 
 from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer.cluster import SCHEDULER_VARIABLE, dask_client
 
-DCIGN_RENDER = str(Path(sys.executable).with_name("dcign-render"))
+DCIGN_RENDER = installed("dcign-render")
 REFUSED_WITHIN = 10.0  # seconds: a refusal comes at the handshake, not after a timeout
 NO_WORKERS = [a for i, a in enumerate(TINY) if "--workers" not in (a, TINY[i - 1])]
 

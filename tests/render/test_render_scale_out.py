@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from conftest import (
     TINY,
     assert_one_line_error,
     content_digest,
+    installed,
     render,
     store_tool,
     worker_pythonpath,
@@ -112,7 +112,7 @@ def _wait_for(path: Path, process: subprocess.Popen) -> None:
 @pytest.fixture
 def command_line_cluster(tmp_path):
     """`dask scheduler` and one `dask worker`, started as a user would, on 127.0.0.1."""
-    dask = str(Path(sys.executable).with_name("dask"))
+    dask = installed("dask")
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
                                   "--no-dashboard", "--scheduler-file", str(scheduler_file)],

@@ -9,7 +9,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from conftest import (
     content_digest,
     file_digests,
     garble,
+    installed,
     invoke,
     render,
     shard_file,
@@ -136,7 +136,7 @@ def test_a_disk_that_fails_mid_run_is_one_line_and_a_rerun_completes_the_store(
 
 
 def _start_slow_render(out: Path) -> subprocess.Popen:
-    args = [str(Path(sys.executable).with_name("dcign-render")), "faces", "--size", "32",
+    args = [installed("dcign-render"), "faces", "--size", "32",
             "--batch-size",
             "4", "--batches", "400", "--test-batches", "1", "--vary", "light", "--workers", "1",
             "--quiet", "--out", str(out)]

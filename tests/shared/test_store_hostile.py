@@ -19,7 +19,6 @@ import random
 import resource
 import shutil
 import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import TINY, assert_one_line_error, invoke, render, shard_file, store_tool
+from conftest import TINY, assert_one_line_error, installed, invoke, render, shard_file, store_tool
 
 from dcign.render.cli import main as render_main
 from dcign.shared.errors import DamagedMinibatch, StoreReadError
@@ -438,7 +437,7 @@ def _limited() -> None:
 
 def _cli(command: str, *args: str | Path) -> subprocess.CompletedProcess:
     """A console script in a process of its own with 2 GiB of address space."""
-    exe = str(Path(sys.executable).with_name(command))
+    exe = installed(command)
     return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
                           preexec_fn=_limited, timeout=120,
                           env=os.environ | {"MALLOC_ARENA_MAX": "2"})
