@@ -23,12 +23,14 @@ Examples:
   dcign-store migrate datasets/old-faces.zarr datasets/faces.zarr   # schema 1 → 2
   dcign-store preview datasets/faces.zarr --out preview.png
   dcign-store preview datasets/faces.zarr --split test --factor light --minibatch 0,1,2
+  dcign-store export datasets/faces.zarr exports/faces   # Parquet + card for HF datasets
+  dcign-store export datasets/faces.zarr exports/faces-light --factor light --split train
 """
 
 
 @click.group(cls=DcignGroup, epilog=EPILOG)
 def main() -> None:
-    """Summarise, verify and preview dcign Zarr stores."""
+    """Summarise, verify, preview, migrate and export dcign Zarr stores."""
 
 
 def _layout(store: Store) -> str:
@@ -161,6 +163,37 @@ def preview(store_path, split, factor, minibatches, columns, out) -> None:
             rows.append((split, name, k))
     path = save_preview(store, rows, out, columns)
     click.echo(f"wrote {path} ({len(rows)} rows)")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("store_path", metavar="STORE", type=click.Path())
+@click.argument("out", metavar="OUT", type=click.Path())
+@click.option("--factor", multiple=True, help="Varying factor(s) to export. Default: all.")
+@click.option("--split", "splits", multiple=True, help="Split(s) to export. Default: all.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an export made from another store or with other settings.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export(store_path, out, factor, splits, overwrite, quiet) -> None:
+    """Write OUT: Parquet files (one row per image) with a dataset card and Croissant
+    metadata, read by Hugging Face `datasets.load_dataset(OUT)` with no dcign code. A rerun
+    on a finished export of the same store is a no-op."""
+    from .export import existing_export, export_store, plan_export  # pyarrow when exporting
+
+    store = open_store(store_path)
+    names = split_choices(factor, factor_names(store.spec.factors), "factor")
+    chosen = split_choices(splits, list(SPLITS), "split")
+    plan = plan_export(store, out, names, chosen)
+    if existing_export(plan, overwrite):
+        click.echo(f"{out}: already an export of this store with these settings; nothing "
+                   "to do")
+        return
+    with tqdm(total=plan.minibatches, unit="minibatch", desc="exporting", leave=False,
+              disable=quiet) as bar:
+        summary = export_store(plan, overwrite, on_minibatches=bar.update)
+    images = summary.minibatches * store.spec.batch_size
+    click.echo(f"{out}: {summary.minibatches} minibatches ({images} images) in "
+               f"{summary.files} Parquet files, with README.md, croissant.json and "
+               "preview.png; load it with datasets.load_dataset(OUT)")
 
 
 if __name__ == "__main__":  # python -m, as torchrun -m runs it
