@@ -9,6 +9,7 @@ steps in parallel, and a resumed run simply starts the index at the checkpoint's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dcign.shared.errors import DcignError, StoreError
+from dcign.shared.export_reader import is_export
 from dcign.shared.factors import MIRROR_NEGATED, Factor, factor_named, latent_slice, regroup
 from dcign.shared.images import GRAY_LEVELS
 from dcign.shared.store import Store, StoreSpec, draw_from_pools, identities_in_both, open_store
@@ -93,6 +95,11 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
     """Open a store and check it can train `mode` (a method's name); one-line errors.
     `latent_groups` resizes factors' latent groups (`--latent-group`)."""
     clamps = method_class(mode).clamps
+    if is_export(path):  # the loader reads whole steps from Zarr; an export is rows
+        raise DcignError(f"{path} is a dcign export (Parquet rows for Hugging Face datasets), "
+                         "which dcign-train does not read: train on the store (re-render it "
+                         f"with the command in {Path(path) / 'README.md'}), or read the export "
+                         "with dcign.train.dataset.MinibatchDataset for a model of your own")
     store = open_store(path)
     factors = regroup(store.spec.factors, latent_groups or {}, latent_size)
     weights = parse_ratio(ratio, factors)

@@ -12,6 +12,9 @@ Item i is one stored minibatch, in which exactly one factor varies:
 `batch["values"]` holds every image's factor values, columns named by `data.columns`, and
 `batch["identity"]` which face or chair each image shows. DC-IGN's own trainer reads stores
 through `data.py` instead, which draws whole training steps by seed.
+
+An export (`dcign-store export`: Parquet for Hugging Face `datasets`) is read the same way, its
+rows regrouped into the store's minibatches: the items are the same as from the store.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from dcign.shared.export_reader import Export, is_export, open_export
 from dcign.shared.factors import continuous_factors
 from dcign.shared.store import Store, open_store
 
@@ -28,11 +32,13 @@ from .data import network_input
 
 
 class MinibatchDataset(Dataset):
-    """The complete minibatches of one split (of the given minibatch types, or all)."""
+    """The complete minibatches of one split (of the given minibatch types, or all), from a
+    store or from an export of one."""
 
-    def __init__(self, store: str | Path | Store, split: str = "train",
+    def __init__(self, store: str | Path | Store | Export, split: str = "train",
                  factors: list[str] | None = None):
-        self.store = store if isinstance(store, Store) else open_store(store)
+        self.store = store if isinstance(store, Store | Export) else (
+            open_export(store) if is_export(store) else open_store(store))
         self.split = split
         names = factors if factors is not None else self.store.factors_present(split)
         self.items = [(name, int(k)) for name in names for k in self.store.complete(split, name)]
