@@ -143,16 +143,35 @@ def existing_export(plan: ExportPlan, overwrite: bool) -> bool:
             return False
         raise DcignError(f"{out} exists and is not a dcign export; choose another OUT "
                          "(--overwrite replaces only an export)")
-    marker = read_marker(out)
+    try:
+        marker = read_marker(out)
+    except DcignError:
+        if overwrite:  # its marker names it an export, one this dcign cannot read: replaced
+            return False
+        raise
     why = [what for what, old, new in (
         ("the store's content or settings", marker["store"]["digest"], plan.digest),
         ("the export settings", marker["settings"], plan.settings)) if old != new]
     if not why:
-        return True
+        damaged = _damaged_files(out, marker)
+        if not damaged:
+            return True
+        why = [f"{len(damaged)} files changed or missing since (first: {damaged[0]})"]
     if overwrite:
         return False
-    raise DcignError(f"{out} was exported from {marker['store']['url']} with other "
-                     f"{' and '.join(why).removeprefix('the ')}; --overwrite replaces it")
+    if why[0].startswith("the "):
+        raise DcignError(f"{out} was exported from {marker['store']['url']} with other "
+                         f"{' and '.join(why).removeprefix('the ')}; --overwrite replaces it")
+    raise DcignError(f"{out} is an export of this store with {why[0]}; --overwrite writes it "
+                     "again")
+
+
+def _damaged_files(out: Path, marker: dict) -> list[str]:
+    """The files of a finished export that are gone or not the size written (a cheap check:
+    `croissant.json` holds each one's sha256 for a full one)."""
+    files = [f for s in marker["sections"] for f in s["files"]]
+    return [f["path"] for f in files if not (out / f["path"]).is_file()
+            or (out / f["path"]).stat().st_size != f["bytes"]]
 
 
 # ----------------------------------------------------------------------------- rows

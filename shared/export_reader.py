@@ -51,6 +51,14 @@ def read_marker(path: str | Path) -> dict:
     if marker.get("version") != FORMAT_VERSION:
         raise DcignError(f"{path} is export format {marker.get('version')!r}; this dcign "
                          f"reads {FORMAT_VERSION}: export the store again")
+    store = marker.get("store")
+    if not (isinstance(store, dict) and {"url", "digest"} <= set(store)
+            and isinstance(marker.get("sections"), list)
+            and all(isinstance(s, dict) and isinstance(s.get("files"), list)
+                    for s in marker["sections"])
+            and isinstance(marker.get("attrs"), dict) and "settings" in marker):
+        raise DcignError(f"{path}/{MARKER} is malformed: export the store again with "
+                         "--overwrite")
     return marker
 
 
@@ -106,7 +114,12 @@ class Export:
         if entry is None:
             raise StoreError(f"{split}/{factor} minibatch {k} is not in the export {self.path}")
         path = self.path / entry["path"]
-        rows = _pyarrow().ParquetFile(path).read_row_groups(self._row_groups(path)[k])
+        try:
+            rows = _pyarrow().ParquetFile(path).read_row_groups(self._row_groups(path)[k])
+        except (OSError, KeyError) as exc:  # pyarrow's errors for damage are OSErrors too
+            raise StoreError(f"{path}: cannot read {split}/{factor}/{k} "
+                             f"({type(exc).__name__}: {str(exc)[:120]}); export the store "
+                             "again with --overwrite") from None
         columns = rows.to_pydict()
         picked = [i for i, (m, v) in enumerate(zip(columns[MINIBATCH], columns[VARYING],
                                                    strict=True)) if m == k and v == factor]
@@ -140,6 +153,10 @@ def open_export(path: str | Path) -> Export:
     if not is_export(path):
         raise DcignError(f"{path} is not a dcign export (no {MARKER})")
     marker = read_marker(path)
-    spec = spec_from_attrs(marker["attrs"], str(path))
-    files = {(s["split"], s["factor"]): s["files"] for s in marker["sections"]}
+    try:
+        spec = spec_from_attrs(marker["attrs"], str(path))
+        files = {(s["split"], s["factor"]): s["files"] for s in marker["sections"]}
+    except (KeyError, TypeError) as exc:
+        raise DcignError(f"{path}/{MARKER} is malformed ({type(exc).__name__}: {exc})"
+                         ) from None
     return Export(path, spec, files)

@@ -164,6 +164,24 @@ def test_an_export_of_a_changed_store_is_refused_and_overwrite_replaces_it(fresh
     assert not list(tmp_path.glob(".export.*"))  # the old export and the partial are gone
 
 
+def test_an_export_missing_a_file_is_not_taken_as_finished(tiny_store, tmp_path):
+    out = tmp_path / "export"
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
+    (out / "data" / "light" / "test-00000-of-00001.parquet").unlink()
+    assert_one_line_error(store_tool(["export", tiny_store, out]),
+                          "1 files changed or missing", "--overwrite")
+    assert store_tool(["export", tiny_store, out, "--overwrite", "--quiet"]).exit_code == 0
+    assert (out / "data" / "light" / "test-00000-of-00001.parquet").is_file()
+
+
+def test_a_broken_marker_is_one_line(tiny_store, tmp_path):
+    out = tmp_path / "export"
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
+    (out / "dcign-export.json").write_text('{"format": "dcign-export", "version": 1}')
+    assert_one_line_error(store_tool(["export", tiny_store, out]), "malformed")
+    assert store_tool(["export", tiny_store, out, "--overwrite", "--quiet"]).exit_code == 0
+
+
 def test_other_export_settings_are_refused(exported, tiny_store):
     assert_one_line_error(store_tool(["export", tiny_store, exported, "--factor", "light"]),
                           "export settings", "--overwrite")
