@@ -149,21 +149,21 @@ def existing_export(plan: ExportPlan, overwrite: bool) -> bool:
         if overwrite:  # its marker names it an export, one this dcign cannot read: replaced
             return False
         raise
-    why = [what for what, old, new in (
-        ("the store's content or settings", marker["store"]["digest"], plan.digest),
-        ("the export settings", marker["settings"], plan.settings)) if old != new]
-    if not why:
+    changed = []
+    if marker["store"]["digest"] != plan.digest:
+        changed.append(f"from another store or one changed since ({marker['store']['url']})")
+    if marker["settings"] != plan.settings:
+        changed.append("with other settings (--factor, --split)")
+    if changed:
+        problem = "exported " + " and ".join(changed)
+    else:
         damaged = _damaged_files(out, marker)
         if not damaged:
             return True
-        why = [f"{len(damaged)} files changed or missing since (first: {damaged[0]})"]
+        problem = f"exported with files since removed or changed ({', '.join(damaged[:3])})"
     if overwrite:
         return False
-    if why[0].startswith("the "):
-        raise DcignError(f"{out} was exported from {marker['store']['url']} with other "
-                         f"{' and '.join(why).removeprefix('the ')}; --overwrite replaces it")
-    raise DcignError(f"{out} is an export of this store with {why[0]}; --overwrite writes it "
-                     "again")
+    raise DcignError(f"{out} was {problem}; --overwrite replaces it")
 
 
 def _damaged_files(out: Path, marker: dict) -> list[str]:
@@ -171,7 +171,7 @@ def _damaged_files(out: Path, marker: dict) -> list[str]:
     `croissant.json` holds each one's sha256 for a full one)."""
     files = [f for s in marker["sections"] for f in s["files"]]
     return [f["path"] for f in files if not (out / f["path"]).is_file()
-            or (out / f["path"]).stat().st_size != f["bytes"]]
+            or (out / f["path"]).stat().st_size != f.get("bytes")]
 
 
 # ----------------------------------------------------------------------------- rows

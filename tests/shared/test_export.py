@@ -156,7 +156,7 @@ def test_an_export_of_a_changed_store_is_refused_and_overwrite_replaces_it(fresh
     zarr.open_group(str(fresh_store), mode="r+")["train/light/complete"][2] = False
     before = tree_digest(out)
     assert_one_line_error(store_tool(["export", fresh_store, out]), str(out),
-                          "store's content or settings", "--overwrite")
+                          "from another store or one changed since", "--overwrite")
     assert tree_digest(out) == before
     result = store_tool(["export", fresh_store, out, "--overwrite", "--quiet"])
     assert result.exit_code == 0, result.output
@@ -169,7 +169,7 @@ def test_an_export_missing_a_file_is_not_taken_as_finished(tiny_store, tmp_path)
     assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
     (out / "data" / "light" / "test-00000-of-00001.parquet").unlink()
     assert_one_line_error(store_tool(["export", tiny_store, out]),
-                          "1 files changed or missing", "--overwrite")
+                          "files since removed or changed", "test-00000-of-00001", "--overwrite")
     assert store_tool(["export", tiny_store, out, "--overwrite", "--quiet"]).exit_code == 0
     assert (out / "data" / "light" / "test-00000-of-00001.parquet").is_file()
 
@@ -184,7 +184,7 @@ def test_a_broken_marker_is_one_line(tiny_store, tmp_path):
 
 def test_other_export_settings_are_refused(exported, tiny_store):
     assert_one_line_error(store_tool(["export", tiny_store, exported, "--factor", "light"]),
-                          "export settings", "--overwrite")
+                          "with other settings", "--overwrite")
 
 
 def test_a_folder_that_is_not_an_export_is_never_replaced(tiny_store, tmp_path):
