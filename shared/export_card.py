@@ -72,7 +72,11 @@ def front_matter(marker: dict) -> str:
     factors = [s["factor"] for s in marker["sections"]]
     factors = list(dict.fromkeys(f.name for f in spec.factors if f.name in factors))
     q = json.dumps
-    lines = ["---", f"license: {licence(spec)}", f"pretty_name: {q(_title(spec))}",
+    lines = ["---", f"license: {licence(spec)}"]
+    if licence(spec) == "other":  # the Hub asks an `other` licence for its name
+        slug = "".join(c if c.isalnum() else "-" for c in spec.model.get("name", "")).lower()
+        lines.append(f"license_name: {q(slug.strip('-') + '-terms')}")
+    lines += [f"pretty_name: {q(_title(spec))}",
              "task_categories:", "- image-to-image", "- image-feature-extraction",
              "tags:", "- synthetic", "- disentanglement", "- inverse-graphics", "- dc-ign",
              f"- {spec.dataset}", "size_categories:", f"- {size_category(_rows(marker))}",

@@ -269,3 +269,38 @@ def test_the_export_reads_without_dcign(exported, tmp_path):
                            str(tmp_path / "c")], capture_output=True, text=True, env=env,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_each_store_shard_becomes_one_file_and_gaps_stay_gaps(tmp_path, monkeypatch):
+    """A store of 2-minibatch shards, with an incomplete minibatch: a Parquet file per shard
+    (the export holds one shard in memory at a time), and rows regroup into exactly the
+    complete minibatches. Blobs are not the project's own renders' licence."""
+    from dcign.shared import store_writer
+    from dcign.train.synthetic import write_blob_store
+
+    monkeypatch.setattr(store_writer, "shard_minibatches", lambda b, h: 2)
+    path = write_blob_store(tmp_path / "blobs.zarr", image_size=16, train_batches=5,
+                            test_batches=1, batch_size=3)
+    zarr.open_group(str(path), mode="r+")["train/light/complete"][2] = False
+    out = tmp_path / "out"
+    result = store_tool(["export", path, out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (out / "data" / "light").iterdir())
+    assert names == ["test-00000-of-00001.parquet", *[f"train-0000{i}-of-00003.parquet"
+                                                      for i in range(3)]]
+    per_file = [sorted(set(pq.read_table(out / "data" / "light" / n)["minibatch"].to_pylist()))
+                for n in names[1:]]
+    assert per_file == [[0, 1], [3], [4]]
+    store = open_store(path)
+    data = datasets.load_dataset("parquet", data_files=str(out / "data/*/train-*.parquet"),
+                                 cache_dir=str(tmp_path / "c"))["train"]
+    groups = regrouped(data)
+    for factor in FACTORS:
+        for m in store.minibatches("train", factor):
+            rows = groups.pop((factor, m.index))
+            assert np.array_equal(np.stack([np.asarray(r["image"]) for r in rows]), m.images)
+            assert [r["identity"] for r in rows] == m.identity.tolist()
+    assert groups == {}
+    card = (out / "README.md").read_text()
+    assert card.startswith('---\nlicense: other\nlicense_name: "blob-terms"\n')
+    assert "(the store records no command)" in card
