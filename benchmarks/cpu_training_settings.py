@@ -1,7 +1,8 @@
 """CPU training settings: optimiser steps/s of the CPU-sized network at 64×64 under each
 setting the trainer offers, measured on this machine, to choose the CPU default from evidence.
 
-    python benchmarks/cpu_training_settings.py [--steps 40] [--repeats 3] [--json out.json]
+    python benchmarks/cpu_training_settings.py [--steps 40] [--repeats 3] [--only NAME ...]
+                                               [--json out.json]
 
 Each setting trains in a fresh process (a thread count is fixed when torch starts; compiled
 code is per process) on a synthetic 64×64 blob store (the network's cost does not depend on
@@ -68,16 +69,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="+", default=[],
+                        help="settings whose names contain one of these (the default always)")
     parser.add_argument("--json", type=Path)
     opts = parser.parse_args()
+    chosen = {name: s for i, (name, s) in enumerate(SETTINGS.items())
+              if i == 0 or not opts.only or any(word in name for word in opts.only)}
     from dcign.train.synthetic import write_blob_store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = str(write_blob_store(Path(tmp) / "blobs64.zarr", 64, train_batches=20,
                                      test_batches=1))
-        found: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+        found: dict[str, list[dict]] = {name: [] for name in chosen}
         for _ in range(opts.repeats):
-            for name, (fields, threads) in SETTINGS.items():
+            for name, (fields, threads) in chosen.items():
                 found[name].append(one_setting(fields, threads, store, opts.steps))
     rates = {name: statistics.median(r["steps_per_s"] for r in runs)
              for name, runs in found.items()}

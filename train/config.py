@@ -51,7 +51,7 @@ class TrainConfig:
     beta2: float = 0.99
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on the CPU
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA and CPUs with AMX, else fp32
     channels_last: bool | None = None  # None: on CUDA, off on the CPU
     workers: int = -1  # -1: 4 loader processes on CUDA, 0 on the CPU (they would steal cores)
     pin_memory: bool | None = None  # None: on CUDA

@@ -54,14 +54,23 @@ def one_minibatch_loss(run):
     return terms.detach(), grad
 
 
-def test_auto_means_bf16_and_channels_last_on_cuda_and_plain_fp32_on_the_cpu(blobs, tmp_path):
-    cpu = execution_for(config(blobs, tmp_path))
+def test_auto_means_bf16_and_channels_last_on_cuda_and_fp32_on_a_cpu_without_amx(blobs, tmp_path):
+    with mock.patch("torch.cpu._is_amx_tile_supported", return_value=False):
+        cpu = execution_for(config(blobs, tmp_path))
     assert (cpu.precision, cpu.channels_last, cpu.pin_memory, cpu.workers) == (
         "fp32", False, False, 0)
     with mock.patch("torch.cuda.is_available", return_value=True):
         cuda = execution_for(config(blobs, tmp_path, workers=-1))
     assert (cuda.device.type, cuda.precision, cuda.channels_last, cuda.pin_memory,
             cuda.workers) == ("cuda", "bf16", True, True, 4)
+
+
+def test_auto_means_bf16_on_a_cpu_with_amx_and_an_explicit_precision_wins(blobs, tmp_path):
+    with mock.patch("torch.cpu._is_amx_tile_supported", return_value=True):
+        assert execution_for(config(blobs, tmp_path)).precision == "bf16"
+        assert execution_for(config(blobs, tmp_path, precision="fp32")).precision == "fp32"
+    with mock.patch("torch.cpu._is_amx_tile_supported", return_value=False):
+        assert execution_for(config(blobs, tmp_path, precision="bf16")).precision == "bf16"
 
 
 def test_bf16_autocast_gives_the_fp32_loss_and_gradient_on_the_same_batch(blobs, tmp_path):
