@@ -77,7 +77,10 @@ class RecordingRenderer:
         return np.zeros((self.size, self.size), np.uint8)
 
     def render_lights(self, rotation, toward_lights) -> np.ndarray:
-        self._update(rotation, toward_lights)
+        """Recorded as the images one light at a time would be: the digest of a scene does
+        not depend on how many lights a pass shades."""
+        for toward_light in toward_lights:
+            self.render(rotation, toward_light)
         return np.zeros((len(toward_lights), self.size, self.size), np.uint8)
 
     def close(self) -> None:
