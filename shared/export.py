@@ -66,7 +66,7 @@ class ExportFile:
 
 
 @dataclass(frozen=True)
-class ExportPlan:
+class ExportRequest:
     """What an export of a store will hold, and what identifies it (digest, settings)."""
 
     store: Store
@@ -103,8 +103,8 @@ def store_digest(store: Store) -> str:
     return h.hexdigest()
 
 
-def plan_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
-                splits: tuple[str, ...] = ()) -> ExportPlan:
+def prepare_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
+                   splits: tuple[str, ...] = ()) -> ExportRequest:
     """The files an export of `store` (of the named factors and splits, or all) holds."""
     if "://" in str(out):
         raise DcignError(f"{out}: an export is written to a local folder; upload it from "
@@ -128,14 +128,14 @@ def plan_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
                          + (" of the factors and splits asked for" if factors or splits else ""))
     settings = {"format_version": FORMAT_VERSION, "factors": sorted(factors),
                 "splits": sorted(splits), "png_level": PNG_LEVEL}
-    return ExportPlan(store, Path(out), tuple(files), store_digest(store), settings)
+    return ExportRequest(store, Path(out), tuple(files), store_digest(store), settings)
 
 
-def existing_export(plan: ExportPlan, overwrite: bool) -> bool:
+def existing_export(request: ExportRequest, overwrite: bool) -> bool:
     """Whether OUT already is this export (same store digest and settings): nothing to do.
     Refuses, in one line, a folder that is another export (unless `overwrite`) or that is
     not an export at all (never replaced: it may be anything of the user's)."""
-    out = plan.out
+    out = request.out
     if not out.exists():
         return False
     if not (out / MARKER).is_file():
@@ -150,9 +150,9 @@ def existing_export(plan: ExportPlan, overwrite: bool) -> bool:
             return False
         raise
     changed = []
-    if marker["store"]["digest"] != plan.digest:
+    if marker["store"]["digest"] != request.digest:
         changed.append(f"from another store or one changed since ({marker['store']['url']})")
-    if marker["settings"] != plan.settings:
+    if marker["settings"] != request.settings:
         changed.append("with other settings (--factor, --split)")
     if changed:
         problem = "exported " + " and ".join(changed)
@@ -259,14 +259,14 @@ def sha256(path: Path) -> str:
 
 # ----------------------------------------------------------------------------- the folder
 
-def export_store(plan: ExportPlan, overwrite: bool = False,
+def export_store(request: ExportRequest, overwrite: bool = False,
                  on_minibatches: Callable[[int], object] = lambda n: None) -> ExportSummary:
-    """Write the export the plan describes into a temporary folder beside OUT, then rename
+    """Write what `request` describes into a temporary folder beside OUT, then rename
     it into place; a rerun on a finished, identical export writes nothing."""
-    out = plan.out
+    out = request.out
     _pyarrow()  # one line if it is not installed, before anything is written
-    if existing_export(plan, overwrite):
-        return ExportSummary(out, plan.minibatches, len(plan.files), written=False)
+    if existing_export(request, overwrite):
+        return ExportSummary(out, request.minibatches, len(request.files), written=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     _clear_partials(out)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -274,43 +274,43 @@ def export_store(plan: ExportPlan, overwrite: bool = False,
     try:
         partial.mkdir()
         digests = {}
-        for file in plan.files:
-            digests[file.path] = write_file(plan.store, file, partial)
+        for file in request.files:
+            digests[file.path] = write_file(request.store, file, partial)
             on_minibatches(len(file.minibatches))
-        _write_documents(plan, partial, digests)
+        _write_documents(request, partial, digests)
         _swap_in(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # gone after the rename, unless it failed
-    return ExportSummary(out, plan.minibatches, len(plan.files), written=True)
+    return ExportSummary(out, request.minibatches, len(request.files), written=True)
 
 
-def _write_documents(plan: ExportPlan, root: Path, digests: dict[str, str]) -> None:
-    save_preview(plan.store, _preview_rows(plan), root / "preview.png", PREVIEW_COLUMNS)
-    marker = _marker(plan, digests, root)
+def _write_documents(request: ExportRequest, root: Path, digests: dict[str, str]) -> None:
+    save_preview(request.store, _preview_rows(request), root / "preview.png", PREVIEW_COLUMNS)
+    marker = _marker(request, digests, root)
     (root / "README.md").write_text(dataset_card(marker))
     (root / "croissant.json").write_text(json.dumps(croissant(marker, root), indent=2) + "\n")
     (root / MARKER).write_text(json.dumps(marker, indent=1) + "\n")  # last: it says finished
 
 
-def _preview_rows(plan: ExportPlan) -> list[tuple[str, str, int]]:
+def _preview_rows(request: ExportRequest) -> list[tuple[str, str, int]]:
     """The first exported minibatch of each factor: of the train split, or any if none."""
     first: dict[tuple[str, str], int] = {}
-    for f in plan.files:
+    for f in request.files:
         first.setdefault((f.split, f.factor), f.minibatches[0])
     rows = [(s, f, k) for (s, f), k in first.items()]
     return [r for r in rows if r[0] == "train"] or rows[:4]
 
 
-def _marker(plan: ExportPlan, digests: dict[str, str], root: Path) -> dict:
-    store, sections = plan.store, {}
-    for f in plan.files:
+def _marker(request: ExportRequest, digests: dict[str, str], root: Path) -> dict:
+    store, sections = request.store, {}
+    for f in request.files:
         sections.setdefault((f.split, f.factor), []).append(
             {"path": f.path, "minibatches": list(f.minibatches), "sha256": digests[f.path],
              "rows": len(f.minibatches) * store.spec.batch_size,
              "bytes": (root / f.path).stat().st_size})
     return {"format": FORMAT, "version": FORMAT_VERSION,
-            "store": {"url": store.path, "digest": plan.digest},
-            "settings": plan.settings, "dcign_version": _dcign_version(),
+            "store": {"url": store.path, "digest": request.digest},
+            "settings": request.settings, "dcign_version": _dcign_version(),
             "attrs": store.root.attrs.asdict()[ATTRS_KEY],
             "sections": [{"split": s, "factor": f, "files": files}
                          for (s, f), files in sections.items()]}

@@ -177,19 +177,19 @@ def export(store_path, out, factor, splits, overwrite, quiet) -> None:
     """Write OUT: Parquet files (one row per image) with a dataset card and Croissant
     metadata, read by Hugging Face `datasets.load_dataset(OUT)` with no dcign code. A rerun
     on a finished export of the same store is a no-op."""
-    from .export import existing_export, export_store, plan_export  # pyarrow when exporting
+    from .export import existing_export, export_store, prepare_export  # pyarrow when exporting
 
     store = open_store(store_path)
     names = split_choices(factor, factor_names(store.spec.factors), "factor")
     chosen = split_choices(splits, list(SPLITS), "split")
-    plan = plan_export(store, out, names, chosen)
-    if existing_export(plan, overwrite):
+    request = prepare_export(store, out, names, chosen)
+    if existing_export(request, overwrite):
         click.echo(f"{out}: already an export of this store with these settings; nothing "
                    "to do")
         return
-    with tqdm(total=plan.minibatches, unit="minibatch", desc="exporting", leave=False,
+    with tqdm(total=request.minibatches, unit="minibatch", desc="exporting", leave=False,
               disable=quiet) as bar:
-        summary = export_store(plan, overwrite, on_minibatches=bar.update)
+        summary = export_store(request, overwrite, on_minibatches=bar.update)
     images = summary.minibatches * store.spec.batch_size
     click.echo(f"{out}: {summary.minibatches} minibatches ({images} images) in "
                f"{summary.files} Parquet files, with README.md, croissant.json and "
