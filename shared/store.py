@@ -28,9 +28,10 @@ import zarr
 from zarr.abc.store import Store as ZarrBackend
 from zarr.abc.store import SuffixByteRequest
 from zarr.core.sync import sync
-from zarr.storage import WrapperStore
+from zarr.storage import LocalStore, WrapperStore
 
 from .errors import DamagedMinibatch, StoreError, StoreReadError
+from .local_shards import LocalShards, MissingChunk
 from .location import Location, locate
 from .store_schema import (
     ARRAYS,
@@ -45,6 +46,7 @@ from .store_schema import (
     differences,
     read_attrs,
     read_spec,
+    shard_key,
     shard_minibatches,
     shard_of_key,
     spec_from_attrs,
@@ -283,12 +285,13 @@ class Store:
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
     _loop_pid: int = field(default=-1, repr=False, compare=False)
+    _local: dict = field(default_factory=dict, repr=False, compare=False)  # section → shards
     # sections a writer stopped while creating (no markers array yet): not listed
     _unfinished: set = field(default_factory=set, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
         # a loop cannot cross processes, and each process opens its own arrays
-        return self.__dict__ | {"_arrays": {}, "_loop": None, "_loop_pid": -1}
+        return self.__dict__ | {"_arrays": {}, "_loop": None, "_loop_pid": -1, "_local": {}}
 
     @property
     def path(self) -> str:
@@ -469,11 +472,16 @@ class Store:
         return np.concatenate(found) if found else np.empty(0, np.int64)
 
     def read_images(self, split: str, picks: Sequence[tuple[str, int]]) -> list[np.ndarray]:
-        """The images of several minibatches, (factor, k) each, read concurrently.
+        """The images of several minibatches, (factor, k) each: on a local disk straight
+        from their shard files (`local_shards`, 4x zarr's rate), elsewhere through zarr,
+        concurrently.
 
         A zarr read of one minibatch costs about 1 ms of fixed overhead (handing the request
         to zarr's I/O thread and back), more than decompressing it; reading a training step's
         minibatches together pays it once per call instead of once per minibatch."""
+        if all(self._local_shards(split, f) is not None for f in dict.fromkeys(
+                f for f, _ in picks)):
+            return [self._read_local(split, f, k) for f, k in picks]
         arrays = {f: self.arrays(split, f).images.async_array for f in dict.fromkeys(
             f for f, _ in picks)}
 
@@ -489,6 +497,38 @@ class Store:
                 raise self.damaged(split, f, k, _damage_kind(result))
             if not result.any():
                 raise self.damaged(split, f, k, "missing chunk (images)")
+        return images
+
+    def _local_shards(self, split: str, factor: str) -> LocalShards | None:
+        """The section's image shards when they lie on a local disk, else None (zarr reads)."""
+        key = (split, factor)
+        if key not in self._local:
+            images = self.arrays(split, factor).images
+            backend = images.store_path.store
+            while isinstance(backend, WrapperStore):
+                backend = backend._store
+            self._local[key] = None
+            if isinstance(backend, LocalStore):
+                spec = self.spec
+                self._local[key] = LocalShards(
+                    Path(backend.root) / images.store_path.path,
+                    self.arrays(split, factor).per_shard,
+                    (spec.batch_size, spec.image_size, spec.image_size),
+                    lambda shard, images=images: shard_key(images, shard))
+        return self._local[key]
+
+    def _read_local(self, split: str, factor: str, k: int) -> np.ndarray:
+        """Minibatch k's images from its shard file, failures named as zarr's are."""
+        try:
+            images = self._local[(split, factor)].read(k)
+        except MissingChunk:
+            raise self.damaged(split, factor, k, "missing chunk (images)") from None
+        except OSError as exc:  # the disk did not answer: not damage
+            raise StoreReadError(self.path, f"{split}/{factor}/{k}", exc) from None
+        except Exception as exc:  # noqa: BLE001 - checksum, zstd and index errors alike
+            raise self.damaged(split, factor, k, _damage_kind(exc)) from None
+        if not images.any():
+            raise self.damaged(split, factor, k, "missing chunk (images)")
         return images
 
     def sample(self, n: int, rng: np.random.Generator, split: str = "test",

@@ -58,6 +58,28 @@ def test_several_minibatches_read_concurrently_equal_reading_them_one_at_a_time(
                for a, (f, k) in zip(together, picks, strict=True))
 
 
+
+def test_images_read_from_the_shard_files_are_zarrs_every_minibatch(tiny_store, tmp_path,
+                                                                     monkeypatch):
+    """A local store's images come straight from their shard files (local_shards); zarr's
+    own read is the reference, for every minibatch of every section, in one shard and in
+    shards of two minibatches (the last one short)."""
+    from dcign.shared import store_writer
+    from dcign.train.synthetic import write_blob_store
+
+    monkeypatch.setattr(store_writer, "shard_minibatches", lambda b, h: 2)
+    small_shards = write_blob_store(tmp_path / "blobs.zarr", 32, train_batches=5,
+                                    test_batches=2, batch_size=4)
+    assert open_store(small_shards).arrays("train", "light").per_shard == 2
+    for path in (tiny_store, small_shards):
+        store = open_store(path)
+        for split, factor in store.sections():
+            ks = [int(k) for k in store.complete(split, factor)]
+            assert store._local_shards(split, factor) is not None  # the direct path is taken
+            direct = store.read_images(split, [(factor, k) for k in ks])
+            images = zarr.open_array(f"{path}/{split}/{factor}/images", mode="r")
+            assert all(np.array_equal(d, images[k]) for d, k in zip(direct, ks, strict=True))
+
 def test_a_sample_is_a_pure_function_of_the_generator_and_keeps_each_images_truth(tiny_store):
     store = open_store(tiny_store)
     first = store.sample(25, np.random.default_rng(7))

@@ -30,6 +30,7 @@ import zarr
 from conftest import TINY, assert_one_line_error, installed, invoke, render, shard_file, store_tool
 
 from dcign.render.cli import main as render_main
+from dcign.shared import local_shards
 from dcign.shared.errors import DamagedMinibatch, StoreReadError
 from dcign.shared.factors import chair_factors
 from dcign.shared.store import open_store
@@ -577,6 +578,17 @@ def failing_reads(monkeypatch):
         return await real(self, key, prototype, byte_range)
 
     monkeypatch.setattr(zarr.storage.LocalStore, "get", get)
+    # the images of a local store are read from their shard files without zarr: the same
+    # failures there
+    for name in ("read_tail", "read_range"):
+        real_read = getattr(local_shards, name)
+
+        def failing(path, *args, real_read=real_read):
+            if f"{GROUP}/" in path and any(f in path for f in failures):
+                raise OSError(errno.EIO, "Input/output error", path)
+            return real_read(path, *args)
+
+        monkeypatch.setattr(local_shards, name, failing)
     return failures
 
 
