@@ -211,9 +211,16 @@ _disk, _limit = os.environ["DCIGN_TEST_DISK"], int(os.environ["DCIGN_TEST_DISK_B
 _put = local._put
 
 
+def _size(p):
+    try:  # another worker's temporary file can be renamed or removed meanwhile
+        return p.stat().st_size if p.is_file() else 0
+    except FileNotFoundError:
+        return 0
+
+
 def _limited_put(path, value, exclusive=False):
     if str(path).startswith(_disk):
-        used = sum(p.stat().st_size for p in Path(_disk).rglob("*") if p.is_file())
+        used = sum(_size(p) for p in Path(_disk).rglob("*"))
         if used + len(value.as_buffer_like()) > _limit:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     return _put(path, value, exclusive=exclusive)
