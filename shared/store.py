@@ -465,6 +465,19 @@ class Store:
             self._checked(split, factor, int(k), images[i], values[i], identity[i])
         return Stacked(split, factor, ks, images, values, identity)
 
+    def read_truth(self, split: str, factor: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indices, values, identities) of every complete minibatch of a section, each array
+        in one read: a few bytes a minibatch beside its images, so a reader that takes
+        minibatches one at a time (`MinibatchDataset`) reads them once, not per minibatch."""
+        ks = self.complete(split, factor)
+        values, identity = (self._read_selected(split, factor, ks, name)
+                            for name in ("factors", "identity"))
+        for i, k in enumerate(ks):
+            missing = _missing_parts(np.empty(0, np.uint8), values[i], identity[i])
+            if missing:
+                raise self.damaged(split, factor, int(k), f"missing chunk ({', '.join(missing)})")
+        return ks, values, identity
+
     def identities(self, split: str) -> np.ndarray:
         """Every identity shown in a complete minibatch of `split` (with repeats)."""
         found = [self._read_selected(split, f, self.complete(split, f), "identity").ravel()
