@@ -31,6 +31,12 @@ def test_each_item_is_one_complete_minibatch_with_its_factor_and_ground_truth(tm
     assert torch.equal(item["images"], torch.from_numpy(stored.images).unsqueeze(1) / 255)
     assert np.array_equal(item["values"].numpy(), stored.values)
     assert np.array_equal(item["identity"].numpy(), stored.identity)
+    store = open_store(path)  # every item, read once at open (truth) or per item (images)
+    for i, (factor, k) in enumerate(data.items):
+        m = store.minibatch("train", factor, k)
+        assert np.array_equal(data[i]["values"].numpy(), m.values)
+        assert np.array_equal(data[i]["identity"].numpy(), m.identity)
+        assert torch.equal(data[i]["images"], torch.from_numpy(m.images).unsqueeze(1) / 255)
 
 
 def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
