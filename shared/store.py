@@ -60,6 +60,14 @@ __all__ = ["ARRAYS", "ATTRS_KEY", "DTYPES", "MAX_MINIBATCHES", "SCHEMA_VERSION",
            "read_attrs", "read_spec", "shard_minibatches", "spec_from_attrs", "validate_attrs"]
 
 
+def zarr_backend(array: zarr.Array) -> ZarrBackend:
+    """The zarr key-value store an array lives in, under our wrappers (ShardIndexCache)."""
+    backend = array.store_path.store
+    while isinstance(backend, WrapperStore):
+        backend = backend._store
+    return backend
+
+
 def check_section(arrays: MinibatchArrays, spec: StoreSpec, url: str, where: str) -> None:
     """Check a section's four arrays against the spec and against each other: one shard size,
     and room in the data arrays for every marker (the markers grow last)."""
@@ -117,9 +125,7 @@ class MinibatchArrays:
         array = getattr(self, name)
         path = array.store_path.path
         prefix = f"{path}/" if path else ""
-        backend = array.store_path.store  # zarr's key-value store, under our wrappers
-        while isinstance(backend, WrapperStore):
-            backend = backend._store
+        backend = zarr_backend(array)
         if hasattr(backend, "fs"):  # an object store's listings are cached, and another
             backend.fs.invalidate_cache()  # process (a worker) may have written since
 
@@ -516,18 +522,15 @@ class Store:
         """The section's image shards when they lie on a local disk, else None (zarr reads)."""
         key = (split, factor)
         if key not in self._local:
-            images = self.arrays(split, factor).images
-            backend = images.store_path.store
-            while isinstance(backend, WrapperStore):
-                backend = backend._store
+            arrays = self.arrays(split, factor)
+            images, backend = arrays.images, zarr_backend(arrays.images)
             self._local[key] = None
             if isinstance(backend, LocalStore):
                 spec = self.spec
                 self._local[key] = LocalShards(
-                    Path(backend.root) / images.store_path.path,
-                    self.arrays(split, factor).per_shard,
+                    Path(backend.root) / images.store_path.path, arrays.per_shard,
                     (spec.batch_size, spec.image_size, spec.image_size),
-                    lambda shard, images=images: shard_key(images, shard))
+                    lambda shard: shard_key(images, shard))
         return self._local[key]
 
     def _read_local(self, split: str, factor: str, k: int) -> np.ndarray:
