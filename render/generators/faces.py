@@ -18,6 +18,7 @@ from dcign.shared.store import StoreSpec
 from ..objects.face_loader import load_face_model
 from ..objects.face_model import MorphableModel
 from ..objects.geometry import VertexNormals
+from ..renderer.offscreen import Renderer
 from ..renderer.poses import Lighting, light_direction, rotation_matrix
 from .base import PAPER_BATCH_SIZE, PAPER_IMAGE_SIZE, MinibatchCounts, RenderingGenerator
 
@@ -113,15 +114,18 @@ class FaceGenerator(RenderingGenerator):
         if plan.factor != "light":
             return super().render(plan)
         pose = plan.values[0]
-        vertices, albedo = self.faces([int(plan.identities[0])])[0]
-        renderer = self.renderer()
-        renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
+        renderer = self._show(*self.faces([int(plan.identities[0])])[0])
         lights = light_direction(plan.values[:, LIGHT], self.recipe.lighting.light_elevation)
         return renderer.render_lights(rotation_matrix(pose[AZIMUTH], pose[ELEVATION]), lights)
 
+    def _show(self, vertices: np.ndarray, albedo: np.ndarray) -> Renderer:
+        """Upload one face to the renderer (returned)."""
+        renderer = self.renderer()
+        renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
+        return renderer
+
     def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Upload each identity's mesh once; yield (image index, rotation, light) per image."""
-        renderer = self.renderer()
         light_elevation = self.recipe.lighting.light_elevation
         # All faces of the minibatch at once; each face's bits depend on its identity alone.
         unique = [int(i) for i in dict.fromkeys(plan.identities)]
@@ -131,7 +135,6 @@ class FaceGenerator(RenderingGenerator):
         shown = None
         for i, identity in enumerate(plan.identities):
             if identity != shown:
-                vertices, albedo = meshes[int(identity)]
-                renderer.set_mesh(vertices, self.triangles, albedo, self.normals(vertices))
+                self._show(*meshes[int(identity)])
                 shown = identity
             yield i, rotations[i], lights[i]
