@@ -101,6 +101,12 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="the commit to compare against")
     parser.add_argument("--json", type=Path)
     opts = parser.parse_args()
+    from dcign.shared.store_schema import shard_minibatches
+
+    shard = shard_minibatches(20, opts.size)
+    if opts.rate_batches < 2 * shard:  # the smaller store must keep both workers busy too
+        parser.error(f"--rate-batches must be at least {2 * shard} at --size {opts.size} "
+                     f"(two shards of {shard}, one per worker)")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
