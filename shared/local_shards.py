@@ -84,7 +84,7 @@ class LocalShards:
         return path, self.indexes[shard]
 
     def read(self, k: int) -> np.ndarray:
-        """Minibatch k's images, uint8 (B, H, W)."""
+        """Minibatch k's images, uint8 (B, H, W), or (B, H, W, 3) for an rgb store."""
         path, index = self._index(k // self.per_shard)
         offset, nbytes = (int(v) for v in index[k % self.per_shard])
         if offset == NO_CHUNK and nbytes == NO_CHUNK:
