@@ -32,6 +32,12 @@ Examples:
 
 def load_gray(path: Path, size: int) -> np.ndarray:
     """Any PIL-readable image → uint8 (size, size) gray; warns on stderr when resizing."""
+    return load_image(path, size, channels=1)
+
+
+def load_image(path: Path, size: int, channels: int = 1) -> np.ndarray:
+    """Any PIL-readable image → uint8 (size, size) gray, or (size, size, 3) for a network
+    trained on rgb; warns on stderr when resizing."""
     if not path.is_file():
         raise DcignError(f"no image at {path}")
     try:
@@ -40,13 +46,14 @@ def load_gray(path: Path, size: int) -> np.ndarray:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DcignError(f"{path} is not a readable image ({type(exc).__name__})") from None
-    gray = Image.fromarray(to_gray(rgb).round().clip(0, 255).astype(np.uint8))
-    if gray.size != (size, size):
-        w, h = gray.size
+    image = Image.fromarray(rgb.astype(np.uint8) if channels == 3 else
+                            to_gray(rgb).round().clip(0, 255).astype(np.uint8))
+    if image.size != (size, size):
+        w, h = image.size
         click.echo(f"warning: {path} is {w}×{h}; resized to the model's {size}×{size}",
                    err=True)
-        gray = gray.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(gray)
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image)
 
 
 TILE_MIN = 96  # tiles narrower than this are enlarged (nearest) so the labels fit
@@ -63,16 +70,19 @@ def strip_labels(values: np.ndarray, latent: int) -> list[str]:
 
 
 def strip_image(row: np.ndarray, labels: list[str]) -> Image.Image:
-    """uint8 (T, H, W) tiles side by side on white, each under its label."""
-    tile = tile_size(row.shape[-1])
+    """uint8 (T, H, W) tiles, or rgb (T, H, W, 3), side by side on white, each under its
+    label."""
+    tile = tile_size(row.shape[2])
     width = len(row) * (tile + GAP) - GAP
-    strip = Image.new("L", (width, tile + LABEL_HEIGHT), 255)
+    rgb = row.ndim == 4
+    strip = Image.new("RGB" if rgb else "L", (width, tile + LABEL_HEIGHT),
+                      (255,) * 3 if rgb else 255)
     draw = ImageDraw.Draw(strip)
     for i, (image, label) in enumerate(zip(row, labels, strict=True)):
         x = i * (tile + GAP)
         strip.paste(Image.fromarray(image).resize((tile, tile), Image.Resampling.NEAREST),
                     (x, LABEL_HEIGHT))
-        draw.text((x + 2, 2), label, fill=0)
+        draw.text((x + 2, 2), label, fill=(0,) * 3 if rgb else 0)
     return strip
 
 
@@ -99,8 +109,8 @@ def main(checkpoint, image_path, factor, values_text, latent, out, device):
     dev = pick_device(device)
     trained = load_trained(checkpoint, dev)
     z = resolve_latent(trained, factor, latent)
-    gray = load_gray(image_path, trained.image_size)
-    row = sweep(trained.model, gray[None], z, values, dev)[0]
+    image = load_image(image_path, trained.image_size, trained.model.arch.channels)
+    row = sweep(trained.model, image[None], z, values, dev)[0]
     try:
         strip_image(row, strip_labels(values, z)).save(out)
     except (OSError, ValueError) as exc:
