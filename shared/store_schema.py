@@ -251,7 +251,8 @@ def validate_attrs(attrs: object, url: str) -> None:
         raise _bad(url, "color", f"{_shown(color)} is not one of {', '.join(CHANNELS)}")
     c = CHANNELS[color]
     if b * h * h * c > MAX_MINIBATCH_BYTES:
-        raise _bad(url, "batch_size", f"{b} images of {h}x{h}x{c} make a minibatch of "
+        shape = f"{h}x{h}" if c == 1 else f"{h}x{h}x{c}"
+        raise _bad(url, "batch_size", f"{b} images of {shape} make a minibatch of "
                                       f"{b * h * h * c} bytes, over {MAX_MINIBATCH_BYTES}")
     _validate_factors(attrs["factors"], url)
     generator = _mapping(attrs["generator"], url, "generator", ("name", "version", "seed"))

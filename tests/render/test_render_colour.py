@@ -151,3 +151,14 @@ def test_migrate_carries_a_colour_store_over(tmp_path, colour_faces):
     assert result.exit_code == 0, result.output
     assert content_digest(new) == content_digest(colour_faces)
     assert store_tool(["verify", new]).exit_code == 0
+
+
+def test_a_store_whose_colour_its_arrays_contradict_is_refused_in_one_line(fresh_store):
+    root = zarr.open_group(str(fresh_store), mode="r+")
+    attrs = dict(root.attrs["dcign"])
+    root.attrs["dcign"] = attrs | {"color": "cmyk"}
+    assert_one_line_error(store_tool(["verify", fresh_store]),
+                          "bad store attribute color: 'cmyk' is not one of gray, rgb")
+    root.attrs["dcign"] = attrs | {"color": "rgb"}  # gray arrays under an rgb claim
+    assert_one_line_error(store_tool(["verify", fresh_store]),
+                          "where the store's attributes imply (n, 4, 32, 32, 3)")

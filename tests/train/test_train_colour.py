@@ -95,3 +95,23 @@ def test_a_checkpoint_and_a_store_of_other_colours_are_refused_in_one_line(
         invoke(train_main, ["--store", colour_faces, "--out", gray_run, "--resume",
                             "--steps", "2", "--no-progress"]),
         "holds a small 32×32 network; this run builds small 32×32×3")
+
+
+def test_rerender_of_a_colour_network_shows_the_input_in_colour(colour_runs, tmp_path):
+    from dcign.train.eval.rerender import LABEL_HEIGHT, TILE_MIN
+    from dcign.train.eval.rerender import main as rerender_main
+
+    store, run = colour_runs["faces"]
+    face = MinibatchDataset(store, "test")[0]["images"][0]  # (3, 32, 32) in [0, 1]
+    image = tmp_path / "face.png"
+    pixels = network_output(face[None])[0]
+    Image.fromarray(pixels).save(image)
+    result = CliRunner().invoke(rerender_main, [str(a) for a in (
+        "--checkpoint", run, "--image", image, "--factor", "azimuth", "--values", "-3:3:3",
+        "--out", tmp_path / "strip.png")])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "strip.png") as strip:
+        assert strip.mode == "RGB"
+        first = np.asarray(strip)[LABEL_HEIGHT:, :TILE_MIN]
+    expected = np.asarray(Image.fromarray(pixels).resize((TILE_MIN, TILE_MIN), Image.NEAREST))
+    assert np.array_equal(first, expected)
