@@ -162,3 +162,28 @@ def test_a_store_whose_colour_its_arrays_contradict_is_refused_in_one_line(fresh
     root.attrs["dcign"] = attrs | {"color": "rgb"}  # gray arrays under an rgb claim
     assert_one_line_error(store_tool(["verify", fresh_store]),
                           "where the store's attributes imply (n, 4, 32, 32, 3)")
+
+
+def test_a_mesh_folder_chair_keeps_its_own_colours_in_an_rgb_store(tmp_path):
+    import trimesh
+
+    from dcign.render.cli import main as render_main
+    from dcign.render.objects.mesh_folder import load_chair
+
+    folder = tmp_path / "meshes"
+    folder.mkdir()
+    for i, rgb in enumerate([(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 0),
+                             (255, 0, 255)]):
+        mesh = trimesh.creation.box((0.5, 0.9 + 0.1 * i, 0.4))
+        mesh.visual.vertex_colors = np.tile([*rgb, 255], (len(mesh.vertices), 1))
+        mesh.export(folder / f"{i}.ply")
+    albedo = load_chair(folder / "0.ply", color="rgb").albedo
+    assert albedo.shape[1:] == (3,) and np.allclose(albedo, (1, 0, 0))
+    out = tmp_path / "meshes.zarr"
+    result = invoke(render_main, ["chairs", "--meshes", folder, "--test-chairs", "2",
+                                  "--size", "32", "--batch-size", "2", "--batches", "1",
+                                  "--test-batches", "1", "--workers", "1", "--quiet",
+                                  "--color", "rgb", "--out", out])
+    assert result.exit_code == 0, result.output
+    images = read_group(out, "train", "azimuth")["images"].astype(int)
+    assert images.shape[-1] == 3 and (images.max(-1) - images.min(-1)).max() > 100
