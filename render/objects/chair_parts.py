@@ -10,11 +10,14 @@ Coordinates: metres, y up.
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from dcign.shared.images import GRAY_WEIGHTS  # the weights to_gray applies
 
 # Material codes the chair shader understands (renderer/shaders/mesh.frag; a test parses it).
 PLAIN, WOOD_X, WOOD_Y, WOOD_Z, FABRIC, METAL, LEATHER, PLASTIC = range(8)
@@ -236,8 +239,8 @@ def _jitter(rng: np.random.Generator, rgb: tuple[float, ...], amount: float) -> 
 
 
 def _hsv(rng: np.random.Generator, saturation: tuple[float, float]) -> np.ndarray:
-    import colorsys  # pure Python arithmetic: the same bits everywhere
-
+    """A random hue at full value (colorsys: pure Python arithmetic, the same bits
+    everywhere)."""
     hue, sat = float(rng.uniform(0, 1)), float(rng.uniform(*saturation))
     return np.float64(colorsys.hsv_to_rgb(hue, sat, 1.0))
 
@@ -258,10 +261,11 @@ def colour_albedo(albedo: np.ndarray, material: np.ndarray, rng: np.random.Gener
                   ) -> np.ndarray:
     """RGB albedo (N, 3) of a chair's vertices from their gray albedo (N,) and encoded
     material (N, 2): each material's hue from the chair's palette, at the part's gray."""
-    from dcign.shared.images import GRAY_WEIGHTS  # the weights to_gray applies
-
     palette = colour_palette(rng)
     codes = np.rint(material[:, 0] * MATERIAL_CODE_SCALE).astype(int)
     hues = np.stack([palette.get(int(c), palette[PLAIN]) for c in range(MATERIAL_CODE_SCALE)])
-    hues = hues / (hues @ GRAY_WEIGHTS)[:, None]  # each hue's gray is 1
+    # each hue's gray is 1; elementwise, not a BLAS product, so the bits are the same on
+    # every CPU (shared/portable.py's rule for what is handed to GL)
+    w = GRAY_WEIGHTS
+    hues = hues / (hues[:, 0] * w[0] + hues[:, 1] * w[1] + hues[:, 2] * w[2])[:, None]
     return np.clip(albedo[:, None] * hues[codes], 0.0, 1.0).astype(np.float32)
