@@ -81,8 +81,8 @@ def _seed_option(recipe: type, help_text: str):
 def _workers_options(help_text: str) -> list:
     return [
         click.option("--workers", default=None, type=int,
-                     help=f"{help_text} More than one runs a local Dask cluster, private to "
-                          "the run (TLS with credentials made for it, no HTTP). Default: all "
+                     help=f"{help_text} More than one runs a pool of worker processes on "
+                          "this machine (no network: they talk over pipes). Default: all "
                           "cores. Given, the run stays on this machine even when "
                           f"{SCHEDULER_VARIABLE} is set."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -92,7 +92,7 @@ def _workers_options(help_text: str) -> list:
                           f"--scheduler or --workers, {SCHEDULER_VARIABLE} is used when set "
                           "(announced on stderr and recorded in the store's history)."),
         click.option("--verbose", is_flag=True,
-                     help="Show the local cluster's logs on the terminal. Otherwise they go "
+                     help="Show the local workers' output on the terminal. Otherwise it goes "
                           "to a file in the temporary directory, kept and named if the run "
                           "fails (a cluster of yours logs as you set it up)."),
     ]
