@@ -400,21 +400,32 @@ def test_an_export_on_a_dask_cluster_runs_a_task_per_file_on_its_workers(exporte
             == json.loads((exported / "dcign-export.json").read_text())["sections"])
 
 
-def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tiny_store, tmp_path):
+def test_a_scheduler_from_the_environment_is_announced_and_its_workers_write_to_a_bucket(
+        exported, tiny_store, bucket):
+    """The cluster's workers reach the bucket as the store's writers do (AWS_* variables),
+    and a scheduler taken from the environment is said in one line on stderr."""
+    out = f"{bucket}/faces"
+    with users_dask_cluster(2) as address:  # started after the bucket: its workers see it
+        done = subprocess.run([installed("dcign-store"), "export", str(tiny_store), out,
+                               "--quiet"], capture_output=True, text=True, timeout=300,
+                              env=os.environ | {"DASK_SCHEDULER_ADDRESS": address})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"using the Dask scheduler at {address} from DASK_SCHEDULER_ADDRESS"]
+    files = bucket_files(out)
+    for path in exported.rglob("*.parquet"):
+        assert files[str(path.relative_to(exported))] == path.read_bytes(), path
+    assert "dcign-export.json" in files and "dcign-export.incomplete" not in files
+
+
+def test_an_unreachable_scheduler_is_one_line_saying_where_it_came_from_and_writes_nothing(
+        tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nothing listens there
     out = tmp_path / "faces"
-    assert_one_line_error(store_tool(["export", tiny_store, out, "--scheduler",
-                                      "tcp://127.0.0.1:9"]),
-                          "cannot reach the Dask scheduler at tcp://127.0.0.1:9")
-    assert not out.exists()
-
-
-def test_a_scheduler_from_the_environment_says_where_its_address_came_from(tiny_store,
-                                                                         tmp_path,
-                                                                         monkeypatch):
-    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
-    assert_one_line_error(store_tool(["export", tiny_store, tmp_path / "faces"]),
+    assert_one_line_error(store_tool(["export", tiny_store, out]),
                           "cannot reach the Dask scheduler at tcp://127.0.0.1:9",
-                          "DASK_SCHEDULER_ADDRESS")
+                          "the address is DASK_SCHEDULER_ADDRESS's")
+    assert not out.exists() and not list(tmp_path.glob(".faces.*"))
 
 
 def test_minibatch_dataset_over_the_export_equals_over_the_store(exported, tiny_store):
