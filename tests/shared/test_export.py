@@ -358,6 +358,24 @@ def test_a_killed_export_to_a_bucket_is_recognised_and_redone(tiny_store, bucket
     assert sum(name.endswith(".parquet") for name in done) == 8
 
 
+def test_a_changed_object_in_a_bucket_export_is_found_and_overwrite_replaces_the_export(
+        tiny_store, bucket):
+    import s3fs
+
+    out = f"{bucket}/faces"
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
+    files = bucket_files(out)
+    name = "data/light/train-00000-of-00001.parquet"
+    data = bytearray(files[name])
+    data[len(data) // 2] ^= 0x01
+    s3fs.S3FileSystem().pipe_file(f"{out}/{name}", bytes(data))
+    s3fs.S3FileSystem().pipe_file(f"{out}/data/stray.parquet", b"left by someone")
+    assert_one_line_error(store_tool(["export", tiny_store, out]),
+                          "files since removed or changed", name, "--overwrite")
+    assert store_tool(["export", tiny_store, out, "--overwrite", "--quiet"]).exit_code == 0
+    assert bucket_files(out) == files  # the old export removed whole, then written again
+
+
 def test_a_bucket_that_is_not_there_is_one_line(tiny_store, bucket):
     assert_one_line_error(store_tool(["export", tiny_store, "s3://no-such-dcign-bucket/out"]),
                           "cannot read or write the export at s3://no-such-dcign-bucket/out")
