@@ -427,11 +427,22 @@ def _export_to_folder(request: ExportRequest, write: Callable[[Location], Writte
     try:
         partial.mkdir()
         written = write(locate(str(partial)))
+        _check_here(partial, written)
         lock.check()  # the store was ours throughout: only then is the export finished
         _write_documents(request, partial, written)
         _swap_in(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # gone after the rename, unless it failed
+
+
+def _check_here(root: Path, written: Written) -> None:
+    """Every file the tasks say they wrote is in the folder here, at its size: workers of
+    another machine write the same path on their own disk, where this one cannot see it."""
+    for path, (_, size) in written.items():
+        if not (root / path).is_file() or (root / path).stat().st_size != size:
+            raise DcignError(f"{path} was written where this machine cannot see it (a Dask "
+                             f"worker's own disk?): with --scheduler, OUT must be a folder "
+                             "the workers share with this machine, or a bucket")
 
 
 def _export_to_bucket(request: ExportRequest, write: Callable[[Location], Written],

@@ -436,6 +436,22 @@ def test_a_scheduler_from_the_environment_is_announced_and_its_workers_write_to_
     assert "dcign-export.json" in files and "dcign-export.incomplete" not in files
 
 
+def test_files_workers_wrote_on_a_disk_of_their_own_are_refused(tiny_store, tmp_path,
+                                                                 monkeypatch):
+    """A worker on another machine writes the partial folder's path on its own disk: the
+    export cannot finish without those files, and says why in one line."""
+    import dcign.shared.export as export
+
+    def written_elsewhere(request, root, on_minibatches):
+        return {f.path: ("0" * 64, 1) for f in request.files}
+
+    monkeypatch.setattr(export, "_write_here", written_elsewhere)
+    out = tmp_path / "faces"
+    assert_one_line_error(store_tool(["export", tiny_store, out, "--quiet"]),
+                          "written where this machine cannot see it", "--scheduler")
+    assert not out.exists() and not list(tmp_path.glob(".faces.*"))
+
+
 def test_an_unreachable_scheduler_is_one_line_saying_where_it_came_from_and_writes_nothing(
         tiny_store, tmp_path, monkeypatch):
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nothing listens there
