@@ -71,7 +71,7 @@ from .export_reader import (
 )
 from .factors import continuous_factors
 from .location import Location, locate
-from .lock import HeldLock, writer_lock
+from .lock import EXPORT, HeldLock, writer_lock
 from .preview import save_preview
 from .store import ATTRS_KEY, Minibatch, Store, StoreSpec, open_store
 
@@ -396,7 +396,7 @@ def export_store(request: ExportRequest, overwrite: bool = False,
                   if scheduler else None)
         if scheduler and announcement(scheduler, scheduler_from):
             note(announcement(scheduler, scheduler_from))  # reachable: now it is said
-        lock = stack.enter_context(writer_lock(locate(request.store.path), note))
+        lock = stack.enter_context(writer_lock(locate(request.store.path), note, EXPORT))
         if store_digest(request.store) != request.digest:
             raise DcignError(f"{request.store.path} changed since the export was planned (a "
                              "render or repair wrote to it); rerun the export")

@@ -268,21 +268,29 @@ def test_an_export_while_another_writer_holds_the_store_is_refused_in_one_line(f
 
 def test_an_export_holds_the_store_lock_and_leaves_the_store_as_it_was(fresh_store, tmp_path,
                                                                       monkeypatch):
+    """While it reads, a writer (a render that would extend or repair the store) is refused
+    in one line that says an export holds the store."""
     import dcign.shared.export as export
+    from dcign.shared.errors import StoreError
     from dcign.shared.location import locate
-    from dcign.shared.lock import read_lock
+    from dcign.shared.lock import acquire, read_lock
 
     before = tree_digest(fresh_store)
-    holders = []
+    holders, refusals = [], []
 
-    def noting_the_lock(store, file, root):
+    def meanwhile_a_writer_starts(store, file, root):
         holders.append(read_lock(locate(fresh_store)))
+        with pytest.raises(StoreError) as refused:
+            acquire(locate(fresh_store), note=print)
+        refusals.append(str(refused.value))
         return real(store, file, root)
 
     real = export.write_file
-    monkeypatch.setattr(export, "write_file", noting_the_lock)
+    monkeypatch.setattr(export, "write_file", meanwhile_a_writer_starts)
     assert store_tool(["export", fresh_store, tmp_path / "export", "--quiet"]).exit_code == 0
     assert len(holders) == 8 and all(h and h["pid"] == os.getpid() for h in holders)
+    assert all(f"{fresh_store} is being exported by another dcign process (host " in r
+               for r in refusals), refusals[0]
     assert tree_digest(fresh_store) == before  # the lock is gone, nothing else written
 
 
