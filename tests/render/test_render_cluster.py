@@ -26,6 +26,7 @@ from conftest import (
     content_digest,
     installed,
     render,
+    users_dask_cluster,
     worker_pythonpath,
 )
 
@@ -81,11 +82,8 @@ def test_a_two_worker_render_listens_on_no_port_and_writes_nothing_on_the_termin
 @pytest.fixture
 def users_cluster():
     """A plain Dask cluster of one worker process on 127.0.0.1, as a user would run one."""
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        yield cluster.scheduler_address
+    with users_dask_cluster(1) as address:
+        yield address
 
 
 def _history(store: Path) -> list[dict]:
