@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer import RenderRequest, render_store
-from dcign.render.writer.cluster import dask_client
+from dcign.shared.dask_cluster import scheduler_client
 from dcign.shared.factors import FACE_FACTORS
 
 FACTORS = tuple(f.name for f in FACE_FACTORS)
@@ -56,7 +56,7 @@ def steady(recipe, batches: int, workers: int, scheduler: str | None, repeats: i
 
 def round_trip_ms(scheduler: str, tasks: int = 200) -> float:
     """Milliseconds a Dask task costs the coordinator beyond its work (an empty task)."""
-    with dask_client(scheduler) as client:
+    with scheduler_client(scheduler) as client:
         client.gather(client.map(abs, range(10), pure=False))  # warm
         started = time.perf_counter()
         client.gather(client.map(abs, range(tasks), pure=False))
@@ -82,7 +82,7 @@ class CommandLineCluster:
                                          "--nthreads", "1", "--nworkers", "2", "--host",
                                          "127.0.0.1", "--no-dashboard"], env=env, **quiet)
         address = json.loads(file.read_text())["address"]
-        with dask_client(address) as client:
+        with scheduler_client(address) as client:
             client.wait_for_workers(2, timeout=120)
         return address
 

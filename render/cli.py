@@ -15,6 +15,7 @@ import click
 from tqdm import tqdm
 
 from dcign.shared.cli import DcignGroup, default_of, split_choices
+from dcign.shared.dask_cluster import SCHEDULER_VARIABLE, choose_scheduler
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, factor_names
 from dcign.shared.plans import PAPER_CHAIRS, paper_test_share
@@ -30,7 +31,6 @@ from .objects.aubry_tree import scan_tree
 from .objects.mesh_folder import UP_AXES, FolderScan, scan_folder
 from .renderer.platform import GL_PLATFORMS
 from .writer import RenderRequest, RenderSummary, check_counts, render_store
-from .writer.cluster import SCHEDULER_VARIABLE, choose_scheduler
 
 PAPER_TEST_PERCENT = round(100 * PAPER_CHAIRS.test / PAPER_CHAIRS.chairs)
 PAPER_CHAIR_IMAGES = 2 * (CHAIR_MINIBATCHES.train + CHAIR_MINIBATCHES.test) * default_of(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dcign.shared.dask_cluster import announcement, scheduler_client
 from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.location import Location, locate
 from dcign.shared.lock import LOCK_NAME, writer_lock
@@ -34,7 +35,7 @@ from dcign.shared.verify import Damaged  # (split, factor) → minibatches to re
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
-from .cluster import SCHEDULER_VARIABLE, check_scheduler, run_on_dask
+from .cluster import run_on_dask
 from .failures import DISK_ERRORS, TaskFailed, WorkerDied
 from .local_pool import cores_per_worker, new_worker_log, run_in_process, run_on_pool
 from .shards import ShardTask, WorkerSettings
@@ -211,9 +212,10 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
     location = locate(out)
     overwrite = _check_request(location, generator, request, overwrite, note)
     if scheduler:
-        check_scheduler(scheduler, scheduler_from)
-        if scheduler_from == SCHEDULER_VARIABLE:
-            note(f"using the Dask scheduler at {scheduler} from {SCHEDULER_VARIABLE}")
+        with scheduler_client(scheduler, scheduler_from):  # refused before anything is written
+            pass
+        if announcement(scheduler, scheduler_from):
+            note(announcement(scheduler, scheduler_from))
     log, finished = None, False
     with writer_lock(location, note=note) as lock:
         try:  # a disk that fills, here or in a task, ends in one line

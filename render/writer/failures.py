@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import errno
 
+from dcign.shared.dask_cluster import TASK_RETRIES  # the export's tasks retry as often
 from dcign.shared.errors import DcignError
 
 from .shards import ShardTask
 
-TASK_RETRIES = 2  # a task that fails (a transient I/O error, a flaky worker) runs again
+__all__ = ["DISK_ERRORS", "TASK_RETRIES", "TaskFailed", "WorkerDied", "is_disk_error",
+           "retryable"]
 # Failures of the disk (or bucket) itself: another try, on any worker, fails the same way.
 DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
                errno.EDQUOT: "the disk quota is exceeded",

@@ -31,7 +31,7 @@ from conftest import (
 )
 
 from dcign.render.generators.faces import FaceRecipe
-from dcign.render.writer.cluster import SCHEDULER_VARIABLE
+from dcign.shared.dask_cluster import SCHEDULER_VARIABLE
 
 DCIGN_RENDER = installed("dcign-render")
 NO_WORKERS = [a for i, a in enumerate(TINY) if "--workers" not in (a, TINY[i - 1])]
