@@ -1,13 +1,15 @@
-"""Rendering on Dask: in-process vs a local cluster of 1 and 2 workers vs a cluster started
-from the command line (`dask scheduler` plus `dask worker` processes on this machine, as on
-a real cluster), and what the coordinator costs per shard.
+"""Rendering beyond one process: in-process vs the local pool of 2 workers vs Dask clusters (a
+one-worker LocalCluster, and one started from the command line: `dask scheduler` plus `dask
+worker` processes on this machine, as on a real cluster), and what a Dask task costs the
+coordinator per shard.
 
     python benchmarks/render_scale_out.py [--size 150] [--batches 12] [--repeats 3] [--json F]
 
 Each figure is a steady rate: two stores of different sizes rendered from scratch, the images
 between them over the seconds between them, so a cluster's start-up (printed apart) does not
 count against a dataset of hundreds of thousands of images. Faces, every factor in equal
-shares, medians of --repeats. The per-shard overhead is a Dask round trip of an empty task.
+shares, medians of --repeats. The per-shard overhead is a Dask round trip of an empty task
+on the command-line cluster.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer import RenderRequest, render_store
-from dcign.render.writer.cluster import dask_client
+from dcign.shared.dask_cluster import scheduler_client
 from dcign.shared.factors import FACE_FACTORS
 
 FACTORS = tuple(f.name for f in FACE_FACTORS)
@@ -52,9 +54,9 @@ def steady(recipe, batches: int, workers: int, scheduler: str | None, repeats: i
             "start_up_s": statistics.median(start_ups)}
 
 
-def round_trip_ms(scheduler: str | None, tasks: int = 200) -> float:
+def round_trip_ms(scheduler: str, tasks: int = 200) -> float:
     """Milliseconds a Dask task costs the coordinator beyond its work (an empty task)."""
-    with dask_client(2, scheduler) as client:
+    with scheduler_client(scheduler) as client:
         client.gather(client.map(abs, range(10), pure=False))  # warm
         started = time.perf_counter()
         client.gather(client.map(abs, range(tasks), pure=False))
@@ -80,7 +82,7 @@ class CommandLineCluster:
                                          "--nthreads", "1", "--nworkers", "2", "--host",
                                          "127.0.0.1", "--no-dashboard"], env=env, **quiet)
         address = json.loads(file.read_text())["address"]
-        with dask_client(0, address) as client:
+        with scheduler_client(address) as client:
             client.wait_for_workers(2, timeout=120)
         return address
 
@@ -101,30 +103,27 @@ def main() -> None:
     recipe = FaceRecipe(image_size=args.size)
     rows = {
         "in-process (--workers 1)": steady(recipe, args.batches, 1, None, args.repeats),
-        "local Dask cluster, 1 worker": None,
-        "local Dask cluster, 2 workers": steady(recipe, args.batches, 2, None, args.repeats),
+        "local pool, 2 workers": steady(recipe, args.batches, 2, None, args.repeats),
+        "Dask LocalCluster, 1 worker": _one_worker_cluster(recipe, args),
     }
-    rows["local Dask cluster, 1 worker"] = _one_worker_cluster(recipe, args)
     with CommandLineCluster() as address:
         rows["command-line cluster, 2 workers"] = steady(recipe, args.batches, 2, address,
                                                          args.repeats)
         overhead_cli = round_trip_ms(address)
-    overhead_local = round_trip_ms(None)
     print(f"# {os.cpu_count()} CPU cores, faces {args.size}x{args.size}, minibatches of 20, "
           f"{args.batches} and {4 * args.batches} per factor; medians of {args.repeats}")
     print(f"{'where the shard tasks run':<34} {'images/s':>9} {'start-up s':>11}")
     for name, row in rows.items():
         print(f"{name:<34} {row['images_per_s']:>9.0f} {row['start_up_s']:>11.1f}")
-    print(f"{'Dask round trip per shard, local':<34} {overhead_local:>9.2f} ms")
     print(f"{'Dask round trip per shard, CLI':<34} {overhead_cli:>9.2f} ms")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "round_trip_ms_local": overhead_local,
+        args.json.write_text(json.dumps({"rows": rows,
                                          "round_trip_ms_command_line": overhead_cli,
                                          "size": args.size, "batches": args.batches}, indent=2))
 
 
 def _one_worker_cluster(recipe, args) -> dict[str, float]:
-    """A local cluster of one worker: the Dask path with nothing to share the work."""
+    """A Dask cluster of one worker: the Dask path with nothing to share the work."""
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",

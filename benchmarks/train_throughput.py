@@ -38,7 +38,7 @@ def training_rate(store: str, device: str, per_step: int, steps: int, repeats: i
     data = StepDataset(run.data, 0, per_step, in_memory=True)
     batches = [data[s] for s in range(steps)]
     if run.device.type == "cuda":  # pinned, as the loader delivers them
-        batches = [(kinds, images.pin_memory()) for kinds, images in batches]
+        batches = [step._replace(images=step.images.pin_memory()) for step in batches]
 
     def once() -> float:
         if run.device.type == "cuda":

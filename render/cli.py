@@ -15,6 +15,7 @@ import click
 from tqdm import tqdm
 
 from dcign.shared.cli import DcignGroup, default_of, split_choices
+from dcign.shared.dask_cluster import SCHEDULER_VARIABLE, choose_scheduler
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, factor_names
 from dcign.shared.images import CHANNELS, GRAY
@@ -31,7 +32,6 @@ from .objects.aubry_tree import scan_tree
 from .objects.mesh_folder import UP_AXES, FolderScan, scan_folder
 from .renderer.platform import GL_PLATFORMS
 from .writer import RenderRequest, RenderSummary, check_counts, render_store
-from .writer.cluster import SCHEDULER_VARIABLE, choose_scheduler
 
 PAPER_TEST_PERCENT = round(100 * PAPER_CHAIRS.test / PAPER_CHAIRS.chairs)
 PAPER_CHAIR_IMAGES = 2 * (CHAIR_MINIBATCHES.train + CHAIR_MINIBATCHES.test) * default_of(
@@ -82,8 +82,8 @@ def _seed_option(recipe: type, help_text: str):
 def _workers_options(help_text: str) -> list:
     return [
         click.option("--workers", default=None, type=int,
-                     help=f"{help_text} More than one runs a local Dask cluster, private to "
-                          "the run (TLS with credentials made for it, no HTTP). Default: all "
+                     help=f"{help_text} More than one runs a pool of worker processes on "
+                          "this machine (no network: they talk over pipes). Default: all "
                           "cores. Given, the run stays on this machine even when "
                           f"{SCHEDULER_VARIABLE} is set."),
         click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -93,7 +93,7 @@ def _workers_options(help_text: str) -> list:
                           f"--scheduler or --workers, {SCHEDULER_VARIABLE} is used when set "
                           "(announced on stderr and recorded in the store's history)."),
         click.option("--verbose", is_flag=True,
-                     help="Show the local cluster's logs on the terminal. Otherwise they go "
+                     help="Show the local workers' output on the terminal. Otherwise it goes "
                           "to a file in the temporary directory, kept and named if the run "
                           "fails (a cluster of yours logs as you set it up)."),
     ]

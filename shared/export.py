@@ -14,8 +14,25 @@ one float32 column per continuous factor (unit and range in the field's metadata
 `varying` (string: the factor that varies in the minibatch).
 
 Memory is bounded by one store shard: its minibatches become one Parquet file, written and
-dropped before the next is read. The folder is built under a temporary name and renamed into
-place whole, so a killed export never looks finished.
+dropped before the next is read. Each file is one task: written here (threads encode its PNGs)
+or, with a Dask scheduler (`--scheduler`, DASK_SCHEDULER_ADDRESS), on the cluster's workers,
+which open the store themselves and send back only the file's sha256 and size.
+
+The export holds the store's writer lock while it reads (shared/lock.py): a render that
+would extend or repair the store waits for it, and a store changed between planning and the
+lock is refused.
+
+Finished means the marker is there, and a rerun trusts no more than the marker: each file's
+sha256 is checked against the one it records, so a changed byte is found. How a killed
+export is kept from looking finished depends on where OUT is:
+
+- A local folder is built under a temporary name beside it and renamed into place whole.
+- An object store (s3://…) has no rename, and copying a prefix is neither atomic nor cheap,
+  so the files are written under OUT itself: first `dcign-export.incomplete` (OUT is then an
+  export in progress, which a rerun recognises and redoes from the start), then the Parquet
+  files and documents, the marker last, and the incomplete note is removed after it. A
+  reader that checks for the marker never sees half an export; one that globs the Parquet
+  files while an export runs can (two exports to one OUT at once are not guarded either).
 """
 
 from __future__ import annotations
@@ -25,14 +42,18 @@ import io
 import json
 import os
 import shutil
+import tempfile
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .dask_cluster import TASK_RETRIES, announcement, scheduler_client
 from .errors import DcignError
 from .export_card import croissant, dataset_card
 from .export_reader import (
@@ -46,14 +67,18 @@ from .export_reader import (
     POSITION,
     VARYING,
     _pyarrow,
-    read_marker,
+    parse_marker,
 )
 from .factors import continuous_factors
+from .location import Location, locate
+from .lock import EXPORT, HeldLock, writer_lock
 from .preview import save_preview
-from .store import ATTRS_KEY, Minibatch, Store, StoreSpec
+from .store import ATTRS_KEY, Minibatch, Store, StoreSpec, open_store
 
 PNG_LEVEL = 6  # zlib level: lossless at any level; 6 is Pillow's default trade-off
 PREVIEW_COLUMNS = 10
+INCOMPLETE = "dcign-export.incomplete"  # an object store's OUT while an export writes it
+DOCUMENTS = ("preview.png", "README.md", "croissant.json", MARKER)  # the marker last
 
 
 @dataclass(frozen=True)
@@ -71,7 +96,7 @@ class ExportRequest:
     """What an export of a store will hold, and what identifies it (digest, settings)."""
 
     store: Store
-    out: Path
+    out: Location
     files: tuple[ExportFile, ...]
     digest: str
     settings: dict
@@ -83,7 +108,7 @@ class ExportRequest:
 
 @dataclass(frozen=True)
 class ExportSummary:
-    out: Path
+    out: str
     minibatches: int
     files: int
     written: bool  # False: the folder was already this export, nothing was written
@@ -107,9 +132,7 @@ def store_digest(store: Store) -> str:
 def prepare_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
                    splits: tuple[str, ...] = ()) -> ExportRequest:
     """The files an export of `store` (of the named factors and splits, or all) holds."""
-    if "://" in str(out):
-        raise DcignError(f"{out}: an export is written to a local folder; upload it from "
-                         "there (e.g. `huggingface-cli upload`)")
+    target = locate(out)  # one line if the URL's filesystem is not installed
     clashes = [f.name for f in continuous_factors(store.spec.factors) if f.name in FIXED_COLUMNS]
     if clashes:
         raise DcignError(f"{store.path}: factor {clashes[0]!r} has the name of an export "
@@ -129,50 +152,87 @@ def prepare_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
                          + (" of the factors and splits asked for" if factors or splits else ""))
     settings = {"format_version": FORMAT_VERSION, "factors": sorted(factors),
                 "splits": sorted(splits), "png_level": PNG_LEVEL}
-    return ExportRequest(store, Path(out), tuple(files), store_digest(store), settings)
+    return ExportRequest(store, target, tuple(files), store_digest(store), settings)
 
 
 def existing_export(request: ExportRequest, overwrite: bool) -> bool:
-    """Whether OUT already is this export (same store digest and settings): nothing to do.
-    Refuses, in one line, a folder that is another export (unless `overwrite`) or that is
-    not an export at all (never replaced: it may be anything of the user's)."""
+    """Whether OUT already is this export (same store digest and settings, every file's
+    sha256 the one recorded): nothing to do. Refuses, in one line, a folder that is another
+    export or a damaged one (unless `overwrite`) or that is not an export at all (never
+    replaced: it may be anything of the user's). An export an object store holds half of
+    (killed before its marker) is redone."""
     out = request.out
-    if not out.exists():
-        return False
-    if not (out / MARKER).is_file():
-        if out.is_dir() and not any(out.iterdir()):
-            return False
-        raise DcignError(f"{out} exists and is not a dcign export; choose another OUT "
-                         "(--overwrite replaces only an export)")
     try:
-        marker = read_marker(out)
-    except DcignError:
-        if overwrite:  # its marker names it an export, one this dcign cannot read: replaced
-            return False
-        raise
-    changed = []
-    if marker["store"]["digest"] != request.digest:
-        changed.append(f"from another store or one changed since ({marker['store']['url']})")
-    if marker["settings"] != request.settings:
-        changed.append("with other settings (--factor, --split)")
-    if changed:
-        problem = "exported " + " and ".join(changed)
-    else:
-        damaged = _damaged_files(out, marker)
-        if not damaged:
-            return True
-        problem = f"exported with files since removed or changed ({', '.join(damaged[:3])})"
+        finished = out.exists(MARKER)
+        if not finished:
+            if not out.exists() or out.is_empty_dir() or out.exists(INCOMPLETE):
+                return False
+            raise DcignError(f"{out.url} exists and is not a dcign export; choose another OUT "
+                             "(--overwrite replaces only an export)")
+        try:
+            marker = _read_marker(out)
+        except DcignError:
+            if overwrite:  # its marker names it an export, one this dcign cannot read: replaced
+                return False
+            raise
+        changed = []
+        if marker["store"]["digest"] != request.digest:
+            changed.append(f"from another store or one changed since ({marker['store']['url']})")
+        if marker["settings"] != request.settings:
+            changed.append("with other settings (--factor, --split)")
+        if changed:
+            problem = "exported " + " and ".join(changed)
+        else:
+            damaged = _damaged_files(out, marker)
+            if not damaged:
+                return True
+            problem = f"exported with files since removed or changed ({', '.join(damaged[:3])})"
+    except _storage_errors() as exc:
+        raise _unreachable(out, exc) from None
     if overwrite:
         return False
-    raise DcignError(f"{out} was {problem}; --overwrite replaces it")
+    raise DcignError(f"{out.url} was {problem}; --overwrite replaces it")
 
 
-def _damaged_files(out: Path, marker: dict) -> list[str]:
-    """The files of a finished export that are gone or not the size written (a cheap check:
-    `croissant.json` holds each one's sha256 for a full one)."""
-    files = [f for s in marker["sections"] for f in s["files"]]
-    return [f["path"] for f in files if not (out / f["path"]).is_file()
-            or (out / f["path"]).stat().st_size != f.get("bytes")]
+def _read_marker(out: Location) -> dict:
+    try:
+        text = out.read_text(MARKER)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DcignError(f"{out.url}: unreadable export marker {MARKER} ({exc})") from None
+    return parse_marker(text, out.url)
+
+
+def _damaged_files(out: Location, marker: dict) -> list[str]:
+    """The files of a finished export that are gone or whose bytes are not the ones written:
+    each one read back and its sha256 compared with the marker's (a size would miss a
+    changed byte)."""
+    return [f["path"] for s in marker["sections"] for f in s["files"]
+            if _digest_of(out, f["path"]) != f.get("sha256")]
+
+
+def _digest_of(out: Location, path: str) -> str | None:
+    """The sha256 of a file under OUT, None if it is not there."""
+    try:
+        with out.fs.open(out.key(path), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What OUT's filesystem raises when it cannot be reached: OSError, and botocore's own
+    errors, which s3fs lets through untranslated (no credentials, an endpoint that does not
+    answer)."""
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return (OSError,)
+    return (OSError, BotoCoreError)
+
+
+def _unreachable(out: Location, exc: BaseException) -> DcignError:
+    return DcignError(f"cannot read or write the export at {out.url} ({type(exc).__name__}: "
+                      f"{exc}); check the URL, its bucket and your credentials")
 
 
 # ----------------------------------------------------------------------------- rows
@@ -250,55 +310,185 @@ def rows(minibatches: list[Minibatch], spec: StoreSpec):
     return pa.Table.from_pydict(columns, schema=arrow_schema(spec))
 
 
-def write_file(store: Store, file: ExportFile, root: Path) -> str:
-    """Write one Parquet file (row groups of whole minibatches); its sha256."""
+def write_file(store: Store, file: ExportFile, root: Location) -> tuple[str, int]:
+    """Write one Parquet file (row groups of whole minibatches) under `root`; its sha256 and
+    size, taken from the bytes written (no read back)."""
+    import pyarrow as pa
+
     pq = _pyarrow()
-    path = root / file.path
-    path.parent.mkdir(parents=True, exist_ok=True)
     minibatches = [store.minibatch(file.split, file.factor, k) for k in file.minibatches]
     table = rows(minibatches, store.spec)
     group = store.spec.batch_size * max(1, 100 // store.spec.batch_size)  # ~100 images
-    pq.write_table(table, path, row_group_size=group, compression="none")  # PNG is packed
-    return sha256(path)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=group, compression="none")  # PNG is packed
+    data = sink.getvalue().to_pybytes()
+    _put(root, file.path, data)
+    return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def export_file(store_url: str, file: ExportFile, root_url: str) -> tuple[str, int]:
+    """One Parquet file as a task for any process (a Dask worker): it opens the store and
+    OUT from their URLs itself and returns only the file's sha256 and size."""
+    return write_file(open_store(store_url), file, locate(root_url))
+
+
+def _put(root: Location, path: str, data: bytes) -> None:
+    if root.is_local:
+        target = Path(root.key(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    else:
+        root.fs.pipe_file(root.key(path), data)  # an object appears whole or not at all
+
+
+def _url_for_workers(location: Location) -> str:
+    """A URL that names the same place from another process: a local path made absolute
+    (a worker's working directory is its own)."""
+    return location.root if location.is_local else location.url
+
+
+Written = dict[str, tuple[str, int]]  # file path → (sha256, bytes)
+
+
+def _write_here(request: ExportRequest, root: Location,
+                on_minibatches: Callable[[int], object]) -> Written:
+    written = {}
+    for file in request.files:
+        written[file.path] = write_file(request.store, file, root)
+        on_minibatches(len(file.minibatches))
+    return written
+
+
+def _write_on_dask(client, request: ExportRequest, root: Location,
+                   on_minibatches: Callable[[int], object]) -> Written:
+    """Every file at once as a task on the cluster's workers; a failed one runs again (at
+    most TASK_RETRIES times), and one that fails for good stops the export in one line."""
+    from distributed import as_completed
+
+    store_url = _url_for_workers(locate(request.store.path))
+    root_url = _url_for_workers(root)
+    run = uuid.uuid4().hex[:8]  # a long-lived cluster never takes one export's file for another's
+    futures = {client.submit(export_file, store_url, file, root_url, pure=False,
+                             retries=TASK_RETRIES, key=f"dcign-export-{run}-{i}"): file
+               for i, file in enumerate(request.files)}
+    written = {}
+    try:
+        for future in as_completed(list(futures)):
+            file = futures[future]
+            try:
+                written[file.path] = future.result()
+            except Exception as exc:  # whatever the worker raised, pickled back
+                raise DcignError(f"{file.path}: failed on the Dask workers "
+                                 f"({type(exc).__name__}: {exc})") from None
+            on_minibatches(len(file.minibatches))
+    finally:
+        client.cancel(list(futures))
+    return written
 
 
 # ----------------------------------------------------------------------------- the folder
 
 def export_store(request: ExportRequest, overwrite: bool = False,
-                 on_minibatches: Callable[[int], object] = lambda n: None) -> ExportSummary:
-    """Write what `request` describes into a temporary folder beside OUT, then rename
-    it into place; a rerun on a finished, identical export writes nothing."""
+                 on_minibatches: Callable[[int], object] = lambda n: None,
+                 scheduler: str | None = None, scheduler_from: str | None = None,
+                 note: Callable[[str], object] = print) -> ExportSummary:
+    """Write what `request` describes (into a temporary folder beside a local OUT, then
+    renamed; under an object store's OUT, the marker last), holding the store's writer lock
+    while it reads; a rerun on a finished, identical export writes nothing. With a
+    `scheduler`, each file is a task on that Dask cluster's workers. `on_minibatches` is
+    called with 0 when writing begins, then with each file's minibatches once it is written."""
     out = request.out
     _pyarrow()  # one line if it is not installed, before anything is written
-    if existing_export(request, overwrite):
-        return ExportSummary(out, request.minibatches, len(request.files), written=False)
+    with ExitStack() as stack:
+        client = (stack.enter_context(scheduler_client(scheduler, scheduler_from))
+                  if scheduler else None)
+        if scheduler and announcement(scheduler, scheduler_from):
+            note(announcement(scheduler, scheduler_from))  # reachable: now it is said
+        lock = stack.enter_context(writer_lock(locate(request.store.path), note, EXPORT))
+        if store_digest(request.store) != request.digest:
+            raise DcignError(f"{request.store.path} changed since the export was planned (a "
+                             "render or repair wrote to it); rerun the export")
+        if existing_export(request, overwrite):
+            return ExportSummary(out.url, request.minibatches, len(request.files), written=False)
+
+        def write(root: Location) -> Written:
+            on_minibatches(0)
+            if client is None:
+                return _write_here(request, root, on_minibatches)
+            return _write_on_dask(client, request, root, on_minibatches)
+
+        if out.is_local:
+            _export_to_folder(request, write, lock)
+        else:
+            _export_to_bucket(request, write, lock)
+    return ExportSummary(out.url, request.minibatches, len(request.files), written=True)
+
+
+def _export_to_folder(request: ExportRequest, write: Callable[[Location], Written],
+                      lock: HeldLock) -> None:
+    """A local OUT: built whole under a temporary name beside it, then renamed into place."""
+    out = Path(request.out.root)
     out.parent.mkdir(parents=True, exist_ok=True)
     _clear_partials(out)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.mkdir()
-        digests = {}
-        for file in request.files:
-            digests[file.path] = write_file(request.store, file, partial)
-            on_minibatches(len(file.minibatches))
-        _write_documents(request, partial, digests)
+        written = write(locate(str(partial)))
+        _check_here(partial, written)
+        lock.check()  # the store was ours throughout: only then is the export finished
+        _write_documents(request, partial, written)
         _swap_in(partial, out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # gone after the rename, unless it failed
-    return ExportSummary(out, request.minibatches, len(request.files), written=True)
 
 
-def _write_documents(request: ExportRequest, root: Path, digests: dict[str, str]) -> None:
+def _check_here(root: Path, written: Written) -> None:
+    """Every file the tasks say they wrote is in the folder here, at its size: workers of
+    another machine write the same path on their own disk, where this one cannot see it."""
+    for path, (_, size) in written.items():
+        if not (root / path).is_file() or (root / path).stat().st_size != size:
+            raise DcignError(f"{path} was written where this machine cannot see it (a Dask "
+                             f"worker's own disk?): with --scheduler, OUT must be a folder "
+                             "the workers share with this machine, or a bucket")
+
+
+def _export_to_bucket(request: ExportRequest, write: Callable[[Location], Written],
+                      lock: HeldLock) -> None:
+    """An object store's OUT, written in place (no rename there): the incomplete note first,
+    an export it replaces removed marker first, the files, the documents, the marker last."""
+    out = request.out
+    try:
+        out.write_text(json.dumps({"store": request.store.path, "digest": request.digest})
+                       + "\n", INCOMPLETE)
+        _remove_export(out)
+        written = write(out)
+        lock.check()
+        with tempfile.TemporaryDirectory(prefix="dcign-export-") as staging:
+            _write_documents(request, Path(staging), written)
+            for name in DOCUMENTS:
+                out.fs.put_file(str(Path(staging, name)), out.key(name))
+        out.remove(INCOMPLETE)
+    except _storage_errors() as exc:
+        raise _unreachable(out, exc) from None
+
+
+def _remove_export(out: Location) -> None:
+    """Remove what an earlier export (finished or not) left under OUT, its marker first so it
+    stops looking finished at once; the incomplete note stays."""
+    if out.exists(MARKER):
+        out.remove(MARKER)
+    leftovers = [out.key(p) for p in out.files() if p != INCOMPLETE]
+    if leftovers:
+        out.fs.rm(leftovers)
+
+
+def _write_documents(request: ExportRequest, root: Path, written: Written) -> None:
+    """The preview, card, croissant.json and marker, in a local folder (the marker last)."""
     save_preview(request.store, _preview_rows(request), root / "preview.png", PREVIEW_COLUMNS)
-    marker = _marker(request, digests, root)
+    marker = _marker(request, written)
     (root / "README.md").write_text(dataset_card(marker))
-    (root / "croissant.json").write_text(json.dumps(croissant(marker, root), indent=2) + "\n")
+    (root / "croissant.json").write_text(json.dumps(croissant(marker), indent=2) + "\n")
     (root / MARKER).write_text(json.dumps(marker, indent=1) + "\n")  # last: it says finished
 
 
@@ -311,13 +501,13 @@ def _preview_rows(request: ExportRequest) -> list[tuple[str, str, int]]:
     return [r for r in rows if r[0] == "train"] or rows[:4]
 
 
-def _marker(request: ExportRequest, digests: dict[str, str], root: Path) -> dict:
+def _marker(request: ExportRequest, written: Written) -> dict:
     store, sections = request.store, {}
     for f in request.files:
+        digest, size = written[f.path]
         sections.setdefault((f.split, f.factor), []).append(
-            {"path": f.path, "minibatches": list(f.minibatches), "sha256": digests[f.path],
-             "rows": len(f.minibatches) * store.spec.batch_size,
-             "bytes": (root / f.path).stat().st_size})
+            {"path": f.path, "minibatches": list(f.minibatches), "sha256": digest,
+             "rows": len(f.minibatches) * store.spec.batch_size, "bytes": size})
     return {"format": FORMAT, "version": FORMAT_VERSION,
             "store": {"url": store.path, "digest": request.digest},
             "settings": request.settings, "dcign_version": _dcign_version(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 from .export_reader import IDENTITY, IMAGE, MINIBATCH, POSITION, VARYING
 from .factors import LATENT_SIZE, Factor, continuous_factors
@@ -347,7 +346,7 @@ def _last_run(marker: dict) -> str | None:
     return str(times[-1]) if times else None
 
 
-def croissant(marker: dict, root: Path) -> dict:
+def croissant(marker: dict) -> dict:
     """Croissant 1.0 metadata with its responsible-AI fields: the Parquet files (each with
     its sha256), a record set of images (every factor, one per varying factor) and the factor
     table."""
@@ -356,7 +355,7 @@ def croissant(marker: dict, root: Path) -> dict:
     factors = list(dict.fromkeys(s["factor"] for s in marker["sections"]))
     distribution = [{"@type": "cr:FileObject", "@id": f["path"], "name": f["path"],
                      "contentUrl": f["path"], "encodingFormat": "application/x-parquet",
-                     "contentSize": f"{(root / f['path']).stat().st_size} B",
+                     "contentSize": f"{f['bytes']} B",
                      "sha256": f["sha256"]} for f in files]
     record_sets = [_factor_table(spec)]
     for name in ["all", *factors]:

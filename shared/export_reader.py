@@ -43,8 +43,18 @@ def is_export(path: str | Path) -> bool:
 def read_marker(path: str | Path) -> dict:
     """An export's marker; one line if it is not one of this format."""
     try:
-        marker = json.loads((Path(path) / MARKER).read_text())
+        text = (Path(path) / MARKER).read_text()
     except (OSError, ValueError) as exc:
+        raise DcignError(f"{path}: unreadable export marker {MARKER} ({exc})") from None
+    return parse_marker(text, str(path))
+
+
+def parse_marker(text: str, path: str) -> dict:
+    """The marker read from `text` (that of the export at `path`, local or not); one line if
+    it is not one of this format."""
+    try:
+        marker = json.loads(text)
+    except ValueError as exc:
         raise DcignError(f"{path}: unreadable export marker {MARKER} ({exc})") from None
     if not isinstance(marker, dict) or marker.get("format") != FORMAT:
         raise DcignError(f"{path}/{MARKER} is not a dcign export marker")

@@ -83,8 +83,10 @@ class LocalShards:
             self.indexes[shard] = np.frombuffer(body, "<u8").reshape(self.per_shard, 2)
         return path, self.indexes[shard]
 
-    def read(self, k: int) -> np.ndarray:
-        """Minibatch k's images, uint8 (B, H, W), or (B, H, W, 3) for an rgb store."""
+    def read(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Minibatch k's images, uint8 (B, H, W), or (B, H, W, 3) for an rgb store: decoded
+        into `out` (C-contiguous, that shape) when given, so a caller stacking minibatches
+        copies none of them."""
         path, index = self._index(k // self.per_shard)
         offset, nbytes = (int(v) for v in index[k % self.per_shard])
         if offset == NO_CHUNK and nbytes == NO_CHUNK:
@@ -92,7 +94,10 @@ class LocalShards:
         data = read_range(path, offset, nbytes)
         if len(data) != nbytes:
             raise ValueError(f"{path}: minibatch {k} runs past the end of its shard file")
-        raw = self.zstd.decode(_checked(data, f"{path}: minibatch {k}"))
+        body = _checked(data, f"{path}: minibatch {k}")
+        if out is not None:  # zstd refuses a frame of any other size than out's
+            return self.zstd.decode(body, out=out.reshape(-1)).reshape(self.shape)
+        raw = self.zstd.decode(body)
         if len(raw) != int(np.prod(self.shape)):
             raise ValueError(f"{path}: minibatch {k} decodes to {len(raw)} bytes")
         return np.frombuffer(raw, np.uint8).reshape(self.shape)

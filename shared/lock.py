@@ -34,7 +34,9 @@ What is guaranteed, and how:
 
 Object stores other than S3 (and S3-compatible servers that ignore If-None-Match/If-Match)
 get the same protocol without the atomic steps: a note says one writer is not guaranteed.
-Readers (training, evaluation, verify) never take the lock.
+Readers (training, evaluation, verify) never take the lock; an export takes it, so that the
+store cannot change while it is read, and a writer it refuses is told the store is being
+exported.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 120.0
 CLAIM_SECONDS = 10.0  # a takeover claim older than this was left by a taker that died
 HEARTBEAT_TRIES = 3  # a renewal that fails is tried again this many times, a second apart
+# Why a lock is held, in it for the writers it refuses: to write the store, or to export it
+# (an export holds it only so that the store cannot change while it is read)
+WRITE, EXPORT = "write", "export"
 
 
 def _now() -> str:
@@ -99,12 +104,12 @@ def _process_alive(pid: int) -> bool:
     return state is None or state[0] != "Z"
 
 
-def _holder(token: str) -> dict:
+def _holder(token: str, purpose: str) -> dict:
     pid = os.getpid()
     state = _process_state(pid)
     return {"host": socket.gethostname(), "pid": pid, "since": _now(),
             "heartbeat": time.time(), "beat": 0, "token": token, "machine": _machine(),
-            "pid_start": state[1] if state else None}
+            "pid_start": state[1] if state else None, "purpose": purpose}
 
 
 def gone_from_this_machine(lock: dict) -> bool:
@@ -586,7 +591,8 @@ def read_lock(location: Location) -> dict | None:
 
 
 def _refusal(location: Location, lock: dict) -> StoreError:
-    return StoreError(f"{location.url} is being written by another dcign process "
+    doing = "exported" if lock.get("purpose") == EXPORT else "written"
+    return StoreError(f"{location.url} is being {doing} by another dcign process "
                       f"({_who(lock)}); wait for it to finish, or stop it and rerun")
 
 
@@ -612,8 +618,10 @@ def _gone(backend, seen: Seen, location: Location, note: Callable[[str], None]) 
     return True
 
 
-def acquire(location: Location, note: Callable[[str], None] = print) -> HeldLock:
-    """Take the store's writer lock (creating the store's root), or raise a StoreError."""
+def acquire(location: Location, note: Callable[[str], None] = print,
+            purpose: str = WRITE) -> HeldLock:
+    """Take the store's writer lock (creating the store's root), or raise a StoreError;
+    `purpose` is what a writer it refuses is told."""
     backend = lock_for(location)
     token = uuid.uuid4().hex
     claims: dict[Any, float] = {}  # a takeover claim seen → since when
@@ -623,7 +631,7 @@ def acquire(location: Location, note: Callable[[str], None] = print) -> HeldLock
         raise StoreError(f"cannot create a store at {location.url}: "
                          f"{exc.strerror or exc or type(exc).__name__}") from None
     for _ in range(10_000):
-        mine = Mine(token, _holder(token))
+        mine = Mine(token, _holder(token, purpose))
         try:
             won = backend.create(mine)
         except LockUnreadable as exc:
@@ -676,10 +684,11 @@ def acquire(location: Location, note: Callable[[str], None] = print) -> HeldLock
 
 
 @contextmanager
-def writer_lock(location: Location, note: Callable[[str], None] = print) -> Iterator[HeldLock]:
+def writer_lock(location: Location, note: Callable[[str], None] = print,
+                purpose: str = WRITE) -> Iterator[HeldLock]:
     """Hold the store's writer lock for the block; refuse at once if another writer holds it.
     The block calls `check()` on what it is given before each write."""
-    held = acquire(location, note)
+    held = acquire(location, note, purpose)
     try:
         yield held
     finally:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import click
 from tqdm import tqdm
 
 from .cli import DcignGroup, split_choices
+from .dask_cluster import SCHEDULER_VARIABLE, choose_scheduler
 from .errors import DcignError
 from .factors import factor_names
 from .location import Location, locate
@@ -25,6 +28,8 @@ Examples:
   dcign-store preview datasets/faces.zarr --split test --factor light --minibatch 0,1,2
   dcign-store export datasets/faces.zarr exports/faces   # Parquet + card for HF datasets
   dcign-store export datasets/faces.zarr exports/faces-light --factor light --split train
+  dcign-store export datasets/faces.zarr exports/faces --scheduler tcp://10.0.0.5:8786
+  dcign-store export s3://bucket/faces.zarr s3://bucket/exports/faces   # AWS_* variables
 """
 
 
@@ -168,16 +173,25 @@ def preview(store_path, split, factor, minibatches, columns, out) -> None:
 
 @main.command(epilog=EPILOG)
 @click.argument("store_path", metavar="STORE", type=click.Path())
-@click.argument("out", metavar="OUT", type=click.Path())
+@click.argument("out", metavar="OUT")
 @click.option("--factor", multiple=True, help="Varying factor(s) to export. Default: all.")
 @click.option("--split", "splits", multiple=True, help="Split(s) to export. Default: all.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace an export made from another store or with other settings.")
+              help="Replace an export made from another store, with other settings, or "
+                   "with a file since changed.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Write the Parquet files on your Dask cluster's workers (e.g. "
+                   "tcp://10.0.0.5:8786), one task each; they need dcign installed and to "
+                   "reach STORE and OUT by the same path or URL, and what they return is "
+                   f"unpickled here: use a cluster you trust. Without it, {SCHEDULER_VARIABLE} "
+                   "is used when set (announced on stderr); else this machine.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def export(store_path, out, factor, splits, overwrite, quiet) -> None:
-    """Write OUT: Parquet files (one row per image) with a dataset card and Croissant
-    metadata, read by Hugging Face `datasets.load_dataset(OUT)` with no dcign code. A rerun
-    on a finished export of the same store is a no-op."""
+def export(store_path, out, factor, splits, overwrite, scheduler, quiet) -> None:
+    """Write OUT (a folder, or an s3:// URL as a store takes): Parquet files (one row per
+    image) with a dataset card and Croissant metadata, read by Hugging Face
+    `datasets.load_dataset(OUT)` with no dcign code. A rerun on a finished export of the same
+    store, every file's sha256 intact, is a no-op. The store's writer lock is held while it is
+    read."""
     from .export import existing_export, export_store, prepare_export  # pyarrow when exporting
 
     store = open_store(store_path)
@@ -188,9 +202,20 @@ def export(store_path, out, factor, splits, overwrite, quiet) -> None:
         click.echo(f"{out}: already an export of this store with these settings; nothing "
                    "to do")
         return
-    with tqdm(total=request.minibatches, unit="minibatch", desc="exporting", leave=False,
-              disable=quiet) as bar:
-        summary = export_store(request, overwrite, on_minibatches=bar.update)
+    address, source = choose_scheduler(scheduler)
+    with ExitStack() as stack:
+        bars: list[tqdm] = []  # shown once writing begins: a refusal before is its only line
+
+        def advance(minibatches: int) -> None:
+            if not bars:
+                bars.append(stack.enter_context(tqdm(
+                    total=len(request.files), unit="file", desc="exporting", leave=False,
+                    disable=quiet)))
+            bars[0].update(1 if minibatches else 0)
+
+        summary = export_store(request, overwrite, on_minibatches=advance, scheduler=address,
+                               scheduler_from=source,
+                               note=lambda line: click.echo(line, err=True))
     images = summary.minibatches * store.spec.batch_size
     click.echo(f"{out}: {summary.minibatches} minibatches ({images} images) in "
                f"{summary.files} Parquet files, with README.md, croissant.json and "

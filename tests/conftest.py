@@ -17,6 +17,8 @@ import logging
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +228,18 @@ def bucket(monkeypatch) -> str:
         yield f"s3://{name}"
     finally:
         server.stop()
+
+
+@contextmanager
+def users_dask_cluster(workers: int) -> Iterator[str]:
+    """A plain Dask cluster of `workers` one-thread worker processes on 127.0.0.1, as a user
+    would run one, no dashboard; its scheduler's address. Workers that lose the scheduler
+    give up within a minute instead of lingering."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None, death_timeout=60) as cluster:
+        yield cluster.scheduler_address
 
 
 def dead_pid() -> int:

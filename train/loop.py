@@ -315,7 +315,7 @@ def _batches(run: Run, step: Step, stacked: torch.Tensor) -> list[tuple[int, int
     """(batch type, place in the step, images) per forward pass. A method that draws images
     independently sees the step's images as one batch: β-TCVAE's estimate is over all of
     them."""
-    kinds, places = step.kinds.tolist(), step.places.tolist()
+    kinds, places = step.kinds, step.places
     if run.method.draws_independently:
         return [(-1, places[0], stacked.reshape(-1, *stacked.shape[2:]))]
     return list(zip(kinds, places, stacked, strict=True))

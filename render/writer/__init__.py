@@ -3,9 +3,10 @@
     coordinator.py  render_store: take the store's writer lock, create or grow every array
                     before the fan-out, list the shards with missing (or damaged)
                     minibatches, fan them out, show progress, record the run
-    cluster.py      where the tasks run: in this process, a local Dask cluster, or yours;
-                    which failed tasks run again
-    private_cluster.py  the local cluster, private to the run: TLS, no HTTP, logs in a file
+    local_pool.py   tasks on this machine: in this process, or on a pool of worker
+                    processes (their output in a log file)
+    cluster.py      tasks on your Dask cluster (--scheduler)
+    failures.py     what a failed task means: the disk's, ours, a dead worker; which run again
     shards.py       the one task: render one shard and write it whole, markers last
 """
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dcign.shared.dask_cluster import announcement, scheduler_client
 from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.location import Location, locate
 from dcign.shared.lock import LOCK_NAME, writer_lock
@@ -34,16 +35,9 @@ from dcign.shared.verify import Damaged  # (split, factor) → minibatches to re
 
 from ..generators.base import DatasetGenerator, DatasetRecipe
 from ..renderer.platform import choose_gl_platform
-from .cluster import (
-    DISK_ERRORS,
-    SCHEDULER_VARIABLE,
-    TaskFailed,
-    check_scheduler,
-    cores_per_worker,
-    new_cluster_log,
-    run_in_process,
-    run_on_dask,
-)
+from .cluster import run_on_dask
+from .failures import DISK_ERRORS, TaskFailed, WorkerDied
+from .local_pool import cores_per_worker, new_worker_log, run_in_process, run_on_pool
 from .shards import ShardTask, WorkerSettings
 
 
@@ -162,18 +156,16 @@ def _disk_error(exc: OSError, location: Location, request: RenderRequest | None,
 
 def _task_error(failure: TaskFailed, location: Location, request: RenderRequest | None,
                 verb: str, log: str | None) -> BaseException:
-    """What a shard task that failed for good on Dask is reported as: a disk error as one;
+    """What a shard task that failed for good is reported as: a disk error as one;
     our own one-line errors (a lost lock, a damaged store) as they are; a worker that kept
     dying, or a fault of the code, in one line naming the log that holds its traceback (or,
     with no log, the failure itself with its traceback)."""
-    from distributed import KilledWorker
-
     cause = failure.cause
     if isinstance(cause, OSError):
         return _disk_error(cause, location, request, verb, log)
     if isinstance(cause, DcignError):
         return cause
-    if isinstance(cause, KilledWorker):
+    if isinstance(cause, WorkerDied):
         return DcignError(f"{verb} {location.url} stopped: a worker process died each time it "
                           f"rendered {failure.task.split}/{failure.task.factor} minibatches "
                           f"{failure.task.start}-{failure.task.stop - 1} (out of memory?); "
@@ -188,11 +180,12 @@ def _task_error(failure: TaskFailed, location: Location, request: RenderRequest 
 
 def _run(tasks: list[ShardTask], recipe: DatasetRecipe, generator: DatasetGenerator,
          url: str, settings: WorkerSettings, workers: int, scheduler: str | None,
-         log: str | None, verbose: bool) -> Iterator[tuple[ShardTask, int]]:
-    if scheduler is None and min(workers, len(tasks)) <= 1:
+         log: str | None) -> Iterator[tuple[ShardTask, int]]:
+    if scheduler is not None:
+        return run_on_dask(tasks, recipe, url, settings, scheduler)
+    if min(workers, len(tasks)) <= 1:
         return run_in_process(tasks, recipe, generator, url, settings)
-    return run_on_dask(tasks, recipe, url, settings, min(workers, len(tasks)), scheduler, log,
-                       verbose)
+    return run_on_pool(tasks, recipe, url, settings, min(workers, len(tasks)), log)
 
 
 def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest | None, *,
@@ -211,17 +204,18 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
     (the environment is not read here: `cluster.choose_scheduler` is the caller's);
     `scheduler_from` says where its address came from, and one taken from the environment
     is announced through `note` (stderr by default) once it is reached. More than one
-    worker and no scheduler run a private local cluster whose logs go to a file in the
-    temporary directory (kept if the run fails, and named in its error), or with `verbose`
-    to the terminal."""
+    worker and no scheduler run a pool of worker processes whose output goes to a file in
+    the temporary directory (kept if the run fails, and named in its error), or with
+    `verbose` to the terminal."""
     note = note or (lambda line: tqdm.write(line, file=sys.stderr))
     generator = generator or recipe.load()
     location = locate(out)
     overwrite = _check_request(location, generator, request, overwrite, note)
     if scheduler:
-        check_scheduler(scheduler, scheduler_from)
-        if scheduler_from == SCHEDULER_VARIABLE:
-            note(f"using the Dask scheduler at {scheduler} from {SCHEDULER_VARIABLE}")
+        with scheduler_client(scheduler, scheduler_from):  # refused before anything is written
+            pass
+        if announcement(scheduler, scheduler_from):
+            note(announcement(scheduler, scheduler_from))
     log, finished = None, False
     with writer_lock(location, note=note) as lock:
         try:  # a disk that fills, here or in a task, ends in one line
@@ -239,13 +233,13 @@ def render_store(out: str | Path, recipe: DatasetRecipe, request: RenderRequest 
             settings = WorkerSettings(platform,
                                       cores_per_worker(min(workers, max(1, len(tasks)))))
             if scheduler is None and min(workers, len(tasks)) > 1 and not verbose:
-                log = new_cluster_log(location.name)
+                log = new_worker_log(location.name)
             started, rendered = time.perf_counter(), 0
             with tqdm(total=sum(t.size for t in tasks) * recipe.batch_size, unit="img",
                       disable=not progress or not tasks, desc=f"{verb} {location.name}",
                       smoothing=0.1) as bar:
                 for task, count in (_run(tasks, recipe, generator, location.url, settings,
-                                         workers, scheduler, log, verbose) if tasks else ()):
+                                         workers, scheduler, log) if tasks else ()):
                     rendered += count
                     bar.update(task.size * recipe.batch_size)
                     lock.check()  # a lost lock stops the run: the tasks left are cancelled

@@ -1,5 +1,5 @@
-"""The writer's one task, run alike in this process, in a local Dask cluster or on a remote
-one: render one shard of one (split, factor) and write it whole.
+"""The writer's one task, run alike in this process, in a local pool of worker processes or
+on a Dask cluster: render one shard of one (split, factor) and write it whole.
 
 A worker process keeps one generator (and its GL context) for its lifetime. All GL work runs
 on one thread the worker owns, whatever thread Dask runs a task on, so the context stays
@@ -97,8 +97,18 @@ def worker_environment(settings: WorkerSettings, worker: Any, environ: dict) -> 
     return {k: v for k, v in wanted.items() if not environ.get(k)}
 
 
+_name: dict[str, int] = {}  # this process's number in a local pool (`name_worker`)
+
+
+def name_worker(name: int) -> None:
+    """Number this process as the local pool's worker `name` (0, 1, …)."""
+    _name["worker"] = name
+
+
 def _worker_name() -> Any:
-    """This Dask worker's name (0, 1, … in a local cluster), or None outside Dask."""
+    """This worker's name: its number in a local pool, its Dask worker name, or None."""
+    if "worker" in _name:
+        return _name["worker"]
     try:
         from distributed import get_worker
 

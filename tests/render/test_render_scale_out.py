@@ -1,7 +1,7 @@
-"""Rendering beyond one process: the same shard tasks on a local Dask cluster, on a cluster
-started from the command line, into an S3 bucket; retried when they die; each worker with its
-GL settings and, on a multi-GPU node, its own EGL device. Every server listens on 127.0.0.1
-and stops inside its test."""
+"""Rendering beyond one process: the same shard tasks on a local pool of workers, on a Dask
+cluster started from the command line, into an S3 bucket; retried when they fail or their
+worker dies; each worker with its GL settings and, on a multi-GPU node, its own EGL device.
+Every server listens on 127.0.0.1 and stops inside its test."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from conftest import (
 
 from dcign.render.generators.faces import FaceRecipe
 from dcign.render.writer import RenderRequest, render_store
-from dcign.render.writer.cluster import dask_client
+from dcign.render.writer.local_pool import _environment, _new_pool, worker_env
 from dcign.render.writer.shards import WorkerSettings, _worker_name, worker_environment
 from dcign.shared.store import open_store
 
@@ -41,25 +41,30 @@ def test_two_local_workers_write_the_store_one_process_writes(tiny_store, tmp_pa
     assert len([f for f in store.location.files() if "/c/" in f]) == 32
 
 
+def environment_seen(_: int) -> dict:
+    """What a pool worker's generator would see (top level: the workers import it)."""
+    time.sleep(0.05)  # long enough for every worker to take some
+    settings = WorkerSettings(gl_platform="egl", cores=1)
+    return dict(os.environ) | worker_environment(settings, _worker_name(),
+                                                 dict(os.environ)) | {"name": _worker_name()}
+
+
 def test_each_worker_receives_its_gl_settings_blas_pool_and_egl_device(monkeypatch):
     monkeypatch.setenv("DCIGN_RENDER_GPUS", "2")  # as on a node with two GPUs
+    monkeypatch.setenv("PYTHONPATH", worker_pythonpath(__file__))
     for name in ("EGL_DEVICE_ID", "CUDA_VISIBLE_DEVICES", "LP_NUM_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     settings = WorkerSettings(gl_platform="egl", cores=1)
-
-    def environment() -> dict:
-        return dict(os.environ) | worker_environment(settings, _worker_name(),
-                                                     dict(os.environ)) | {"name": _worker_name()}
-
-    with dask_client(2, None) as client:
-        client.wait_for_workers(2)
-        seen = client.gather([client.submit(environment, workers=[address], pure=False)
-                              for address in client.scheduler_info()["workers"]])
+    with _environment(worker_env(settings.cores)):
+        pool = _new_pool(2, FaceRecipe(image_size=32, batch_size=4), settings, None)
+        with pool:
+            seen = list(pool.map(environment_seen, range(40)))
     by_name = {env["name"]: env for env in seen}
     assert sorted(by_name) == [0, 1]
     for name, env in by_name.items():
         assert env["EGL_DEVICE_ID"] == str(name)
         assert env["LP_NUM_THREADS"] == "0" and env["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in os.environ  # this process's environment as it was
 
 
 @pytest.mark.parametrize("environ, worker, device", [
@@ -75,30 +80,35 @@ def test_a_worker_renders_on_the_egl_device_its_environment_names(environ, worke
 
 @dataclass(frozen=True)
 class FlakyFaces(FaceRecipe):
-    """Faces whose first task in every fresh worker process dies (a marker file per
-    process): Dask must run it again."""
+    """Faces whose first task in every fresh worker process fails (a marker file per
+    process), or with `exit` whose first task of all kills its worker process (as the
+    kernel does for memory): the task must run again."""
 
     marker_dir: str = ""
+    exit: bool = False
 
     def load(self):
         generator = super().load()
-        marker = Path(self.marker_dir) / f"died-{os.getpid()}"
+        marker = Path(self.marker_dir) / ("died" if self.exit else f"died-{os.getpid()}")
         if not marker.exists():
             marker.write_text("once")
+            if self.exit:
+                os._exit(9)
             raise OSError("a worker lost its disk for a moment")
         return generator
 
 
-def test_a_task_that_dies_is_retried_and_the_store_completes(tiny_store, tmp_path,
-                                                             monkeypatch):
+@pytest.mark.parametrize("exit", [False, True], ids=["task-fails", "worker-dies"])
+def test_a_task_that_fails_or_kills_its_worker_is_retried_and_the_store_completes(
+        exit, tiny_store, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", worker_pythonpath(__file__))  # workers import FlakyFaces
-    recipe = FlakyFaces(image_size=32, batch_size=4, marker_dir=str(tmp_path))
+    recipe = FlakyFaces(image_size=32, batch_size=4, marker_dir=str(tmp_path), exit=exit)
     out = tmp_path / "faces.zarr"
     summary = render_store(out, recipe, RenderRequest(("azimuth", "elevation", "light",
                                                        "intrinsic"), 3, 2),
                            workers=2, progress=False, generator=FaceRecipe(
                                image_size=32, batch_size=4).load())
-    assert summary.rendered == 20 and len(list(tmp_path.glob("died-*"))) >= 1
+    assert summary.rendered == 20 and len(list(tmp_path.glob("died*"))) >= 1
     assert content_digest(out) == content_digest(tiny_store)
 
 

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_one_line_error, dead_pid, invoke, store_tool, tree_digest
+from conftest import (
+    assert_one_line_error,
+    dead_pid,
+    installed,
+    invoke,
+    lock_file,
+    store_tool,
+    tree_digest,
+    users_dask_cluster,
+)
 
 from dcign.shared.store import open_store
 
@@ -227,8 +237,237 @@ def test_some_factors_and_splits_are_exported_alone(tiny_store, tmp_path):
     assert list(data) == ["test"] and data["test"].num_rows == 8
 
 
-def test_an_export_to_a_bucket_is_refused_in_one_line(tiny_store):
-    assert_one_line_error(store_tool(["export", tiny_store, "s3://bucket/out"]), "local folder")
+def test_a_rerun_finds_a_file_with_a_changed_byte_and_overwrite_rewrites_it(tiny_store,
+                                                                            tmp_path):
+    out = tmp_path / "export"
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
+    before = tree_digest(out)
+    damaged = out / "data" / "azimuth" / "train-00000-of-00001.parquet"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0x01  # same size: only its sha256 tells
+    damaged.write_bytes(bytes(data))
+    assert_one_line_error(store_tool(["export", tiny_store, out]),
+                          "files since removed or changed", "azimuth/train-00000-of-00001",
+                          "--overwrite")
+    assert store_tool(["export", tiny_store, out, "--overwrite", "--quiet"]).exit_code == 0
+    assert tree_digest(out) == before
+
+
+# ------------------------------------------------------------------ the store's writer lock
+
+def test_an_export_while_another_writer_holds_the_store_is_refused_in_one_line(fresh_store,
+                                                                            tmp_path):
+    lock = lock_file(fresh_store)  # a live writer on another host, renewed just now
+    held = lock.read_text()
+    out = tmp_path / "export"
+    assert_one_line_error(store_tool(["export", fresh_store, out]), str(fresh_store),
+                          "being written by another dcign process", "host elsewhere")
+    assert not out.exists() and not list(tmp_path.glob(".export.*"))
+    assert lock.read_text() == held
+
+
+def test_an_export_holds_the_store_lock_and_leaves_the_store_as_it_was(fresh_store, tmp_path,
+                                                                      monkeypatch):
+    """While it reads, a writer (a render that would extend or repair the store) is refused
+    in one line that says an export holds the store."""
+    import dcign.shared.export as export
+    from dcign.shared.errors import StoreError
+    from dcign.shared.location import locate
+    from dcign.shared.lock import acquire, read_lock
+
+    before = tree_digest(fresh_store)
+    holders, refusals = [], []
+
+    def meanwhile_a_writer_starts(store, file, root):
+        holders.append(read_lock(locate(fresh_store)))
+        with pytest.raises(StoreError) as refused:
+            acquire(locate(fresh_store), note=print)
+        refusals.append(str(refused.value))
+        return real(store, file, root)
+
+    real = export.write_file
+    monkeypatch.setattr(export, "write_file", meanwhile_a_writer_starts)
+    assert store_tool(["export", fresh_store, tmp_path / "export", "--quiet"]).exit_code == 0
+    assert len(holders) == 8 and all(h and h["pid"] == os.getpid() for h in holders)
+    assert all(f"{fresh_store} is being exported by another dcign process (host " in r
+               for r in refusals), refusals[0]
+    assert tree_digest(fresh_store) == before  # the lock is gone, nothing else written
+
+
+def test_a_store_changed_before_the_lock_is_taken_is_refused(fresh_store, tmp_path):
+    from dcign.shared.errors import DcignError
+    from dcign.shared.export import export_store, prepare_export
+
+    request = prepare_export(open_store(fresh_store), tmp_path / "export")
+    zarr.open_group(str(fresh_store), mode="r+")["train/light/complete"][2] = False
+    with pytest.raises(DcignError, match="changed since the export was planned"):
+        export_store(request)
+    assert not (tmp_path / "export").exists()
+
+
+# ------------------------------------------------------------------ a bucket as OUT
+
+def bucket_files(url: str) -> dict[str, bytes]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    root = url.removeprefix("s3://")
+    return {p[len(root) + 1:]: fs.cat_file(p) for p in fs.find(root)}
+
+
+def test_an_export_to_a_bucket_equals_the_local_one_and_loads_with_datasets(
+        exported, tiny_store, bucket, tmp_path):
+    out = f"{bucket}/exports/faces"
+    result = store_tool(["export", tiny_store, out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    files = bucket_files(out)
+    local = {str(p.relative_to(exported)): p.read_bytes()
+             for p in exported.rglob("*") if p.is_file()}
+    assert sorted(files) == sorted(local)  # no incomplete note left
+    for name in local:
+        if name.endswith(".parquet"):
+            assert files[name] == local[name], name
+    ours, theirs = json.loads(files["dcign-export.json"]), json.loads(local["dcign-export.json"])
+    assert ours["sections"] == theirs["sections"]  # the same files, digests and sizes
+    options = {"endpoint_url": os.environ["AWS_ENDPOINT_URL"], "key": "testing",
+               "secret": "testing"}
+    data = datasets.load_dataset("parquet", data_files={"train": f"{out}/data/*/train-*.parquet"},
+                                 storage_options=options, cache_dir=str(tmp_path / "c"))
+    assert data["train"].num_rows == 48
+    assert isinstance(data["train"].features["image"], datasets.Image)
+    again = store_tool(["export", tiny_store, out])
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    assert bucket_files(out) == files
+
+
+def test_a_killed_export_to_a_bucket_is_recognised_and_redone(tiny_store, bucket, monkeypatch):
+    import dcign.shared.export as export
+
+    out = f"{bucket}/faces"
+    calls = []
+
+    def dies_on_the_second_file(store, file, root):
+        calls.append(file)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(store, file, root)
+
+    real = export.write_file
+    monkeypatch.setattr(export, "write_file", dies_on_the_second_file)
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 130
+    left = bucket_files(out)
+    assert "dcign-export.incomplete" in left and "dcign-export.json" not in left
+    monkeypatch.setattr(export, "write_file", real)
+    result = store_tool(["export", tiny_store, out, "--quiet"])  # no --overwrite needed
+    assert result.exit_code == 0, result.output
+    done = bucket_files(out)
+    assert "dcign-export.incomplete" not in done and "dcign-export.json" in done
+    assert sum(name.endswith(".parquet") for name in done) == 8
+
+
+def test_a_changed_object_in_a_bucket_export_is_found_and_overwrite_replaces_the_export(
+        tiny_store, bucket):
+    import s3fs
+
+    out = f"{bucket}/faces"
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
+    files = bucket_files(out)
+    name = "data/light/train-00000-of-00001.parquet"
+    data = bytearray(files[name])
+    data[len(data) // 2] ^= 0x01
+    s3fs.S3FileSystem().pipe_file(f"{out}/{name}", bytes(data))
+    s3fs.S3FileSystem().pipe_file(f"{out}/data/stray.parquet", b"left by someone")
+    assert_one_line_error(store_tool(["export", tiny_store, out]),
+                          "files since removed or changed", name, "--overwrite")
+    assert store_tool(["export", tiny_store, out, "--overwrite", "--quiet"]).exit_code == 0
+    assert bucket_files(out) == files  # the old export removed whole, then written again
+
+
+def test_a_bucket_that_is_not_there_is_one_line(tiny_store, bucket):
+    assert_one_line_error(store_tool(["export", tiny_store, "s3://no-such-dcign-bucket/out"]),
+                          "cannot read or write the export at s3://no-such-dcign-bucket/out")
+
+
+def test_a_bucket_prefix_holding_other_files_is_never_replaced(tiny_store, bucket):
+    import s3fs
+
+    s3fs.S3FileSystem().pipe_file(f"{bucket}/mine/notes.txt", b"keep")
+    assert_one_line_error(store_tool(["export", tiny_store, f"{bucket}/mine", "--overwrite"]),
+                          "not a dcign export")
+    assert bucket_files(f"{bucket}/mine") == {"notes.txt": b"keep"}
+
+
+# ------------------------------------------------------------------ a Dask cluster
+
+def test_an_export_on_a_dask_cluster_runs_a_task_per_file_on_its_workers(exported, tiny_store,
+                                                                         tmp_path):
+    """The files of an export through `--scheduler` are written by the cluster's worker
+    processes, one task each, and hold the same bytes as a local export's."""
+    from distributed import Client
+
+    out = tmp_path / "faces"
+    with users_dask_cluster(2) as address, Client(address, timeout="30s") as client:
+        client.get_task_stream()  # from now on the scheduler records every task
+        done = subprocess.run([installed("dcign-store"), "export", str(tiny_store), str(out),
+                               "--scheduler", address, "--quiet"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        tasks = [t for t in client.get_task_stream() if t["key"].startswith("dcign-export-")]
+        workers = client.run(os.getpid)
+    assert len(tasks) == 8 and {t["worker"] for t in tasks} <= set(workers)
+    assert os.getpid() not in workers.values()
+    local = sorted(p.relative_to(exported) for p in exported.rglob("*.parquet"))
+    assert sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == local
+    for name in local:
+        assert pq.read_table(out / name).equals(pq.read_table(exported / name)), name
+        assert (out / name).read_bytes() == (exported / name).read_bytes(), name
+    assert (json.loads((out / "dcign-export.json").read_text())["sections"]
+            == json.loads((exported / "dcign-export.json").read_text())["sections"])
+
+
+def test_a_scheduler_from_the_environment_is_announced_and_its_workers_write_to_a_bucket(
+        exported, tiny_store, bucket):
+    """The cluster's workers reach the bucket as the store's writers do (AWS_* variables),
+    and a scheduler taken from the environment is said in one line on stderr."""
+    out = f"{bucket}/faces"
+    with users_dask_cluster(2) as address:  # started after the bucket: its workers see it
+        done = subprocess.run([installed("dcign-store"), "export", str(tiny_store), out,
+                               "--quiet"], capture_output=True, text=True, timeout=300,
+                              env=os.environ | {"DASK_SCHEDULER_ADDRESS": address})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        f"using the Dask scheduler at {address} from DASK_SCHEDULER_ADDRESS"]
+    files = bucket_files(out)
+    for path in exported.rglob("*.parquet"):
+        assert files[str(path.relative_to(exported))] == path.read_bytes(), path
+    assert "dcign-export.json" in files and "dcign-export.incomplete" not in files
+
+
+def test_files_workers_wrote_on_a_disk_of_their_own_are_refused(tiny_store, tmp_path,
+                                                                 monkeypatch):
+    """A worker on another machine writes the partial folder's path on its own disk: the
+    export cannot finish without those files, and says why in one line."""
+    import dcign.shared.export as export
+
+    def written_elsewhere(request, root, on_minibatches):
+        return {f.path: ("0" * 64, 1) for f in request.files}
+
+    monkeypatch.setattr(export, "_write_here", written_elsewhere)
+    out = tmp_path / "faces"
+    assert_one_line_error(store_tool(["export", tiny_store, out, "--quiet"]),
+                          "written where this machine cannot see it", "--scheduler")
+    assert not out.exists() and not list(tmp_path.glob(".faces.*"))
+
+
+def test_an_unreachable_scheduler_is_one_line_saying_where_it_came_from_and_writes_nothing(
+        tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nothing listens there
+    out = tmp_path / "faces"
+    assert_one_line_error(store_tool(["export", tiny_store, out]),
+                          "cannot reach the Dask scheduler at tcp://127.0.0.1:9",
+                          "the address is DASK_SCHEDULER_ADDRESS's")
+    assert not out.exists() and not list(tmp_path.glob(".faces.*"))
 
 
 def test_minibatch_dataset_over_the_export_equals_over_the_store(exported, tiny_store):

@@ -210,4 +210,4 @@ def test_a_training_step_samples_with_the_noise_of_its_seed_step_and_minibatch(
     step = StepDataset(run.data, 3, 2)[5]
     train_step(run, step)
     assert [torch.equal(eps, minibatch_noise(3, 5, place, (20, 200)))
-            for eps, place in zip(seen, step.places.tolist(), strict=True)] == [True, True]
+            for eps, place in zip(seen, step.places, strict=True)] == [True, True]

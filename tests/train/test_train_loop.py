@@ -46,8 +46,8 @@ def test_dcign_steps_clamp_each_minibatch_outside_its_own_factors_group(blobs, t
     step = StepDataset(run.data, 0, 4)[0]
     kinds = step.kinds
     train_step(run, step)
-    assert len(set(kinds.tolist())) > 1  # several batch types in one step
-    for kind, mu in zip(kinds.tolist(), seen, strict=True):
+    assert len(set(kinds)) > 1  # several batch types in one step
+    for kind, mu in zip(kinds, seen, strict=True):
         active = run.masks[kind]
         assert torch.allclose(mu[:, ~active], mu[:1, ~active].expand(20, -1))
         assert (mu[:, active].std(0) > 0).all()  # the varying factor's group is free
