@@ -146,11 +146,14 @@ class ChairGenerator(RenderingGenerator):
                          color=r.color)
 
     def _procedural_fingerprint(self) -> str:
-        """A hash of a few whole chairs (geometry, normals, winding, materials): it changes
-        whenever the generator's output does, so such stores are not mixed."""
+        """A hash of a few whole chairs (geometry, normals, winding, materials, and an rgb
+        store's colours): it changes whenever the generator's output does, so such stores are
+        not mixed."""
         h = hashlib.sha256()
+        r = self.recipe
         for i in range(FINGERPRINT_CHAIRS):
-            m = procedural_chair(identity_rng(self.recipe.seed, i))
+            colours = None if r.color == GRAY else colour_rng(r.seed, i)
+            m = procedural_chair(identity_rng(r.seed, i), colour_rng=colours)
             for array in (m.vertices, m.normals, m.albedo, m.material):
                 h.update(np.round(array, 4).tobytes())
             h.update(m.triangles.tobytes())
