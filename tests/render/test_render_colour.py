@@ -5,10 +5,12 @@ store's images); and a gray store is what it was (tests/end_to_end pins its byte
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 from conftest import (
     TINY,
@@ -21,7 +23,9 @@ from conftest import (
     read_group,
     render,
     store_tool,
+    worker_pythonpath,
 )
+from machines import RecordingRenderer, cpu_variants, run_python
 from PIL import Image
 
 from dcign.render.cli import main as render_main
@@ -187,3 +191,46 @@ def test_a_mesh_folder_chair_keeps_its_own_colours_in_an_rgb_store(tmp_path):
     assert result.exit_code == 0, result.output
     images = read_group(out, "train", "azimuth")["images"].astype(int)
     assert images.shape[-1] == 3 and (images.max(-1) - images.min(-1)).max() > 100
+
+
+class RecordingRgbRenderer(RecordingRenderer):
+    """machines.RecordingRenderer, drawing (blank) rgb images."""
+
+    def render(self, rotation, toward_light) -> np.ndarray:
+        return np.repeat(super().render(rotation, toward_light)[..., None], 3, axis=-1)
+
+
+def scene_digest(recipe, factors: tuple[str, ...], minibatches: int = 2) -> str:
+    """As machines.scene_digest, for an rgb recipe."""
+    generator = recipe.load()
+    recorder = generator._renderer = RecordingRgbRenderer(recipe.image_size)
+    for split in ("train", "test"):
+        for factor in factors:
+            for k in range(minibatches):
+                generator.render(generator.plan(split, factor, k))
+    return recorder.hash.hexdigest()
+
+
+def colour_scene_digests() -> dict[str, str]:
+    """Every mesh (with its rgb albedo), pose and light handed to GL for tiny rgb stores."""
+    from dcign.render.generators.chairs import ChairRecipe
+    from dcign.render.generators.faces import FaceRecipe
+
+    faces = FaceRecipe(image_size=32, batch_size=4, color="rgb")
+    chairs = ChairRecipe(image_size=32, batch_size=4, chairs=40, test_chairs=10, color="rgb")
+    return {"faces": scene_digest(faces, ("azimuth", "light", "intrinsic")),
+            "chairs": scene_digest(chairs, ("azimuth", "intrinsic"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", list(cpu_variants()))
+def test_colour_scenes_are_the_same_bits_on_another_cpu(variant):
+    """As tests/end_to_end/test_same_bits_everywhere.py holds gray scenes: the colours
+    handed to GL (the face model's albedo, the chair palette) under another BLAS kernel and
+    numpy without SIMD are the same bits."""
+    code = ("import json, test_render_colour as t; "
+            "print(json.dumps(t.colour_scene_digests()))")
+    done = run_python(["-c", code], cpu_variants()[variant]
+                      | {"PYTHONPATH": worker_pythonpath(__file__)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == colour_scene_digests()
