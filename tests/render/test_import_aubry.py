@@ -27,7 +27,7 @@ from PIL import Image
 from dcign.render.cli import main as render_main
 from dcign.render.generators.aubry import AubryRecipe
 from dcign.render.objects.aubry_tree import crop_gray, scan_tree
-from dcign.render.writer import cluster
+from dcign.render.writer import local_pool
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
 
@@ -231,7 +231,7 @@ def test_an_interrupted_import_resumes_through_the_writer_to_the_same_store(
         tmp_path, aubry_tree, monkeypatch):
     out = tmp_path / "resumed.zarr"
     args = [aubry_tree, *SMALL, "--out", out]
-    real, done = cluster.render_shard, []
+    real, done = local_pool.render_shard, []
 
     def interrupt_after_one_shard(recipe, url, task, settings):
         if done:
@@ -239,11 +239,11 @@ def test_an_interrupted_import_resumes_through_the_writer_to_the_same_store(
         done.append(real(recipe, url, task, settings))
         return done[-1]
 
-    monkeypatch.setattr(cluster, "render_shard", interrupt_after_one_shard)
+    monkeypatch.setattr(local_pool, "render_shard", interrupt_after_one_shard)
     interrupted = aubry(args)
     assert interrupted.exit_code == 130 and "rerun the same command to resume" in (
         interrupted.output)
-    monkeypatch.setattr(cluster, "render_shard", real)
+    monkeypatch.setattr(local_pool, "render_shard", real)
     resumed = aubry(args)  # the first shard held train/azimuth's 2 minibatches
     assert resumed.exit_code == 0 and "imported 4 minibatches" in resumed.output
     assert "2 were already there" in resumed.output

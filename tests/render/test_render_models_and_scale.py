@@ -10,7 +10,7 @@ import zarr
 from conftest import TINY, assert_one_line_error, render, store_tool
 
 from dcign.render.objects.embedded_face_data import load_embedded_model
-from dcign.render.writer import cluster
+from dcign.render.writer import local_pool
 from dcign.shared.store import open_store
 
 SHAPE_COMPONENTS, ALBEDO_COMPONENTS = 10, 6  # a few are enough; keeps the files small
@@ -100,14 +100,14 @@ def test_the_papers_light_only_command_sizes_the_store_and_resumes_after_an_inte
         done.append(real(recipe, url, task, settings))
         return done[-1]
 
-    real = cluster.render_shard
-    monkeypatch.setattr(cluster, "render_shard", interrupt_after_one_shard)
+    real = local_pool.render_shard
+    monkeypatch.setattr(local_pool, "render_shard", interrupt_after_one_shard)
     result = render(["--vary", "light", "--batches", "12000", *small, "--out", out])
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
     arrays = open_store(out).arrays("train", "light")
     per_shard = arrays.per_shard
     assert len(arrays) == 12000 and arrays.completed().sum() == per_shard == 100
-    monkeypatch.setattr(cluster, "render_shard", real)
+    monkeypatch.setattr(local_pool, "render_shard", real)
     resumed = render(["--vary", "light", "--batches", "150", *small, "--out", out])
     assert resumed.exit_code == 0 and "rendered 51 minibatches" in resumed.output  # 50 + 1 test
     assert arrays.completed()[:150].all() and not arrays.completed()[150:].any()
