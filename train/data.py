@@ -248,7 +248,6 @@ class StepDataset(Dataset):
             return torch.empty(shape, dtype=torch.uint8)
         return shared_uint8(shape)
 
-
     def __getitem__(self, step: int) -> Step | StoreError:
         """The step's minibatches; or, when one of them is damaged or cannot be read, the
         error itself, as data: a loader worker's exception reaches the main process re-worded

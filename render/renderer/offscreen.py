@@ -5,8 +5,8 @@ the light (`render`). Shading is our own small Lambert shader in place of pyrend
 `pyrender_patches`): pyrender's PBR shader costs three times the rasterisation itself in
 software GL. Two variants: lit per pixel with solid textures (chairs), or lit per vertex
 (faces, whose dense mesh makes that look the same at a fraction of the cost). Lit per
-vertex, an unmoved object is shaded under four lights in one rasterisation, one per colour
-channel (`render_lights`, for light minibatches).
+vertex, an unmoved object is shaded under all of a light minibatch's lights (up to 32) in one
+rasterisation, one per colour channel of up to eight render targets (`render_lights`).
 
 Colour (`color="rgb"`): the same shaders compiled with CHANNELS 3 take an RGB albedo from the
 vertex colour (a chair's material codes move to texture coordinates) and write three
@@ -27,16 +27,26 @@ from dcign.shared.portable import sin_cos_degrees
 from ..objects.geometry import vertex_normals
 from .platform import PLATFORM_HELP
 from .poses import Lighting, light_direction, light_pose, object_pose
-from .pyrender_patches import check_pyrender, read_channels, refill_vertex_buffer, use_shaders
+from .pyrender_patches import (
+    LIGHT_CODE_SCALE,
+    LIGHTS_PER_TARGET,
+    MAX_TARGETS,
+    check_pyrender,
+    read_channels,
+    refill_vertex_buffer,
+    use_shaders,
+)
 
 SHADER_DIR = Path(__file__).with_name("shaders")
 SHADERS = {  # shading → our (vertex, fragment) stand-ins for pyrender's mesh shaders
     "pixel": ("mesh.vert", "mesh.frag"),  # per-pixel light, solid textures by material code
     "vertex": ("vertex_lit.vert", "vertex_lit.frag"),  # per-vertex light, plain albedo
 }
-# A light's colour names the channel the per-vertex shader writes it to (vertex_lit.vert):
-# four lights are shaded over one rasterisation of an unmoved object.
-CHANNEL_COLOURS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+# A light's colour names the slot (render target × 4 + channel) the per-vertex shader writes it
+# to (vertex_lit.vert): a light minibatch's lights are shaded over one rasterisation of an
+# unmoved object. Nothing else reads a light's colour.
+MAX_LIGHTS_PER_PASS = LIGHTS_PER_TARGET * MAX_TARGETS
+SLOT_COLOURS = tuple((slot / LIGHT_CODE_SCALE, 0.0, 0.0) for slot in range(MAX_LIGHTS_PER_PASS))
 NEAR_PLANE = 0.5
 FAR_PLANE_IN_CAMERA_DISTANCES = 3
 
@@ -67,7 +77,7 @@ class Renderer:
         camera_pose[2, 3] = lighting.camera_distance
         self.scene.add(camera, pose=camera_pose)
         self._lights = [pyrender.DirectionalLight(colour, lighting.light_intensity)
-                        for colour in CHANNEL_COLOURS]
+                        for colour in SLOT_COLOURS]
         self._light_node = self.scene.add(self._lights[0],
                                           pose=light_pose(light_direction(0.0, 0.0)))
         self._mesh_node = None
@@ -135,25 +145,28 @@ class Renderer:
 
     def render_lights(self, rotation: np.ndarray, toward_lights: np.ndarray) -> np.ndarray:
         """uint8 images (L, size, size) of the current mesh, rotated, lit from each of
-        `toward_lights` (L, 3) in turn: four lights to one rasterisation, one per colour
-        channel, each channel the image `render` gives for its light (per-vertex shading
-        only: the pixel shader lights each fragment once). An rgb image needs its channels:
-        one light a pass, (L, size, size, 3)."""
+        `toward_lights` (L, 3) in turn: up to 32 lights to one rasterisation, one per colour
+        channel of a render target, each channel the image `render` gives for its light
+        (per-vertex shading only: the pixel shader lights each fragment once). An rgb image
+        needs its channels: one light a pass, (L, size, size, 3)."""
         if self.shading != "vertex":
             raise ValueError("render_lights needs the per-vertex shader")
         if self.channels != 1:
             return np.stack([self.render(rotation, toward) for toward in toward_lights])
         self.scene.set_pose(self._mesh_node, object_pose(rotation))
-        extra = [self.scene.add(light) for light in self._lights[1:]]
-        self._shader.lights_per_pass = len(CHANNEL_COLOURS)
+        # as many lights a pass as the minibatch needs, in whole render targets
+        per_pass = min(MAX_LIGHTS_PER_PASS,
+                       -(-len(toward_lights) // LIGHTS_PER_TARGET) * LIGHTS_PER_TARGET)
+        extra = [self.scene.add(light) for light in self._lights[1:per_pass]]
+        self._shader.lights_per_pass = per_pass
         try:
             images = np.empty((len(toward_lights), self.size, self.size), np.uint8)
-            for start in range(0, len(toward_lights), len(CHANNEL_COLOURS)):
-                chunk = toward_lights[start:start + len(CHANNEL_COLOURS)]
+            for start in range(0, len(toward_lights), per_pass):
+                chunk = toward_lights[start:start + per_pass]
                 for node, toward in zip([self._light_node, *extra], chunk, strict=False):
                     self.scene.set_pose(node, light_pose(toward))
-                rgba, _ = self._gl.render(self.scene)
-                images[start:start + len(chunk)] = np.moveaxis(rgba[..., :len(chunk)], -1, 0)
+                channels, _ = self._gl.render(self.scene)
+                images[start:start + len(chunk)] = np.moveaxis(channels[..., :len(chunk)], -1, 0)
         finally:
             self._shader.lights_per_pass = 1
             for node in extra:

@@ -112,15 +112,25 @@ def _require_offscreen_state(offscreen) -> None:
                          f"'pyrender{TESTED_RANGE}'")
 
 
+LIGHTS_PER_TARGET = 4  # R, G, B, A
+MAX_TARGETS = 8  # colour attachments every OpenGL 3.3 gives (GL_MAX_DRAW_BUFFERS ≥ 8)
+LIGHT_CODE_SCALE = 64.0  # a light's red = its slot / this: exact in float, up to 32 slots
+
+
 @dataclass
 class ShaderSettings:
     """What the patched pyrender reads at each render: how many lights our shader shades in
-    one pass (1, or 4 for a gray light minibatch: one per colour channel), and so which
-    channels the read-back returns; and the image's channels (1 gray, 3 rgb: set once, with
-    the shader compiled for it, and one light a pass)."""
+    one pass (1, or up to 32 for a gray light minibatch: one per colour channel of a render
+    target, four to a target), and so which render targets and channels the read-back
+    returns; and the image's channels (1 gray, 3 rgb: set once, with the shader compiled for
+    it, and one light a pass)."""
 
     lights_per_pass: int = 1
     channels: int = 1
+
+    @property
+    def targets(self) -> int:
+        return -(-self.lights_per_pass // LIGHTS_PER_TARGET)
 
 
 def use_shaders(offscreen, vertex_path: str, fragment_path: str, channels: int = 1
@@ -128,31 +138,82 @@ def use_shaders(offscreen, vertex_path: str, fragment_path: str, channels: int =
     """Draw meshes with our shader pair, compiled for the settings' lights per pass and
     channels (each its own program, cached by pyrender); pyrender's other programs (e.g. for
     points) stay. Returns the settings the caller changes between renders."""
-    from pyrender.shader_program import ShaderProgramCache  # here: after the GL platform is chosen
+    import pyrender.renderer  # here: after the GL platform is chosen
+    from pyrender.shader_program import ShaderProgramCache
 
     _require_offscreen_state(offscreen)
     settings = ShaderSettings(channels=channels)
     cache = ShaderProgramCache()
     original = cache.get_program
+    # pyrender binds at most MAX_N_LIGHTS (4) directional lights; a light minibatch's pass
+    # binds all of its own (its shadows are off, the only other use of the bound)
+    pyrender.renderer.MAX_N_LIGHTS = max(pyrender.renderer.MAX_N_LIGHTS,
+                                         LIGHTS_PER_TARGET * MAX_TARGETS)
 
     def get_program(vertex_shader, fragment_shader, geometry_shader=None, defines=None):
         if vertex_shader == PYRENDER_MESH_SHADER:
             vertex_shader, fragment_shader = vertex_path, fragment_path
             defines = {**(defines or {}), "LIGHTS_PER_PASS": settings.lights_per_pass,
-                       "CHANNELS": settings.channels}
+                       "CHANNELS": settings.channels, "TARGETS": settings.targets,
+                       "LIGHT_CODE_SCALE": LIGHT_CODE_SCALE}
         return original(vertex_shader, fragment_shader, geometry_shader, defines)
 
     cache.get_program = get_program
     offscreen._renderer._program_cache = cache
+    _draw_to_targets(offscreen._renderer, settings)
     return settings
+
+
+def _draw_to_targets(inner, settings: ShaderSettings) -> None:
+    """Give pyrender's offscreen framebuffers (the multisampled one drawn to, the one it is
+    resolved into) MAX_TARGETS colour attachments, and draw into as many as the pass's
+    lights need."""
+    from OpenGL import GL
+
+    configure_framebuffer = inner._configure_main_framebuffer
+    configure_viewport = inner._configure_forward_pass_viewport
+
+    def with_targets():
+        had = inner._main_fb
+        configure_framebuffer()
+        if inner._main_fb != had:  # made anew (the first render, or another size)
+            _add_attachments(inner)
+
+    def viewport(flags):
+        configure_viewport(flags)  # binds the multisampled framebuffer to draw to
+        GL.glDrawBuffers(settings.targets, _attachments(settings.targets))
+
+    inner._configure_main_framebuffer = with_targets
+    inner._configure_forward_pass_viewport = viewport
+
+
+def _attachments(count: int, first: int = 0) -> list[int]:
+    from OpenGL import GL
+
+    return [GL.GL_COLOR_ATTACHMENT0 + t for t in range(first, first + count)]
+
+
+def _add_attachments(inner) -> None:
+    from OpenGL import GL
+
+    width, height = inner.viewport_width, inner.viewport_height
+    for fb, samples in ((inner._main_fb, 0), (inner._main_fb_ms, 4)):
+        buffers = GL.glGenRenderbuffers(MAX_TARGETS - 1)
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb)
+        for attachment, buffer in zip(_attachments(MAX_TARGETS - 1, 1), buffers, strict=True):
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, buffer)
+            GL.glRenderbufferStorageMultisample(GL.GL_RENDERBUFFER, samples, GL.GL_RGBA, width,
+                                                height)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, attachment,
+                                         GL.GL_RENDERBUFFER, buffer)
 
 
 def read_channels(offscreen, size: int, settings: ShaderSettings) -> None:
     """Read back uint8 rows top-down: the red channel (size, size) when one light was shaded
-    in gray, all four (size, size, 4) when four were, red, green and blue (size, size, 3) for
-    an rgb image. pyrender's own reader also resolves, reads and
-    linearises depth, a third of the frame time in software GL. A depth-only render (the
-    benchmarks' floor) waits for the GL and reads nothing."""
+    in gray, all four of every target used (size, size, 4 × targets) when several were, red,
+    green and blue (size, size, 3) for an rgb image. pyrender's own reader also resolves,
+    reads and linearises depth, a third of the frame time in software GL. A depth-only
+    render (the benchmarks' floor) waits for the GL and reads nothing."""
     # here, not at the top: after the GL platform is chosen
     import pyrender
     from OpenGL import GL
@@ -160,26 +221,34 @@ def read_channels(offscreen, size: int, settings: ShaderSettings) -> None:
     _require_offscreen_state(offscreen)
     inner = offscreen._renderer
 
+    def resolve(target: int) -> None:
+        """The multisampled target resolved into the framebuffer read from."""
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb_ms)
+        GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT0 + target)
+        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, inner._main_fb)
+        GL.glDrawBuffers(1, _attachments(1, target))
+        GL.glBlitFramebuffer(0, 0, size, size, 0, 0, size, size, GL.GL_COLOR_BUFFER_BIT,
+                             GL.GL_LINEAR)
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb)
+        GL.glReadBuffer(GL.GL_COLOR_ATTACHMENT0 + target)
+
+    def read(target: int, form, channels: int) -> np.ndarray:
+        resolve(target)
+        buffer = GL.glReadPixels(0, 0, size, size, form, GL.GL_UNSIGNED_BYTE)
+        return np.frombuffer(buffer, dtype=np.uint8).reshape(size, size, channels)
+
     def read_back(scene, flags):
         if flags & pyrender.RenderFlags.DEPTH_ONLY:
             GL.glFinish()
             return None
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb_ms)
-        GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, inner._main_fb)
-        GL.glBlitFramebuffer(0, 0, size, size, 0, 0, size, size, GL.GL_COLOR_BUFFER_BIT,
-                             GL.GL_LINEAR)
-        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)  # rows of `size` bytes, unpadded
         if settings.channels == 3:
-            buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
-            shape = (size, size, 3)
+            pixels = read(0, GL.GL_RGB, 3)
         elif settings.lights_per_pass == 1:
-            buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RED, GL.GL_UNSIGNED_BYTE)
-            shape = (size, size)
+            pixels = read(0, GL.GL_RED, 1)[..., 0]
         else:
-            buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
-            shape = (size, size, 4)
-        pixels = np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+            pixels = np.concatenate([read(t, GL.GL_RGBA, LIGHTS_PER_TARGET)
+                                     for t in range(settings.targets)], axis=-1)
         return np.ascontiguousarray(pixels[::-1]), None  # GL rows run bottom-up
 
     inner._read_main_framebuffer = read_back

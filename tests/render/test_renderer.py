@@ -118,11 +118,13 @@ def test_a_new_identity_on_the_same_topology_renders_as_a_fresh_upload(renderer)
 
 
 
-@pytest.mark.parametrize("batch_size", [20, 6])
-def test_a_light_minibatch_shaded_four_lights_to_a_pass_is_the_one_at_a_time_picture(batch_size):
-    """Faces' light minibatches rasterise once per four lights (one per colour channel): every
-    image must be, bit for bit, the one that lighting alone gives, a short last pass (6 = 4 +
-    2) included, and the renderer must draw one light again afterwards."""
+@pytest.mark.parametrize("batch_size", [20, 6, 40])
+def test_a_light_minibatch_shaded_in_one_pass_is_the_one_at_a_time_picture(batch_size):
+    """Faces' light minibatches rasterise once for up to 32 lights (one per colour channel of
+    up to eight render targets): every image must be, bit for bit, the one that lighting
+    alone gives, for a minibatch of the default 20 (five targets), of 6 (two targets, two
+    channels unused) and of 40 (a pass of 32 and one of 8), and the renderer must draw one
+    light again afterwards."""
     from dcign.render.generators.base import RenderingGenerator
 
     generator = FaceRecipe(image_size=48, batch_size=batch_size).load()

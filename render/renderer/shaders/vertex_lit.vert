@@ -5,11 +5,12 @@
 // and one interpolated value instead of eleven halves llvmpipe's per-triangle cost
 // (docs/results.md).
 //
-// LIGHTS_PER_PASS (set by the Renderer) is 1, or 4 for a light minibatch: the object and
-// camera stay, so four lights are shaded over one rasterisation, one per colour channel
-// (R, G, B, A). pyrender binds its lights in no fixed order, so each light's colour names
-// its channel: (1,0,0) red, (0,1,0) green, (0,0,1) blue, (0,0,0) alpha. A channel's value is
-// the one-light value exactly (the other lights add 0 to it).
+// LIGHTS_PER_PASS (set by the Renderer) is 1, or a light minibatch's lights (up to 32): the
+// object and camera stay, so all its lights are shaded over one rasterisation, one per colour
+// channel of TARGETS render targets (R, G, B, A of target 0, then of target 1, ...).
+// pyrender binds its lights in no fixed order, so each light's colour names its slot: red =
+// slot / LIGHT_CODE_SCALE. A channel's value is the one-light value exactly (the other
+// lights add 0 to it).
 //
 // CHANNELS is 1, or 3 for rgb (always one light a pass): the albedo is the vertex colour's
 // rgb, lit alike in each channel, with a white highlight.
@@ -42,7 +43,7 @@ out vec3 frag_radiance;
 #elif LIGHTS_PER_PASS == 1
 out float frag_radiance;
 #else
-out vec4 frag_radiance;
+out vec4 frag_radiance[TARGETS];  // four lights to a render target
 #endif
 
 const float SPECULAR = 0.08;  // as mesh.frag
@@ -80,11 +81,15 @@ void main()
 #if CHANNELS == 3 || LIGHTS_PER_PASS == 1
     frag_radiance = radiance(directional_lights[0], albedo, n, v);
 #else
-    frag_radiance = vec4(0.0);
+    for (int t = 0; t < TARGETS; t++) {
+        frag_radiance[t] = vec4(0.0);
+    }
     for (int i = 0; i < LIGHTS_PER_PASS; i++) {
-        vec3 c = directional_lights[i].color;
-        vec4 channel = vec4(c, 1.0 - c.r - c.g - c.b);
-        frag_radiance += channel * radiance(directional_lights[i], albedo, n, v);
+        int slot = int(directional_lights[i].color.r * LIGHT_CODE_SCALE + 0.5);
+        float r = radiance(directional_lights[i], albedo, n, v);
+        for (int t = 0; t < TARGETS; t++) {
+            frag_radiance[t] += vec4(equal(ivec4(slot), ivec4(4 * t) + ivec4(0, 1, 2, 3))) * r;
+        }
     }
 #endif
 }
