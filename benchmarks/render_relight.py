@@ -1,4 +1,5 @@
-"""Light minibatches shaded four lights to a rasterisation: what it buys, in one run.
+"""Light minibatches shaded over one rasterisation (all their lights, one per channel of
+several render targets; four to a pass before that): what it buys, in one run.
 
     python benchmarks/render_relight.py [--size 150] [--rate-batches 200] [--batches 600]
                                         [--repeats 3] [--before COMMIT] [--json out.json]
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BEFORE = "403d06a"  # main before light minibatches were shaded four lights to a pass
+BEFORE = "403d06a"  # main before light minibatches were shaded several lights to a pass
 PACKAGES = ("render", "train", "shared")
 CLI = "from dcign.render.cli import main; main()"
 

@@ -112,7 +112,7 @@ class FaceGenerator(RenderingGenerator):
     def render(self, plan: MinibatchPlan) -> np.ndarray:
         """uint8 images (B, H, W), (B, H, W, 3) rgb, of one minibatch plan. A light minibatch
         shows one face at one pose under B lights: the face is uploaded and posed once, and
-        (gray) four lights are shaded over each rasterisation (`Renderer.render_lights`, the
+        (gray) all its lights are shaded over one rasterisation (`Renderer.render_lights`, the
         same bits as one light at a time)."""
         if plan.factor != "light":
             return super().render(plan)
