@@ -11,8 +11,10 @@ turns, --repeats rounds, wall time from the call to its return (start-up include
 - "pool": what `dcign-render --workers 2` runs now (this checkout: `local_pool.run_on_pool`,
   a spawned ProcessPoolExecutor with the workers' log file, retries and dead-worker restarts);
 - "bare pool": this checkout's coordinator with the runner replaced here by a bare
-  `ProcessPoolExecutor` of 2 spawned processes running `render_shard` (no log, no retries):
-  the floor the issue measures the local runner against (within 3%);
+  `ProcessPoolExecutor` of 2 spawned processes running `render_shard` (no log, no retries,
+  all tasks submitted at once; its workers named as the pool's are, so that none imports
+  distributed to ask its name): the floor the issue measures the local runner against
+  (within 3%);
 - "local Dask cluster": what `dcign-render --workers 2` ran at --before (a private Dask
   cluster: TLS, no HTTP, its logs in a file), from a git worktree of that commit.
 Prints the medians and each way's overhead over the bare pool.
@@ -41,16 +43,17 @@ from dcign.render.writer import RenderRequest, render_store
 from dcign.shared.store_schema import shard_minibatches
 way, size = sys.argv[1], int(sys.argv[2])
 if way == "bare pool":
-    import multiprocessing
+    import functools, multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from dcign.render.writer import coordinator
     from dcign.render.writer.local_pool import worker_env
-    from dcign.render.writer.shards import render_shard
+    from dcign.render.writer.shards import name_worker, render_shard
 
     def bare_pool(tasks, recipe, url, settings, workers, log=None):
         os.environ.update(worker_env(settings.cores))  # the spawned processes inherit it
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")
-                                 ) as pool:
+        # named, as the pool's workers are: else each imports distributed to ask its name
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=functools.partial(name_worker, 0)) as pool:
             futures = {pool.submit(render_shard, recipe, url, t, settings): t for t in tasks}
             for future in as_completed(futures):
                 yield futures[future], future.result()
