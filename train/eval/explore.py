@@ -1,0 +1,317 @@
+"""`dcign-explore`: a trained network in the browser. A held-out image of a store, or any
+uploaded image, its reconstruction, and a re-render that follows a slider per factor; the
+same edit through a baseline beside it; an interpolation between two images; the edit as a
+`dcign-rerender` command.
+
+The page is served by the standard library's HTTP server on 127.0.0.1 (never another
+interface), one self-contained page (`explore_page.py`) and four JSON calls, and the network
+runs as PyTorch, unchanged, in this process (`explore_model.py`). Why not Gradio: it caps
+Pillow below the release the lock pins, brings some forty packages, a telemetry switch and
+tunnels for public links that a local viewer needs none of, and its page's structure is not
+ours to keep stable for the browser test. Nothing here sends anything anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import json
+import tempfile
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import click
+import numpy as np
+
+from dcign.shared.cli import DcignCommand
+from dcign.shared.errors import DcignError
+from dcign.shared.store import Store, open_store
+
+from ..device import pick_device
+from . import explore_model as em
+from .explore_page import PAGE
+from .trained import Trained, check_same_kind, load_trained
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+MAX_UPLOAD = 32 * 1024 * 1024  # bytes: any photo; more is refused in one line
+MAX_HELD_OUT = 5000  # held-out images offered from a store (its first, section by section)
+
+EPILOG = f"""\b
+Examples:
+  # a DC-IGN run, its held-out faces, and the VAE baseline beside it
+  dcign-explore --checkpoint runs/faces64-dcign --baseline runs/faces64-vae \\
+                --store datasets/faces64.zarr
+\b
+  # chairs with azimuth as a circle of two latents: one angle slider
+  dcign-explore --checkpoint runs/chairs64-dcign-circle --store datasets/chairs64.zarr
+\b
+  # any image of your own (upload it on the page), another port, no browser opened
+  dcign-explore --checkpoint runs/faces64-dcign/checkpoint.pt --port 8000 --no-browser
+\b
+Shipped checkpoints: {', '.join(em.COMING)} will be named here (--checkpoint faces64) once
+dcign ships them; until then give a run directory or checkpoint.pt.
+"""
+
+
+@dataclass
+class Explorer:
+    """What the page's calls are answered from: the networks, their sliders, the held-out
+    images, and the folder the inputs are written to (the command names them)."""
+
+    main: Trained
+    controls: list[em.Slider]
+    folder: Path
+    baseline: Trained | None = None
+    baseline_controls: list[em.Slider] = field(default_factory=list)
+    held_out: np.ndarray | None = None  # uint8 (N, H, W)
+    held_out_labels: list[str] = field(default_factory=list)
+    store_path: str | None = None
+
+    def info(self) -> dict:
+        about = (f"{self.main.name} ({self.main.settings}, step {self.main.step}, "
+                 f"{self.main.image_size}×{self.main.image_size})")
+        if self.store_path:
+            about += f"; held-out images of {self.store_path}"
+        return {"about": about, "checkpoint": str(self.main.checkpoint),
+                "baseline": self.baseline.name if self.baseline else None,
+                "held_out": 0 if self.held_out is None else len(self.held_out),
+                "sliders": [{"label": s.label, "low": s.low, "high": s.high, "angle": s.angle,
+                             "step": 1 if s.angle else round((s.high - s.low) / 200, 4)}
+                            for s in self.controls]}
+
+    def image(self, gray: np.ndarray, label: str) -> dict:
+        """An image the page will edit: written (for the command), encoded, reconstructed."""
+        digest = hashlib.sha256(gray.tobytes()).hexdigest()[:12]
+        path = self.folder / f"input-{digest}.png"
+        if not path.exists():
+            path.write_bytes(em.png_bytes(gray))
+        code = em.encode(self.main, gray)
+        answer = {"id": digest, "label": label, "input": data_url(gray),
+                  "recon": data_url(em.decode(self.main, code)), "code": code.tolist(),
+                  "values": [s.value(code) for s in self.controls], "baseline_code": None}
+        if self.baseline is not None:
+            answer["baseline_code"] = em.encode(self.baseline, gray).tolist()
+        return answer
+
+    def pick(self, request: dict) -> dict:
+        n = 0 if self.held_out is None else len(self.held_out)
+        k = request.get("held_out")
+        if not n:
+            raise DcignError("no held-out images: start dcign-explore with --store")
+        if not isinstance(k, int) or not 0 <= k < n:
+            raise DcignError(f"held-out image {k!r}: choose 0 to {n - 1}")
+        return self.image(self.held_out[k], self.held_out_labels[k])
+
+    def upload(self, data: bytes) -> dict:
+        return self.image(em.image_gray(data, self.main.image_size, "the upload"), "upload")
+
+    def render(self, request: dict) -> dict:
+        start = time.perf_counter()
+        code = self._code(request.get("code"), self.main)
+        values = request.get("values")
+        if (not isinstance(values, list) or len(values) != len(self.controls)
+                or not all(isinstance(v, int | float) and np.isfinite(v) for v in values)):
+            raise DcignError(f"values: {len(self.controls)} finite numbers, one a slider")
+        edit = em.edited(code, self.controls, dict(enumerate(values)))
+        answer = {"render": data_url(em.decode(self.main, edit)), "baseline_render": None}
+        if self.baseline is not None:
+            theirs = self._code(request.get("baseline_code"), self.baseline)
+            same = em.same_edit(self.controls, self.baseline_controls, theirs, edit)
+            answer["baseline_render"] = data_url(em.decode(self.baseline, same))
+        image = self.folder / f"input-{request.get('id')}.png"
+        answer["command"] = em.rerender_command(self.main.checkpoint, image, edit, self.controls,
+                                                self.main.method.assigns_latents)
+        answer["latents"] = "  ".join(f"z{i + 1}={em.latent_text(edit[i])}"
+                                      for s in self.controls for i in s.latents)
+        answer["ms"] = round(1000 * (time.perf_counter() - start), 1)
+        return answer
+
+    def interpolate(self, request: dict) -> dict:
+        a, b = (self._code(request.get(k), self.main) for k in ("a", "b"))
+        t = request.get("t")
+        if not isinstance(t, int | float) or not 0 <= t <= 1:
+            raise DcignError(f"t {t!r}: a number from 0 to 1")
+        return {"render": data_url(em.decode(self.main, em.interpolate(a, b, float(t))))}
+
+    @staticmethod
+    def _code(values, trained: Trained) -> np.ndarray:
+        size = trained.model.arch.latent_size
+        code = np.asarray(values if isinstance(values, list) else [], dtype=np.float64)
+        if code.shape != (size,) or not np.isfinite(code).all():
+            raise DcignError(f"a code of {size} finite numbers is needed")
+        return code.astype(np.float32)
+
+
+def data_url(gray: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(em.png_bytes(gray)).decode()
+
+
+def held_out_images(store: Store, limit: int = MAX_HELD_OUT) -> tuple[np.ndarray, list[str]]:
+    """The store's test images, section by section (at most `limit`), with labels."""
+    images, labels = [], []
+    for _, factor in store.sections("test"):
+        group = store.read_complete("test", factor)
+        for m, k in enumerate(group.indices):
+            for j in range(group.images.shape[1]):
+                images.append(group.images[m, j])
+                labels.append(f"test/{factor} minibatch {int(k)} image {j}")
+                if len(images) >= limit:
+                    return np.stack(images), labels
+    if not images:
+        raise DcignError(f"{store.path} has no complete held-out (test) minibatch")
+    return np.stack(images), labels
+
+
+def build_explorer(checkpoint: str, baseline: str | None, store_path: str | None,
+                   device: str = "cpu", folder: Path | None = None) -> Explorer:
+    """Load and check everything the page needs; every mismatch is one line."""
+    dev = pick_device(device)
+    main = load_trained(em.resolve_checkpoint(checkpoint), dev)
+    store = None
+    if store_path is not None:
+        store = open_store(store_path)
+        check_same_kind(main, store.spec, store_path)
+    other = None
+    if baseline is not None:
+        other = load_trained(em.resolve_checkpoint(baseline), dev)
+        if (other.image_size, other.store_spec.dataset) != (main.image_size,
+                                                           main.store_spec.dataset):
+            raise DcignError(f"--baseline {other.checkpoint} is a {other.image_size}×"
+                             f"{other.image_size} {other.store_spec.dataset!r} network; "
+                             f"{main.checkpoint} a {main.image_size}×{main.image_size} "
+                             f"{main.store_spec.dataset!r} one")
+    controls = em.sliders(main, store)
+    if not controls:
+        raise DcignError(f"{main.checkpoint}: no factor has a latent to slide")
+    explorer = Explorer(main, controls, folder or Path(tempfile.mkdtemp(prefix="dcign-explore-")),
+                        other, em.sliders(other, store) if other else [],
+                        store_path=store_path)
+    if store is not None:
+        explorer.held_out, explorer.held_out_labels = held_out_images(store)
+    return explorer
+
+
+class Handler(BaseHTTPRequestHandler):
+    explorer: Explorer  # set on the subclass `serve` makes
+    lock: threading.Lock  # one network call at a time: torch's threads are the parallelism
+
+    def log_message(self, format, *args):  # quiet: the terminal keeps the URL line
+        pass
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, answer: dict) -> None:
+        self._send(status, json.dumps(answer).encode(), "application/json")
+
+    def do_GET(self):
+        if self.path in ("/", "/index.html"):
+            self._send(200, PAGE.encode(), "text/html; charset=utf-8")
+        elif self.path == "/api/info":
+            self._json(200, self.explorer.info())
+        else:
+            self._json(404, {"error": f"no page {self.path}"})
+
+    def do_POST(self):
+        calls: dict[str, Callable] = {"/api/image": self.explorer.pick,
+                                      "/api/render": self.explorer.render,
+                                      "/api/interpolate": self.explorer.interpolate}
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_UPLOAD:
+                raise DcignError(f"the upload is {length / 2**20:.0f} MiB; at most "
+                                 f"{MAX_UPLOAD // 2**20} MiB")
+            body = self.rfile.read(length)
+            with self.lock:
+                if self.path == "/api/upload":
+                    answer = self.explorer.upload(body)
+                elif self.path in calls:
+                    try:
+                        request = json.loads(body or b"{}")
+                    except ValueError:
+                        raise DcignError("the request is not JSON") from None
+                    if not isinstance(request, dict):
+                        raise DcignError("the request is not a JSON object")
+                    answer = calls[self.path](request)
+                else:
+                    self._json(404, {"error": f"no call {self.path}"})
+                    return
+        except DcignError as exc:
+            self._json(400, {"error": str(exc).splitlines()[0]})
+            return
+        except Exception as exc:  # one line in the page, never a traceback
+            self._json(500, {"error": f"internal error: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''}"})
+            return
+        self._json(200, answer)
+
+
+def bind(port: int) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1:port (0: any free port), or one line saying why not."""
+    try:
+        return ThreadingHTTPServer((HOST, port), Handler)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise DcignError(f"port {port} on {HOST} is in use; give --port another "
+                             "(--port 0 takes any free one)") from None
+        raise DcignError(f"cannot listen on {HOST}:{port} ({exc.strerror})") from None
+
+
+def serve(explorer: Explorer, server: ThreadingHTTPServer) -> ThreadingHTTPServer:
+    """Answer the page's calls from `explorer` on an already bound server."""
+    server.RequestHandlerClass = type("ExplorerHandler", (Handler,),
+                                      {"explorer": explorer, "lock": threading.Lock()})
+    server.daemon_threads = True
+    return server
+
+
+@click.command(cls=DcignCommand, epilog=EPILOG,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--checkpoint", required=True,
+              help="Run directory or checkpoint.pt (a shipped name once there are some).")
+@click.option("--baseline", default=None,
+              help="A second run (e.g. the VAE baseline) shown beside, with the same edit.")
+@click.option("--store", "store_path", default=None,
+              help="The store to pick held-out images from (its test split); it also sets "
+                   "each slider's range, and chooses a baseline's latents as dcign-eval does.")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser; print the address.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda or auto (a slider step is a few ms on one CPU core).")
+def main(checkpoint, baseline, store_path, port, no_browser, device):
+    """Explore a trained network in the browser: sliders per factor re-render an image.
+
+    Serves one page on 127.0.0.1 only (nothing public, nothing sent anywhere) until Ctrl-C.
+    Inputs shown are written to a temporary folder, so the dcign-rerender command the page
+    gives re-renders the same edit.
+    """
+    server = bind(port)  # a port in use is one line before anything is loaded
+    try:
+        explorer = build_explorer(checkpoint, baseline, store_path, device)
+        serve(explorer, server)
+        url = f"http://{HOST}:{server.server_address[1]}/"
+        click.echo(f"dcign-explore: {url} (Ctrl-C to stop)", err=False)
+        if not no_browser:
+            webbrowser.open(url)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("\nstopped")
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
