@@ -17,6 +17,7 @@ import base64
 import errno
 import hashlib
 import json
+import re
 import tempfile
 import threading
 import time
@@ -114,6 +115,9 @@ class Explorer:
 
     def render(self, request: dict) -> dict:
         start = time.perf_counter()
+        digest = request.get("id")
+        if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{12}", digest)):
+            raise DcignError("pick or upload an image first")
         code = self._code(request.get("code"), self.main)
         values = request.get("values")
         if (not isinstance(values, list) or len(values) != len(self.controls)
@@ -125,7 +129,7 @@ class Explorer:
             theirs = self._code(request.get("baseline_code"), self.baseline)
             same = em.same_edit(self.controls, self.baseline_controls, theirs, edit)
             answer["baseline_render"] = data_url(em.decode(self.baseline, same))
-        image = self.folder / f"input-{request.get('id')}.png"
+        image = self.folder / f"input-{digest}.png"
         answer["command"] = em.rerender_command(self.main.checkpoint, image, edit, self.controls,
                                                 self.main.method.assigns_latents)
         answer["latents"] = "  ".join(f"z{i + 1}={em.latent_text(edit[i])}"
