@@ -149,3 +149,32 @@ def test_the_command_re_renders_the_very_pixels_of_the_edit(runs, mode, tmp_path
     expected = np.asarray(Image.fromarray(em.decode(trained, edit)).resize(
         (TILE_MIN, TILE_MIN), Image.Resampling.NEAREST))
     assert np.array_equal(tile, expected)
+
+
+def test_a_chairs_run_with_a_circle_turns_by_angle_and_its_command_redraws_it(tmp_path):
+    from dcign.render.cli import main as render_main  # only this test renders (GL)
+
+    store = tmp_path / "chairs.zarr"
+    rendered = CliRunner().invoke(render_main, [
+        "chairs", "--size", "32", "--batch-size", "4", "--batches", "2", "--test-batches", "1",
+        "--chairs", "20", "--test-chairs", "6", "--workers", "1", "--quiet", "--out",
+        str(store)])
+    assert rendered.exit_code == 0, rendered.output
+    trained = load_trained(train_run(store, tmp_path / "run", "--latent-group", "azimuth=2",
+                                     steps=2), "cpu")
+    (azimuth,) = controls = em.sliders(trained, open_store(store))  # elevation: stored only
+    assert azimuth.angle and azimuth.latents == (0, 1)
+    gray = open_store(store).read_complete("test", "azimuth").images[0, 0]
+    (tmp_path / "in.png").write_bytes(em.png_bytes(gray))
+    code = em.encode(trained, gray)
+    edit = em.edited(code, controls, {0: azimuth.value(code) + 90})
+    assert np.hypot(*edit[:2]) == pytest.approx(np.hypot(*code[:2]), rel=1e-5)
+    command = em.rerender_command(tmp_path / "run", tmp_path / "in.png", edit, controls,
+                                  out=str(tmp_path / "edit.png"))
+    assert "--factor azimuth" in command and "--set z1=" in command and "--set z2=" in command
+    result = CliRunner().invoke(rerender_main, shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
+    tile = np.asarray(Image.open(tmp_path / "edit.png"))[LABEL_HEIGHT:,
+                                                         2 * (TILE_MIN + GAP):][:, :TILE_MIN]
+    assert np.array_equal(tile, np.asarray(Image.fromarray(em.decode(trained, edit)).resize(
+        (TILE_MIN, TILE_MIN), Image.Resampling.NEAREST)))
