@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error, train_run
 from PIL import Image
 
+from dcign.shared.errors import DcignError
 from dcign.train.eval import explore_model as em
 from dcign.train.eval.explore import HOST, bind, build_explorer, main, serve
 from dcign.train.synthetic import write_blob_store
@@ -152,3 +153,19 @@ def test_help_gives_examples_and_names_the_checkpoints_to_come():
     for needle in ("--checkpoint runs/faces64-dcign --baseline runs/faces64-vae",
                    "faces64, chairs64 will be named here", "127.0.0.1"):
         assert needle in " ".join(result.output.split()), needle
+
+
+def test_without_a_store_the_page_takes_uploads_only(runs):
+    explorer = build_explorer(str(runs["dcign"]), None, None, folder=runs["root"])
+    assert explorer.info()["held_out"] == 0
+    assert [(s.low, s.high) for s in explorer.controls] == [(-em.LATENT_RANGE,
+                                                              em.LATENT_RANGE)] * 3
+    with pytest.raises(DcignError, match="no held-out images: start dcign-explore with"):
+        explorer.pick({"held_out": 0})
+
+
+def test_a_baseline_of_another_size_is_one_line(runs, tmp_path):
+    big = write_blob_store(tmp_path / "64.zarr", 64, 1, 1)
+    other = train_run(big, tmp_path / "big", steps=1)
+    assert_one_line_error(run("--checkpoint", runs["dcign"], "--baseline", other, "--port", 0,
+                              "--no-browser"), "is a 64×64 'blobs' network")

@@ -170,12 +170,20 @@ def test_an_uploaded_image_is_shown_gray_and_reconstructed(page, run, tmp_path):
     assert f"input-{digest}.png" in page.input_value("#command")
 
 
-def test_the_interpolation_ends_at_each_image(page):
+def test_the_interpolation_ends_at_each_image(page, run, tmp_path):
+    trained = load_trained(run["run"], "cpu")
     page.fill("#held-out-b", "3")
     page.click("#pick-b")
     page.fill("#t", "0")
     page.wait_for_selector("#between[data-t='0']")
     assert close(shown(page, "#between"), shown(page, "#recon"))
+    Image.fromarray(np.full((32, 32), 90, np.uint8)).save(tmp_path / "b.png")  # uploaded
+    page.set_input_files("#upload-b", str(tmp_path / "b.png"))
+    page.wait_for_function("second.label === 'upload'")
+    page.fill("#t", "1")
+    page.wait_for_selector("#between[data-t='1']")
+    gray = np.full((32, 32), 90, np.uint8)
+    assert close(shown(page, "#between"), decoded(trained, em.encode(trained, gray)))
 
 
 def test_an_unreadable_upload_is_one_line_in_the_page(page, tmp_path):

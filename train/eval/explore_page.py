@@ -55,6 +55,7 @@ textarea { width: 100%; font-family: monospace; font-size: 12px; }
 <fieldset><legend>Interpolate to a second image</legend>
   <label>held-out image <input type="number" id="held-out-b" min="0" value="1"
    style="width:6em"></label> <button id="pick-b">show</button>
+  &nbsp; or upload <input type="file" id="upload-b" accept="image/*">
   <div class="row" style="margin-top:8px">
     <figure><img id="image-b" alt="second image"><figcaption>second image</figcaption></figure>
     <figure><img id="between" alt="interpolation"><figcaption id="between-caption">
@@ -134,10 +135,12 @@ async function render() {
   busy = false;
   if (pending) { pending = false; await render(); }
 }
-async function pickSecond() {
+async function pickSecond(upload) {
   fail("");
-  try { second = await call("/api/image", {held_out: parseInt($("held-out-b").value)}); }
-  catch (e) { fail(e.message); return; }
+  try {
+    second = upload ? await call("/api/upload", upload, true)
+      : await call("/api/image", {held_out: parseInt($("held-out-b").value)});
+  } catch (e) { fail(e.message); return; }
   show("image-b", second.input, {id: second.id});
   await between();
 }
@@ -172,7 +175,11 @@ async function start() {
   };
   $("reset").onclick = () => { values = image.values.slice(); showValues(); render(); };
   $("copy").onclick = () => navigator.clipboard.writeText($("command").value);
-  $("pick-b").onclick = pickSecond;
+  $("pick-b").onclick = () => pickSecond();
+  $("upload-b").onchange = async (e) => {
+    const file = e.target.files[0];
+    if (file) await pickSecond(await file.arrayBuffer());
+  };
   $("t").addEventListener("input", (e) => { $("t-value").textContent = e.target.value;
                                              between(); });
   if (info.held_out) {
