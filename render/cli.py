@@ -18,6 +18,7 @@ from dcign.shared.cli import DcignGroup, default_of, split_choices
 from dcign.shared.dask_cluster import SCHEDULER_VARIABLE, choose_scheduler
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_VIEWS, FACE_FACTORS, chair_factors, factor_names
+from dcign.shared.images import CHANNELS, GRAY
 from dcign.shared.plans import PAPER_CHAIRS, paper_test_share
 from dcign.shared.store import open_store
 from dcign.shared.verify import verify_store
@@ -133,8 +134,18 @@ def render_options(recipe: type, counts: MinibatchCounts, default_out: str, vary
                      default="auto", show_default=True,
                      help="Offscreen OpenGL: EGL, falling back to OSMesa (or "
                           "PYOPENGL_PLATFORM)."),
+        click.option("--color", type=click.Choice(tuple(CHANNELS)),
+                     default=default_of(recipe, "color"), show_default=True,
+                     help="gray: the paper's images; rgb: colour images, a channel axis "
+                          "last (H, W, 3)."),
         QUIET_OPTION,
     ])
+
+
+def _colour_record(color: str) -> dict:
+    """What a run's history says of its colour: nothing for gray (a gray store's attributes
+    stay as they were before colour existed)."""
+    return {} if color == GRAY else {"color": color}
 
 
 def _all_cores(workers: int | None) -> int:
@@ -195,15 +206,16 @@ def _echo_rendered(out, summary: RenderSummary, batch_size: int) -> None:
               help="A Basel Face Model file (2009 .mat or 2017 .h5). Default: the embedded "
                    "morphable model, which needs no licence or download.")
 def faces(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, verbose,
-          out, overwrite, gl_platform, quiet, model_path) -> None:
+          out, overwrite, gl_platform, color, quiet, model_path) -> None:
     """Render morphable-model faces varying in azimuth, elevation, light or identity."""
     vary = split_choices(vary, factor_names(FACE_FACTORS), "factor") or tuple(
         factor_names(FACE_FACTORS))
     placement = Placement.of(workers, scheduler)
     check_counts(batch_size, batches, test_batches, size, placement.workers)
-    recipe = FaceRecipe(seed=seed, image_size=size, batch_size=batch_size, model_path=model_path)
+    recipe = FaceRecipe(seed=seed, image_size=size, batch_size=batch_size, model_path=model_path,
+                        color=color)
     summary = _run("faces", recipe, vary, batches, test_batches, placement, out, overwrite,
-                   gl_platform, quiet, verbose)
+                   gl_platform, quiet, verbose, **_colour_record(color))
     _echo_rendered(out, summary, batch_size)
 
 
@@ -267,8 +279,8 @@ def _scan_meshes(meshes_dir: str, up_axis: str) -> FolderScan:
 @click.option("--up-axis", type=click.Choice(UP_AXES), default=default_of(ChairRecipe, "up_axis"),
               show_default=True, help="Which axis of the --meshes files points up.")
 def chairs(vary, batches, test_batches, batch_size, size, seed, workers, scheduler, verbose,
-           out, overwrite, gl_platform, quiet, views, chairs, test_chairs, meshes_dir, up_axis
-           ) -> None:
+           out, overwrite, gl_platform, color, quiet, views, chairs, test_chairs, meshes_dir,
+           up_axis) -> None:
     """Render CAD chairs on white varying in azimuth (and elevation) or identity."""
     vary = _chair_factors_to_vary(vary, views)
     placement = Placement.of(workers, scheduler)
@@ -281,10 +293,11 @@ def chairs(vary, batches, test_batches, batch_size, size, seed, workers, schedul
                          chairs=len(scan.readable) if scan else chairs, test_chairs=test_chairs,
                          meshes=scan.readable if scan else (),
                          mesh_root=str(scan.root.resolve()) if scan else "",
-                         mesh_fingerprint=scan.fingerprint if scan else "", up_axis=up_axis)
+                         mesh_fingerprint=scan.fingerprint if scan else "", up_axis=up_axis,
+                         color=color)
     summary = _run("chairs", recipe, vary, batches, test_batches, placement, out, overwrite,
                    gl_platform, quiet, verbose, views=views, chairs=recipe.total_chairs,
-                   test_chairs=test_chairs, meshes=meshes_dir)
+                   test_chairs=test_chairs, meshes=meshes_dir, **_colour_record(color))
     _echo_rendered(out, summary, batch_size)
     if scan is not None and scan.skipped:
         click.echo(f"skipped {len(scan.skipped)} of {scan.total} files (warnings above)",

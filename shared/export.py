@@ -238,11 +238,19 @@ def _unreachable(out: Location, exc: BaseException) -> DcignError:
 # ----------------------------------------------------------------------------- rows
 
 def png(image: np.ndarray) -> bytes:
-    """A gray image as lossless PNG bytes (mode L)."""
+    """An image as lossless PNG bytes: mode L for a gray (H, W) one, RGB for (H, W, 3)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image), mode="L").save(buffer, format="PNG",
-                                                               compress_level=PNG_LEVEL)
+    mode = "RGB" if image.ndim == 3 else "L"
+    Image.fromarray(np.ascontiguousarray(image), mode=mode).save(buffer, format="PNG",
+                                                                compress_level=PNG_LEVEL)
     return buffer.getvalue()
+
+
+def png_encoding(spec: StoreSpec) -> str:
+    """How the image column's PNGs are encoded, as its field's metadata says."""
+    if spec.channels == 1:
+        return "PNG, 8-bit gray (mode L), lossless"
+    return "PNG, 8-bit RGB (mode RGB), lossless"
 
 
 def hf_features(spec: StoreSpec) -> dict:
@@ -261,7 +269,7 @@ def arrow_schema(spec: StoreSpec):
 
     intrinsic = next((f for f in spec.factors if f.is_intrinsic), None)
     fields = [pa.field(IMAGE, pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
-                       metadata={"encoding": "PNG, 8-bit gray (mode L), lossless",
+                       metadata={"encoding": png_encoding(spec),
                                  "size": f"{spec.image_size}x{spec.image_size}"})]
     for f in continuous_factors(spec.factors):
         fields.append(pa.field(f.name, pa.float32(), nullable=False, metadata={

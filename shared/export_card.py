@@ -110,6 +110,11 @@ def _features(spec: StoreSpec) -> dict[str, str]:
             | {IDENTITY: "int64", MINIBATCH: "int64", POSITION: "int32", VARYING: "string"})
 
 
+def _colours(spec: StoreSpec) -> tuple[str, str]:
+    """How the card names the images' colours: (adjective, PNG kind)."""
+    return ("grayscale", "gray") if spec.channels == 1 else ("colour (RGB)", "RGB")
+
+
 def _thing(spec: StoreSpec) -> str:
     """One of what the dataset shows: "face" for faces."""
     return spec.dataset.removesuffix("s") or "object"
@@ -174,7 +179,7 @@ def dataset_card(marker: dict) -> str:
         front_matter(marker),
         f"# {_title(spec)}",
         "",
-        f"Synthetic grayscale {h}×{h} images of {spec.dataset}, rendered by "
+        f"Synthetic {_colours(spec)[0]} {h}×{h} images of {spec.dataset}, rendered by "
         f"dcign for training the Deep Convolutional Inverse Graphics "
         f"Network ({PAPER}). Images come in **minibatches of {b} in which exactly one factor "
         "of variation changes**; a row of the table is one image.",
@@ -198,7 +203,8 @@ def dataset_card(marker: dict) -> str:
         "",
         "## Columns",
         "",
-        f"- `{IMAGE}`: the image, a lossless 8-bit gray PNG (the Hub's `Image` feature).",
+        f"- `{IMAGE}`: the image, a lossless 8-bit {_colours(spec)[1]} PNG (the Hub's `Image` "
+        "feature).",
         *[f"- `{f.name}`: float32, {f.unit} ({f.description}); unit and range are also in "
           "the Parquet field's metadata." for f in continuous_factors(spec.factors)],
         f"- `{IDENTITY}`: int64, which {_thing(spec)} the image shows.",
@@ -294,7 +300,8 @@ def _column(file_set: str, column: str, **transform) -> dict:
 
 
 def _image_fields(spec: StoreSpec, record: str, file_set: str) -> list[dict]:
-    fields = [_field(record, IMAGE, "sc:ImageObject", "the image: a lossless 8-bit gray PNG",
+    fields = [_field(record, IMAGE, "sc:ImageObject",
+                     f"the image: a lossless 8-bit {_colours(spec)[1]} PNG",
                      _column(file_set, IMAGE, jsonPath="bytes"))]
     for f in continuous_factors(spec.factors):
         fields.append(_field(record, f.name, "sc:Float", f"{f.description} ({f.unit}, "
@@ -370,7 +377,7 @@ def croissant(marker: dict) -> dict:
         "@context": CONTEXT, "@type": "sc:Dataset",
         "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": f"dcign-{spec.dataset}",
-        "description": f"{_title(spec)}. Synthetic grayscale {spec.image_size}x"
+        "description": f"{_title(spec)}. Synthetic {_colours(spec)[0]} {spec.image_size}x"
                        f"{spec.image_size} images in minibatches of {spec.batch_size} in "
                        "which exactly one factor of variation changes.",
         "license": ("https://spdx.org/licenses/MIT.html" if licence(spec) == "mit"
@@ -391,8 +398,9 @@ def croissant(marker: dict) -> dict:
         "rai:dataCollectionType": ["Synthetic data"],
         "rai:dataCollectionRawData": "None: every image is rendered from a seed.",
         "rai:dataCollectionMissingData": "None: only complete minibatches are exported.",
-        "rai:dataPreprocessingProtocol": ["Rendered in colour and converted to 8-bit gray; "
-                                          "PNG-encoded losslessly for export."],
+        "rai:dataPreprocessingProtocol": [
+            ("Rendered in colour and converted to 8-bit gray; " if spec.channels == 1 else
+             "Rendered in colour, 8 bits a channel; ") + "PNG-encoded losslessly for export."],
         "rai:dataAnnotationProtocol": ["Labels are the generator's own scene parameters, "
                                        "exact by construction; no human annotation."],
         "rai:personalSensitiveInformation": [

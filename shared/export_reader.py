@@ -81,10 +81,10 @@ def _pyarrow():
     return pq
 
 
-def decode_png(data: bytes) -> np.ndarray:
-    """A gray PNG's pixels, uint8 (H, W)."""
+def decode_png(data: bytes, mode: str = "L") -> np.ndarray:
+    """A PNG's pixels: uint8 (H, W) in mode L (gray), (H, W, 3) in mode RGB."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("L") if image.mode != "L" else image)
+        return np.asarray(image.convert(mode) if image.mode != mode else image)
 
 
 @dataclass
@@ -141,7 +141,9 @@ class Export:
         names = [f.name for f in continuous_factors(self.spec.factors)]
         values = np.array([[columns[n][i] for n in names] for i in picked], np.float32)
         return Minibatch(split, factor, k,
-                         np.stack([decode_png(columns[IMAGE][i]["bytes"]) for i in picked]),
+                         np.stack([decode_png(columns[IMAGE][i]["bytes"],
+                                              "L" if self.spec.channels == 1 else "RGB")
+                                   for i in picked]),
                          values.reshape(len(picked), len(names)),
                          np.array([columns[IDENTITY][i] for i in picked], np.int64))
 

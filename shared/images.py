@@ -1,11 +1,15 @@
-"""What every dcign image shares, whichever side makes or reads it: the gray conversion, and
-the scale of a stored gray level."""
+"""What every dcign image shares, whichever side makes or reads it: its colours (gray, the
+paper's, or rgb), the gray conversion, and the scale of a stored gray level."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .portable import matmul
+
+# A store's colours: gray (the paper's, the default) or rgb; an image's channels in each.
+GRAY, RGB = "gray", "rgb"
+CHANNELS = {GRAY: 1, RGB: 3}
 
 # The original DC-IGN data's RGB → gray weights (0.21 R + 0.72 G + 0.07 B).
 GRAY_WEIGHTS = np.array([0.21, 0.72, 0.07])

@@ -84,8 +84,9 @@ class LocalShards:
         return path, self.indexes[shard]
 
     def read(self, k: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Minibatch k's images, uint8 (B, H, W): decoded into `out` (C-contiguous, that
-        shape) when given, so a caller stacking minibatches copies none of them."""
+        """Minibatch k's images, uint8 (B, H, W), or (B, H, W, 3) for an rgb store: decoded
+        into `out` (C-contiguous, that shape) when given, so a caller stacking minibatches
+        copies none of them."""
         path, index = self._index(k // self.per_shard)
         offset, nbytes = (int(v) for v in index[k % self.per_shard])
         if offset == NO_CHUNK and nbytes == NO_CHUNK:

@@ -27,6 +27,7 @@ from dcign.shared.store_schema import SPLITS
 STREAM_MINIBATCH = 0
 STREAM_IDENTITY = 1
 STREAM_FILE_SPLIT = 2
+STREAM_COLOUR = 3  # an rgb store's extra draws (a chair's colours): gray draws never move
 
 
 class ChairSplit(NamedTuple):
@@ -83,6 +84,11 @@ def minibatch_rng(seed: int, split: str, factor: str, index: int) -> np.random.G
 
 def identity_rng(seed: int, identity: int) -> np.random.Generator:
     return np.random.default_rng([seed, STREAM_IDENTITY, identity])
+
+
+def colour_rng(seed: int, identity: int) -> np.random.Generator:
+    """An identity's colour draws, apart from its identity stream (which gray stores share)."""
+    return np.random.default_rng([seed, STREAM_COLOUR, identity])
 
 
 def distinct_values(rng: np.random.Generator, low: float, high: float, n: int) -> np.ndarray:

@@ -21,12 +21,14 @@ def preview_grid(store: Store, rows: list[tuple[str, str, int]], columns: int | 
     columns = min(columns or store.spec.batch_size, store.spec.batch_size)
     width = LABEL_WIDTH + columns * (size + GAP)
     height = len(rows) * (size + GAP)
-    canvas = Image.new("L", (width, height), color=255)
+    rgb = store.spec.channels == 3  # an rgb store's grid is in colour; a gray one stays L
+    white, black = ((255,) * 3, (0,) * 3) if rgb else (255, 0)
+    canvas = Image.new("RGB" if rgb else "L", (width, height), color=white)
     draw = ImageDraw.Draw(canvas)
     for r, (split, factor, k) in enumerate(rows):
         images = store.minibatch(split, factor, k).images
         top = r * (size + GAP)
-        draw.text((6, top + size // 2 - 12), f"{split}/{factor}\nminibatch {k}", fill=0)
+        draw.text((6, top + size // 2 - 12), f"{split}/{factor}\nminibatch {k}", fill=black)
         for c in range(columns):
             left = LABEL_WIDTH + c * (size + GAP)
             canvas.paste(Image.fromarray(np.asarray(images[c])), (left, top))

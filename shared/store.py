@@ -537,7 +537,7 @@ class Store:
                 spec = self.spec
                 self._local[key] = LocalShards(
                     Path(backend.root) / images.store_path.path, arrays.per_shard,
-                    (spec.batch_size, spec.image_size, spec.image_size),
+                    (spec.batch_size, *spec.image_shape),
                     lambda shard: shard_key(images, shard))
         return self._local[key]
 
@@ -568,8 +568,7 @@ class Store:
         done = [self.complete(split, f) for f in names]
         b = self.spec.batch_size
         pool, within = draw_from_pools([len(d) * b for d in done], n, rng)
-        out = Sample(np.empty((len(pool), self.spec.image_size, self.spec.image_size),
-                              np.uint8),
+        out = Sample(np.empty((len(pool), *self.spec.image_shape), np.uint8),
                      np.empty((len(pool), self.spec.n_columns), np.float32),
                      np.empty(len(pool), np.int64), np.empty(len(pool), dtype=object))
         for g, name in enumerate(names):

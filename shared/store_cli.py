@@ -62,7 +62,8 @@ def _writer_lock(location: Location) -> str:
 
 def _describe(spec: StoreSpec, url: str) -> None:
     g = spec.generator
-    click.echo(f"{url}: {spec.dataset}, {spec.image_size}x{spec.image_size} grayscale, "
+    click.echo(f"{url}: {spec.dataset}, {spec.image_size}x{spec.image_size} "
+               f"{'grayscale' if spec.channels == 1 else 'colour (rgb)'}, "
                f"minibatches of {spec.batch_size}")
     click.echo(f"generator {g.get('name')} v{g.get('version')}, seed {g.get('seed')}; "
                f"model {spec.model.get('name')} ({spec.model.get('fingerprint')})")

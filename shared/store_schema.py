@@ -5,7 +5,7 @@ reading or writing of minibatches happens here; the reader (`store.py`) and the 
     STORE/                      attrs["dcign"]: schema version, dataset kind, image size,
                                 minibatch size, factor table, generator (name, version, seed,
                                 scene constants), object model (name, fingerprint), run history
-      <split>/<factor>/images   uint8   (n, B, H, W)
+      <split>/<factor>/images   uint8   (n, B, H, W), or (n, B, H, W, 3) for an rgb store
       <split>/<factor>/factors  float32 (n, B, F)     every image's true factor values
       <split>/<factor>/identity int64   (n, B)        which face / chair
       <split>/<factor>/complete bool    (n,)          set only after the arrays above
@@ -15,6 +15,10 @@ shard file (the same S for the four arrays of a section), one minibatch to an in
 each inner chunk zstd-compressed and then checksummed (crc32c), so a flipped bit fails at
 read time in every Zarr reader. Schema 1 (one file per minibatch and array, no checksums) is
 refused with the way to convert it (`dcign-store migrate`).
+
+Colour: a store is gray (the paper's, one channel) unless its attributes say `"color":
+"rgb"`; then its images carry a last axis of three channels, named "channel". The key is
+written only for rgb, so a gray store's attributes are what they were before colour existed.
 
 Here: the spec (`StoreSpec`, its attributes, `differences`), reading and validating the
 attributes (`read_spec`), checking arrays' metadata, the codecs and fill values, and the
@@ -38,6 +42,7 @@ import zarr.codecs
 
 from .errors import StoreError, StoreReadError
 from .factors import LATENT_SIZE, Factor, continuous_factors
+from .images import CHANNELS, GRAY
 from .location import Location, locate
 
 SCHEMA_VERSION = 2
@@ -53,7 +58,8 @@ ZSTD_LEVEL = 3
 
 
 def shard_minibatches(batch_size: int, image_size: int) -> int:
-    """S, the minibatches in a shard, for a new section of this minibatch and image size."""
+    """S, the minibatches in a shard, for a new section of this minibatch and image size. (An
+    rgb store asks for B·3: its minibatch has the bytes of 3·B gray images.)"""
     raw = batch_size * image_size * image_size
     return max(1, min(SHARD_MINIBATCHES, SHARD_RAW_BYTES // raw))
 
@@ -70,6 +76,16 @@ FILL_VALUES = {"images": 0, "factors": np.nan, "identity": -1, "complete": False
 DIMENSIONS = {"images": ("minibatch", "image", "y", "x"),
               "factors": ("minibatch", "image", "factor"),
               "identity": ("minibatch", "image"), "complete": ("minibatch",)}
+# An rgb store's images (`images.CHANNELS`) have one more axis, named so.
+CHANNEL_DIMENSION = "channel"
+
+
+def dimension_names(spec: StoreSpec) -> dict[str, tuple[str, ...]]:
+    """Each array's dimension names for a store of this spec: an rgb store's images end in
+    the channel axis."""
+    if spec.color == GRAY:
+        return DIMENSIONS
+    return DIMENSIONS | {"images": (*DIMENSIONS["images"], CHANNEL_DIMENSION)}
 
 
 @dataclass(frozen=True)
@@ -83,9 +99,10 @@ class StoreSpec:
     generator: dict  # name, version, seed and every constant the images depend on
     model: dict  # object-model name and fingerprint
     schema_version: int = SCHEMA_VERSION
+    color: str = GRAY  # GRAY or RGB
 
     def to_attrs(self) -> dict:
-        return {
+        attrs = {
             "schema_version": self.schema_version,
             "dataset": self.dataset,
             "image_size": self.image_size,
@@ -94,6 +111,9 @@ class StoreSpec:
             "generator": self.generator,
             "model": self.model,
         }
+        if self.color != GRAY:  # a gray store's attributes stay as they were before colour
+            attrs["color"] = self.color
+        return attrs
 
     @classmethod
     def from_attrs(cls, attrs: dict) -> StoreSpec:
@@ -105,6 +125,7 @@ class StoreSpec:
             generator=attrs["generator"],
             model=attrs["model"],
             schema_version=int(attrs["schema_version"]),
+            color=attrs.get("color", GRAY),
         )
 
     def factor(self, name: str) -> Factor:
@@ -117,10 +138,23 @@ class StoreSpec:
     def n_columns(self) -> int:
         return len(continuous_factors(self.factors))
 
+    @property
+    def channels(self) -> int:
+        """Colour channels an image has: 1 (gray) or 3 (rgb)."""
+        return CHANNELS[self.color]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One image's array shape: (H, W) gray, (H, W, 3) rgb."""
+        h = self.image_size
+        return (h, h) if self.color == GRAY else (h, h, self.channels)
+
 
 def differences(old: StoreSpec, new: StoreSpec) -> list[str]:
     """Human-readable reasons why `new` minibatches cannot be added to a store made as `old`."""
     a, b = old.to_attrs(), new.to_attrs()
+    a.setdefault("color", old.color)  # written only for rgb; compared always
+    b.setdefault("color", new.color)
     reasons = []
     for key in a:
         if key == "generator":
@@ -212,9 +246,14 @@ def validate_attrs(attrs: object, url: str) -> None:
         raise _bad(url, "dataset", "empty")
     h = _int(attrs["image_size"], url, "image_size", 1, MAX_IMAGE_SIZE)
     b = _int(attrs["batch_size"], url, "batch_size", 1, MAX_BATCH_SIZE)
-    if b * h * h > MAX_MINIBATCH_BYTES:
-        raise _bad(url, "batch_size", f"{b} images of {h}x{h} make a minibatch of "
-                                      f"{b * h * h} bytes, over {MAX_MINIBATCH_BYTES}")
+    color = attrs.get("color", GRAY)
+    if not isinstance(color, str) or color not in CHANNELS:
+        raise _bad(url, "color", f"{_shown(color)} is not one of {', '.join(CHANNELS)}")
+    c = CHANNELS[color]
+    if b * h * h * c > MAX_MINIBATCH_BYTES:
+        shape = f"{h}x{h}" if c == 1 else f"{h}x{h}x{c}"
+        raise _bad(url, "batch_size", f"{b} images of {shape} make a minibatch of "
+                                      f"{b * h * h * c} bytes, over {MAX_MINIBATCH_BYTES}")
     _validate_factors(attrs["factors"], url)
     generator = _mapping(attrs["generator"], url, "generator", ("name", "version", "seed"))
     if not _text(generator["name"], url, "generator.name"):
@@ -323,8 +362,8 @@ def read_spec(path: str | Path) -> StoreSpec:
 
 def array_tails(spec: StoreSpec) -> dict[str, tuple[int, ...]]:
     """Each array's shape after its minibatch axis, as the spec implies it."""
-    b, h = spec.batch_size, spec.image_size
-    return {"images": (b, h, h), "factors": (b, spec.n_columns), "identity": (b,),
+    b = spec.batch_size
+    return {"images": (b, *spec.image_shape), "factors": (b, spec.n_columns), "identity": (b,),
             "complete": ()}
 
 
@@ -352,7 +391,7 @@ def check_array(array: object, name: str, spec: StoreSpec, url: str, where: str)
     if chunks != (1, *tail):
         raise StoreError(f"{url}: array {at} has chunks {_shown(chunks)}, not one minibatch "
                          f"{(1, *tail)}")
-    most = shard_minibatches(spec.batch_size, spec.image_size)
+    most = shard_minibatches(spec.batch_size * spec.channels, spec.image_size)
     if shards[1:] != tail or not 1 <= shards[0] <= most:
         raise StoreError(f"{url}: array {at} has shards {_shown(shards)}, not 1 to {most} "
                          f"minibatches {implied.replace('n', 'S', 1)}")

@@ -29,13 +29,13 @@ from .store import MinibatchArrays, Store, open_store
 from .store_schema import (
     ARRAYS,
     ATTRS_KEY,
-    DIMENSIONS,
     DTYPES,
     FILL_VALUES,
     MAX_MINIBATCHES,
     StoreSpec,
     array_tails,
     differences,
+    dimension_names,
     inner_chunk_codecs,
     read_attrs,
     read_spec,
@@ -143,13 +143,15 @@ def require_arrays(store: Store, split: str, factor: str, n: int) -> MinibatchAr
     g = store.root.require_group(f"{split}/{factor}")
     tails = array_tails(spec)
     if "complete" not in g:
-        shard = shard_minibatches(spec.batch_size, spec.image_size)
+        # the raw bytes of B rgb images are those of 3·B gray ones
+        shard = shard_minibatches(spec.batch_size * spec.channels, spec.image_size)
+        dimensions = dimension_names(spec)
         for name in ARRAYS:  # the markers array last: a section without it is unfinished
             tail = tails[name]
             g.create_array(name, shape=(n, *tail), chunks=(1, *tail), shards=(shard, *tail),
                            dtype=str(DTYPES[name]), compressors=inner_chunk_codecs(),
                            fill_value=FILL_VALUES[name], overwrite=True,
-                           dimension_names=DIMENSIONS[name])
+                           dimension_names=dimensions[name])
     store.forget_section(split, factor)
     arrays = store.arrays(split, factor)
     if len(arrays) < n:

@@ -101,6 +101,35 @@ def tiny_store(tmp_path_factory) -> Path:
     return out
 
 
+# Tiny chairs for the colour tests: rendered in gray and in colour with the same seed.
+TINY_CHAIRS = ["--size", "32", "--batch-size", "4", "--batches", "2", "--test-batches", "1",
+               "--chairs", "12", "--test-chairs", "4", "--workers", "1", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def colour_faces(tmp_path_factory) -> Path:
+    """The tiny store's command with --color rgb: the same scenes, in colour. Read-only."""
+    out = tmp_path_factory.mktemp("colour") / "faces-rgb.zarr"
+    result = render([*TINY, "--color", "rgb", "--out", out])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def colour_chairs(tmp_path_factory) -> tuple[Path, Path]:
+    """Tiny chairs stores, (gray, rgb), from the same seed and command. Read-only."""
+    from dcign.render.cli import main as render_main
+
+    where = tmp_path_factory.mktemp("colour-chairs")
+    stores = []
+    for color in ("gray", "rgb"):
+        out = where / f"chairs-{color}.zarr"
+        result = invoke(render_main, ["chairs", *TINY_CHAIRS, "--color", color, "--out", out])
+        assert result.exit_code == 0, result.output
+        stores.append(out)
+    return stores[0], stores[1]
+
+
 @pytest.fixture
 def fresh_store(tmp_path, tiny_store) -> Path:
     """A private copy of the tiny store that a test may modify."""

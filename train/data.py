@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from dcign.shared.errors import DcignError, StoreError
 from dcign.shared.export_reader import is_export
 from dcign.shared.factors import MIRROR_NEGATED, Factor, factor_named, latent_slice, regroup
-from dcign.shared.images import GRAY_LEVELS
+from dcign.shared.images import GRAY_LEVELS, from_unit
 from dcign.shared.store import Store, StoreSpec, draw_from_pools, identities_in_both, open_store
 
 from .modes import method_class
@@ -135,12 +135,22 @@ def check_disjoint_identities(store: Store) -> None:
 
 
 def network_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N, H, W), on any device → float32 (N, 1, H, W) in [0, 1]: what the
-    network reads. (`dcign.shared.images.to_unit` is numpy's; torch's is its own so that
-    uint8, a quarter of the bytes, is what crosses to the device.)"""
+    """uint8 images (N, H, W), or rgb (N, H, W, 3), on any device → float32 (N, C, H, W)
+    in [0, 1]: what the network reads. (`dcign.shared.images.to_unit` is numpy's; torch's is
+    its own so that uint8, a quarter of the bytes, is what crosses to the device.)"""
     if images.dtype != torch.uint8:
         raise TypeError(f"network_input takes uint8 images, not {images.dtype}")
+    if images.ndim == 4:  # rgb: the channel axis moves from last (the store's) to second
+        return images.permute(0, 3, 1, 2).float().div_(GRAY_LEVELS)
     return images.unsqueeze(1).float().div_(GRAY_LEVELS)
+
+
+def network_output(values: torch.Tensor) -> np.ndarray:
+    """The network's images (N, C, H, W) in [0, 1] → uint8 as a store holds them: (N, H, W),
+    or (N, H, W, 3) for rgb."""
+    values = values.float().cpu()
+    values = values.squeeze(1) if values.shape[1] == 1 else values.permute(0, 2, 3, 1)
+    return from_unit(values.numpy())
 
 
 def check_independent_draws(data: TrainingData, per_step: int) -> None:
@@ -181,7 +191,7 @@ class Step(NamedTuple):
     tensors beside the images cost the 2-worker loader a fifth of its rate."""
 
     kinds: list[int]  # which batch type (varying factor) each minibatch is
-    images: torch.Tensor  # uint8 (m, B, H, W)
+    images: torch.Tensor  # uint8 (m, B, H, W), or (m, B, H, W, 3) rgb
     places: list[int]  # each minibatch's place in the whole step
 
 
@@ -233,7 +243,7 @@ class StepDataset(Dataset):
         (a tensor made elsewhere is copied into shared memory when it is sent, after the
         stack that made it had copied every minibatch once)."""
         spec = self.store.spec
-        shape = (minibatches, spec.batch_size, spec.image_size, spec.image_size)
+        shape = (minibatches, spec.batch_size, *spec.image_shape)  # rgb: a channel axis last
         if get_worker_info() is None:
             return torch.empty(shape, dtype=torch.uint8)
         return shared_uint8(shape)

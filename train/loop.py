@@ -150,7 +150,8 @@ def build_run(cfg: TrainConfig) -> Run:
     if method.draws_independently:
         check_independent_draws(data, cfg.minibatches_per_step)
     arch = architecture_for(cfg.arch, data.spec.image_size,
-                            data.mirror_odd_latents(cfg.mirror_odd, LATENT_SIZE))
+                            data.mirror_odd_latents(cfg.mirror_odd, LATENT_SIZE),
+                            channels=data.spec.channels)
     torch.manual_seed(cfg.seed)  # weight initialisation, the same on every rank
     model = DCIGN(arch).to(execution.device)
     if execution.channels_last:

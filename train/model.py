@@ -14,6 +14,10 @@ with log σ²ᵢ made even. For a factor that a mirror negates (face azimuth, li
 excludes the folded code that rises to the frontal view and falls on both sides: that code is
 even. The weights are the same; the encoder sees each image twice.
 
+Colour: both architectures take the store's channel count (1 gray, 3 rgb) as their input's
+channels and their last decoder layer's (`Architecture.channels`, which is the last of
+`dec_channels`, so a gray architecture's record is what it was before colour existed).
+
 `small` keeps that shape of computation with "same" padding and fewer channels so that any
 image size divisible by 8 (32, 64, 128, ...) trains at a practical speed on a CPU.
 The decoder returns logits; the sigmoid is folded into the loss (numerically stable BCE) and
@@ -48,9 +52,15 @@ class Architecture:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def channels(self) -> int:
+        """The images' colour channels: the encoder's input, the decoder's output."""
+        return self.dec_channels[-1]
+
     def describe(self) -> str:
         odd = ", ".join(f"z{i + 1}" for i in self.mirror_odd)
         return (f"{self.name} {self.image_size}×{self.image_size}"
+                + ("" if self.channels == 1 else f"×{self.channels}")
                 + (f" (mirror-odd {odd})" if odd else ""))
 
     @classmethod
@@ -63,7 +73,7 @@ class Architecture:
 PAPER150 = Architecture("paper150", 150)
 
 
-def small(image_size: int) -> Architecture:
+def small(image_size: int, channels: int = 1) -> Architecture:
     """The CPU-sized family: three conv/pool stages down, three upsample/conv stages up."""
     if image_size < 32 or image_size % 8:
         raise DcignError(f"the small architecture needs an image size divisible by 8 and at "
@@ -71,26 +81,27 @@ def small(image_size: int) -> Architecture:
     # 16/32/32 and 32/16/1 channels: ~230 training images/s at 64×64 on 2 CPU cores, where
     # 32/64/64 gave ~90 and learnt no better in the time a CPU run has.
     return Architecture("small", image_size, enc_channels=(16, 32, 32), enc_padding=2,
-                        dec_start=image_size // 8, dec_channels=(32, 16, 1), dec_kernel=5,
+                        dec_start=image_size // 8, dec_channels=(32, 16, channels), dec_kernel=5,
                         dec_padding=2)
 
 
-def architecture_for(name: str, image_size: int, mirror_odd: tuple[int, ...] = ()
-                     ) -> Architecture:
-    """Resolve --arch against the store's image size ('auto': paper150 at 150, else small)."""
-    return replace(_named_architecture(name, image_size), mirror_odd=tuple(mirror_odd))
+def architecture_for(name: str, image_size: int, mirror_odd: tuple[int, ...] = (),
+                     channels: int = 1) -> Architecture:
+    """Resolve --arch against the store's image size ('auto': paper150 at 150, else small)
+    and channels (1 gray, 3 rgb)."""
+    return replace(_named_architecture(name, image_size, channels), mirror_odd=tuple(mirror_odd))
 
 
-def _named_architecture(name: str, image_size: int) -> Architecture:
+def _named_architecture(name: str, image_size: int, channels: int) -> Architecture:
     if name == "auto":
         name = "paper150" if image_size == 150 else "small"
     if name == "paper150":
         if image_size != 150:
             raise DcignError(f"architecture paper150 needs 150×150 images; this store has "
                              f"{image_size}×{image_size} (use --arch small)")
-        return PAPER150
+        return replace(PAPER150, dec_channels=(*PAPER150.dec_channels[:-1], channels))
     if name == "small":
-        return small(image_size)
+        return small(image_size, channels)
     raise DcignError(f"unknown architecture {name!r} (choose auto, paper150 or small)")
 
 
@@ -102,7 +113,7 @@ class DCIGN(nn.Module):
         # Values of every convolution's output for one image, most of what a forward pass
         # holds: train/checkpoint.py bounds it for an architecture a file declares.
         self.feature_values = 0
-        layers, c_in, size = [], 1, a.image_size
+        layers, c_in, size = [], a.channels, a.image_size
         for i, c in enumerate(a.enc_channels):
             layers += [nn.Conv2d(c_in, c, a.enc_kernel, padding=a.enc_padding),
                        nn.MaxPool2d(2), nn.ReLU()]
@@ -126,7 +137,7 @@ class DCIGN(nn.Module):
             out = self._pixels(2 * out + 2 * a.dec_padding - a.dec_kernel + 1, f"decoder {i}")
             c_in, self.feature_values = c, self.feature_values + c * out * out
         self.decoder = nn.Sequential(*layers)
-        if out != a.image_size or a.dec_channels[-1] != 1:
+        if out != a.image_size:
             raise DcignError(f"architecture {a.name} decodes {out}×{out}, not {a.image_size}")
         for m in self.modules():
             # as released: N(0, 0.01) linear weights (not on the meta device, where
@@ -147,7 +158,7 @@ class DCIGN(nn.Module):
         return size
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (N, 1, H, W) in [0, 1] → μ, log σ² (N, latent_size)."""
+        """Images (N, C, H, W) in [0, 1] → μ, log σ² (N, latent_size)."""
         if not self.arch.mirror_odd:
             h = self.encoder(x)
             return self.to_mu(h), self.to_logvar(h)
@@ -158,7 +169,7 @@ class DCIGN(nn.Module):
                 torch.where(self.odd, (logvar + logvar_mirrored) / 2, logvar))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents (N, latent_size) → pixel logits (N, 1, H, W)."""
+        """Latents (N, latent_size) → pixel logits (N, C, H, W), one per pixel and channel."""
         return self.decoder(self.from_z(z).view(-1, *self.dec_shape))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

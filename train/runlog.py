@@ -38,7 +38,7 @@ class RunLog:
 
     def image(self, tag: str, grid: np.ndarray, step: int) -> None:
         if self.tb is not None:
-            self.tb.add_image(tag, grid, step, dataformats="HW")
+            self.tb.add_image(tag, grid, step, dataformats="HWC" if grid.ndim == 3 else "HW")
 
     def close(self) -> None:
         if self.file is not None:

@@ -39,7 +39,7 @@ class DatasetGenerator(Protocol):
         ...
 
     def render(self, plan: MinibatchPlan) -> np.ndarray:
-        """The plan's images, uint8 (B, H, W)."""
+        """The plan's images, uint8 (B, H, W), or (B, H, W, 3) for an rgb store."""
         ...
 
     def close(self) -> None:
@@ -65,6 +65,7 @@ class GLRecipe(Protocol):
     image_size: int
     batch_size: int
     lighting: Lighting
+    color: str  # images.GRAY or images.RGB
 
 
 class RenderingGenerator:
@@ -96,13 +97,12 @@ class RenderingGenerator:
     def renderer(self) -> Renderer:
         if self._renderer is None:
             self._renderer = Renderer(self.recipe.image_size, self.recipe.lighting,
-                                      shading=self.shading)
+                                      shading=self.shading, color=self.recipe.color)
         return self._renderer
 
     def render(self, plan: MinibatchPlan) -> np.ndarray:
-        """uint8 images (B, H, W) of one minibatch plan."""
-        size = self.recipe.image_size
-        images = np.empty((len(plan.identities), size, size), dtype=np.uint8)
+        """uint8 images (B, H, W), (B, H, W, 3) rgb, of one minibatch plan."""
+        images = np.empty((len(plan.identities), *self.spec.image_shape), dtype=np.uint8)
         for i, rotation, toward_light in self._posed(plan):
             images[i] = self.renderer().render(rotation, toward_light)
         return images

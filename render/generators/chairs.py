@@ -24,6 +24,7 @@ import numpy as np
 
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import CHAIR_GRID, CHAIR_VIEWS, chair_factors, with_grids
+from dcign.shared.images import GRAY
 from dcign.shared.plans import (
     PAPER_CHAIRS,
     IdentityPools,
@@ -32,6 +33,7 @@ from dcign.shared.plans import (
     check_grid,
     check_pools,
     check_test_count,
+    colour_rng,
     identity_rng,
     split_files,
 )
@@ -75,6 +77,7 @@ class ChairRecipe:
     mesh_root: str = ""
     mesh_fingerprint: str = ""
     up_axis: str = "y"
+    color: str = GRAY  # images.RGB: parts coloured from a per-chair palette, meshes their own
     needs_gl: ClassVar[bool] = True
 
     def load(self) -> ChairGenerator:
@@ -139,14 +142,18 @@ class ChairGenerator(RenderingGenerator):
         else:  # the source is a label existing stores compare, not the module's path today
             model = {"name": "procedural chairs", "fingerprint": self._procedural_fingerprint(),
                      "source": "dcign.render.chair_model", "chairs": r.chairs}
-        return StoreSpec("chairs", r.image_size, r.batch_size, self.factors, generator, model)
+        return StoreSpec("chairs", r.image_size, r.batch_size, self.factors, generator, model,
+                         color=r.color)
 
     def _procedural_fingerprint(self) -> str:
-        """A hash of a few whole chairs (geometry, normals, winding, materials): it changes
-        whenever the generator's output does, so such stores are not mixed."""
+        """A hash of a few whole chairs (geometry, normals, winding, materials, and an rgb
+        store's colours): it changes whenever the generator's output does, so such stores are
+        not mixed."""
         h = hashlib.sha256()
+        r = self.recipe
         for i in range(FINGERPRINT_CHAIRS):
-            m = procedural_chair(identity_rng(self.recipe.seed, i))
+            colours = None if r.color == GRAY else colour_rng(r.seed, i)
+            m = procedural_chair(identity_rng(r.seed, i), colour_rng=colours)
             for array in (m.vertices, m.normals, m.albedo, m.material):
                 h.update(np.round(array, 4).tobytes())
             h.update(m.triangles.tobytes())
@@ -156,9 +163,10 @@ class ChairGenerator(RenderingGenerator):
         r = self.recipe
         if r.meshes:
             if self._folder is None:
-                self._folder = MeshFolder(r.meshes, r.up_axis)
+                self._folder = MeshFolder(r.meshes, r.up_axis, r.color)
             return self._folder.chair(identity)
-        return procedural_chair(identity_rng(r.seed, identity), r.textures)
+        colours = None if r.color == GRAY else colour_rng(r.seed, identity)
+        return procedural_chair(identity_rng(r.seed, identity), r.textures, colours)
 
     def _posed(self, plan: MinibatchPlan) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Upload each chair once; yield (image index, rotation, light) per image: the light

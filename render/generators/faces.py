@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 
 from dcign.shared.factors import FACE_FACTORS, factor_named
-from dcign.shared.images import GRAY_WEIGHTS, to_gray
+from dcign.shared.images import GRAY, GRAY_WEIGHTS, to_gray
 from dcign.shared.plans import IdentityPools, MinibatchPlan, check_pools, identity_rng
 from dcign.shared.store import StoreSpec
 
@@ -44,6 +44,7 @@ class FaceRecipe:
     model_path: str | None = None  # None: the embedded model
     lighting: Lighting = field(default_factory=lambda: FACE_LIGHTING)
     identities: IdentityPools = field(default_factory=IdentityPools)
+    color: str = GRAY  # images.RGB: the model's own albedo colours
     needs_gl: ClassVar[bool] = True
 
     def load(self) -> FaceGenerator:
@@ -88,7 +89,8 @@ class FaceGenerator(RenderingGenerator):
             "shape_components": self.model.n_shape,
             "albedo_components": self.model.n_albedo,
         }
-        return StoreSpec("faces", r.image_size, r.batch_size, self.factors, generator, model)
+        return StoreSpec("faces", r.image_size, r.batch_size, self.factors, generator, model,
+                         color=r.color)
 
     def check(self, vary: tuple[str, ...]) -> None:
         """Refuse intrinsic minibatches larger than an identity pool, before a store is
@@ -97,20 +99,21 @@ class FaceGenerator(RenderingGenerator):
             check_pools(self.pools, self.recipe.batch_size)
 
     def faces(self, identities: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Normalised vertices (N, 3) and grayscale albedo (N,) of each identity."""
+        """Normalised vertices (N, 3) and albedo of each identity: gray (N,), or the model's
+        RGB (N, 3) for an rgb store."""
         coefs = [self.model.sample_coefficients(identity_rng(self.recipe.seed, int(i)))
                  for i in identities]
         vertices, rgb = self.model.instances(np.stack([c[0] for c in coefs]),
                                              np.stack([c[1] for c in coefs]))
         vertices = (vertices - self._centre) * self._scale
-        gray = to_gray(rgb)
-        return list(zip(vertices, gray, strict=True))
+        albedo = to_gray(rgb) if self.recipe.color == GRAY else rgb.astype(np.float32)
+        return list(zip(vertices, albedo, strict=True))
 
     def render(self, plan: MinibatchPlan) -> np.ndarray:
-        """uint8 images (B, H, W) of one minibatch plan. A light minibatch shows one face at
-        one pose under B lights: the face is uploaded and posed once, and four lights are
-        shaded over each rasterisation (`Renderer.render_lights`, the same bits as one light
-        at a time)."""
+        """uint8 images (B, H, W), (B, H, W, 3) rgb, of one minibatch plan. A light minibatch
+        shows one face at one pose under B lights: the face is uploaded and posed once, and
+        (gray) four lights are shaded over each rasterisation (`Renderer.render_lights`, the
+        same bits as one light at a time)."""
         if plan.factor != "light":
             return super().render(plan)
         pose = plan.values[0]

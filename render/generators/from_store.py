@@ -23,13 +23,14 @@ def _faces(spec: StoreSpec) -> FaceRecipe:
     return FaceRecipe(seed=g["seed"], image_size=spec.image_size, batch_size=spec.batch_size,
                       model_path=None if source == "embedded" else source,
                       lighting=Lighting(**g["lighting"]),
-                      identities=IdentityPools(**g["identities"]))
+                      identities=IdentityPools(**g["identities"]), color=spec.color)
 
 
 def _chairs(spec: StoreSpec) -> ChairRecipe:
     g, model = spec.generator, spec.model
     common = dict(seed=g["seed"], image_size=spec.image_size, batch_size=spec.batch_size,
-                  views=g["views"], textures=g["textures"], lighting=Lighting(**g["lighting"]))
+                  views=g["views"], textures=g["textures"], lighting=Lighting(**g["lighting"]),
+                  color=spec.color)
     if model.get("name") == "mesh folder":
         scan = scan_folder(model["source"], g["up_axis"])
         return ChairRecipe(**common, chairs=len(scan.readable),

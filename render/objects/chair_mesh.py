@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chair_model import build_chair
+from .chair_parts import colour_albedo
 
 CHAIR_RADIUS = 1.2  # every chair's bounding sphere, in scene units: fits the frame at any view
 
@@ -17,7 +18,7 @@ class ChairMesh:
     vertices: np.ndarray  # (N, 3) float32, normalised
     triangles: np.ndarray  # (T, 3) uint32
     normals: np.ndarray  # (N, 3) float32
-    albedo: np.ndarray  # (N,) float32
+    albedo: np.ndarray  # (N,) float32 gray, or (N, 3) rgb
     material: np.ndarray | None  # (N, 2) shader texture codes, None: plain albedo
 
 
@@ -29,10 +30,15 @@ def normalise(vertices: np.ndarray) -> np.ndarray:
     return (centred * (CHAIR_RADIUS / max(radius, 1e-9))).astype(np.float32)
 
 
-def procedural_chair(rng: np.random.Generator, textures: bool = True) -> ChairMesh:
+def procedural_chair(rng: np.random.Generator, textures: bool = True,
+                     colour_rng: np.random.Generator | None = None) -> ChairMesh:
     """The procedural chair `rng` draws (a chair's identity stream), normalised; without
-    `textures` its parts keep their gray albedo but lose their material patterns."""
+    `textures` its parts keep their gray albedo but lose their material patterns. With
+    `colour_rng` (the chair's colour stream) its albedo is rgb (`chair_parts.colour_albedo`):
+    the same chair, coloured."""
     chair = build_chair(rng)
     vertices, triangles, normals, albedo, material = chair.mesh()
+    if colour_rng is not None:
+        albedo = colour_albedo(albedo, material, colour_rng)
     return ChairMesh(normalise(vertices), triangles.astype(np.uint32), normals, albedo,
                      material if textures else None)

@@ -10,11 +10,14 @@ Coordinates: metres, y up.
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from dcign.shared.images import GRAY_WEIGHTS  # the weights to_gray applies
 
 # Material codes the chair shader understands (renderer/shaders/mesh.frag; a test parses it).
 PLAIN, WOOD_X, WOOD_Y, WOOD_Z, FABRIC, METAL, LEATHER, PLASTIC = range(8)
@@ -217,3 +220,54 @@ def parts_touch(chair: Chair, tolerance: float = 1e-3) -> bool:
                 linked.add(j)
                 frontier.append(j)
     return len(linked) == n
+
+
+# --- colour (rgb stores) -----------------------------------------------------------------
+#
+# An rgb chair keeps its gray chair's parts, materials and gray albedo; each material gets a
+# hue from the chair's own colour palette, scaled so that its gray (images.to_gray) is the
+# part's gray albedo: a colour chair converted to gray looks like the gray chair (up to the
+# gamma curve and channels clipped at 1). The palette is drawn from its own generator
+# (plans.colour_rng), never from the chair's identity stream, so gray chairs do not change.
+# The procedural fingerprint an rgb store records hashes these colours, so a changed palette
+# is not mixed into a store made with the old one.
+
+WOODS = ((0.62, 0.42, 0.25), (0.48, 0.30, 0.18), (0.74, 0.56, 0.36), (0.55, 0.26, 0.17))
+LEATHERS = ((0.45, 0.27, 0.16), (0.20, 0.17, 0.15), (0.55, 0.16, 0.12), (0.72, 0.55, 0.38))
+
+
+def _jitter(rng: np.random.Generator, rgb: tuple[float, ...], amount: float) -> np.ndarray:
+    return np.clip(np.float64(rgb) * rng.uniform(1 - amount, 1 + amount, 3), 0.02, 1.0)
+
+
+def _hsv(rng: np.random.Generator, saturation: tuple[float, float]) -> np.ndarray:
+    """A random hue at full value (colorsys: pure Python arithmetic, the same bits
+    everywhere)."""
+    hue, sat = float(rng.uniform(0, 1)), float(rng.uniform(*saturation))
+    return np.float64(colorsys.hsv_to_rgb(hue, sat, 1.0))
+
+
+def colour_palette(rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """One chair's hue for each material code (every code drawn, in code order, whichever
+    the chair uses: the draws do not depend on its design)."""
+    wood = _jitter(rng, WOODS[int(rng.integers(len(WOODS)))], 0.08)
+    metal = _jitter(rng, (0.92, 0.93, 0.96), 0.04)
+    palette = {PLAIN: np.ones(3), WOOD_X: wood, WOOD_Y: wood, WOOD_Z: wood,
+               FABRIC: _hsv(rng, (0.25, 0.65)), METAL: metal,
+               LEATHER: _jitter(rng, LEATHERS[int(rng.integers(len(LEATHERS)))], 0.08),
+               PLASTIC: _hsv(rng, (0.3, 0.8))}
+    return palette
+
+
+def colour_albedo(albedo: np.ndarray, material: np.ndarray, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """RGB albedo (N, 3) of a chair's vertices from their gray albedo (N,) and encoded
+    material (N, 2): each material's hue from the chair's palette, at the part's gray."""
+    palette = colour_palette(rng)
+    codes = np.rint(material[:, 0] * MATERIAL_CODE_SCALE).astype(int)
+    hues = np.stack([palette.get(int(c), palette[PLAIN]) for c in range(MATERIAL_CODE_SCALE)])
+    # each hue's gray is 1; elementwise, not a BLAS product, so the bits are the same on
+    # every CPU (shared/portable.py's rule for what is handed to GL)
+    w = GRAY_WEIGHTS
+    hues = hues / (hues[:, 0] * w[0] + hues[:, 1] * w[1] + hues[:, 2] * w[2])[:, None]
+    return np.clip(albedo[:, None] * hues[codes], 0.0, 1.0).astype(np.float32)

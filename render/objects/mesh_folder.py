@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.errors import DcignError
-from dcign.shared.images import to_gray, to_unit
+from dcign.shared.images import GRAY, to_gray, to_unit
 
 from .chair_mesh import ChairMesh, normalise
 
@@ -89,18 +89,38 @@ def up_rotation(up_axis: str) -> np.ndarray:
 
 def _gray_albedo(mesh) -> np.ndarray:
     """Per-vertex gray from texture or material colours where trimesh has them, else neutral."""
+    rgb = _rgb_albedo(mesh)
+    if rgb is None:
+        return np.full(len(mesh.vertices), NEUTRAL_GRAY, np.float32)
+    return to_gray(rgb)
+
+
+def _rgb_albedo(mesh) -> np.ndarray | None:
+    """Per-vertex RGB (N, 3) in [0, 1] from texture or material colours where trimesh has
+    them, else None."""
     try:
         visual = mesh.visual.to_color() if mesh.visual.kind == "texture" else mesh.visual
         colors = to_unit(np.asarray(visual.vertex_colors)[:, :3])
         if len(colors) == len(mesh.vertices):
-            return to_gray(colors)
+            return colors
     except Exception:  # visuals trimesh cannot convert: fall back to a neutral gray
         pass
-    return np.full(len(mesh.vertices), NEUTRAL_GRAY, np.float32)
+    return None
 
 
-def load_chair(path: str | Path, up_axis: str = "y") -> ChairMesh:
-    """One mesh file, normalised, flat-shaded (CAD meshes share vertices across sharp edges)."""
+def _albedo(mesh, color: str) -> np.ndarray:
+    """Gray (N,) or, for an rgb store, the mesh's own colours (N, 3) (neutral gray without)."""
+    if color == GRAY:
+        return _gray_albedo(mesh)
+    rgb = _rgb_albedo(mesh)
+    if rgb is None:
+        return np.full((len(mesh.vertices), 3), NEUTRAL_GRAY, np.float32)
+    return rgb
+
+
+def load_chair(path: str | Path, up_axis: str = "y", color: str = GRAY) -> ChairMesh:
+    """One mesh file, normalised, flat-shaded (CAD meshes share vertices across sharp edges);
+    its albedo gray, or its own colours for an rgb store."""
     import trimesh  # here, not at the top: only a --meshes run pays for importing it
 
     mesh = trimesh.load(str(path), force="mesh", process=False)
@@ -110,27 +130,30 @@ def load_chair(path: str | Path, up_axis: str = "y") -> ChairMesh:
     faces = np.asarray(mesh.faces, np.int64)
     if not np.isfinite(vertices).all():
         raise DcignError("non-finite vertices")
-    albedo = _gray_albedo(mesh)
+    albedo = _albedo(mesh, color)
     corners = vertices[faces].reshape(-1, 3)
     v = vertices[faces]
     normals = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
     return ChairMesh(normalise(corners), np.arange(len(corners), dtype=np.uint32).reshape(-1, 3),
                      np.repeat(normals, 3, axis=0).astype(np.float32),
-                     albedo[faces].ravel().astype(np.float32), None)
+                     albedo[faces].reshape(len(corners), *albedo.shape[1:]).astype(np.float32),
+                     None)
 
 
 class MeshFolder:
     """Loads chairs by identity, keeping the last few (an azimuth minibatch reuses one)."""
 
-    def __init__(self, files: tuple[str, ...], up_axis: str):
+    def __init__(self, files: tuple[str, ...], up_axis: str, color: str = GRAY):
         self.files = files
         self.up_axis = up_axis
+        self.color = color
         self._cache: dict[int, ChairMesh] = {}
 
     def chair(self, identity: int) -> ChairMesh:
         if identity not in self._cache:
             if len(self._cache) >= KEPT_CHAIRS:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[identity] = load_chair(self.files[identity], self.up_axis)
+            self._cache[identity] = load_chair(self.files[identity], self.up_axis,
+                                                   self.color)
         return self._cache[identity]

@@ -7,6 +7,11 @@ software GL. Two variants: lit per pixel with solid textures (chairs), or lit pe
 (faces, whose dense mesh makes that look the same at a fraction of the cost). Lit per
 vertex, an unmoved object is shaded under four lights in one rasterisation, one per colour
 channel (`render_lights`, for light minibatches).
+
+Colour (`color="rgb"`): the same shaders compiled with CHANNELS 3 take an RGB albedo from the
+vertex colour (a chair's material codes move to texture coordinates) and write three
+channels; a light minibatch then takes one pass a light, since the channels are the image's.
+The gray programs are compiled from the same source as before colour existed.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dcign.shared.errors import DcignError
+from dcign.shared.images import CHANNELS, GRAY
 from dcign.shared.portable import sin_cos_degrees
 
 from ..objects.geometry import vertex_normals
@@ -36,9 +42,10 @@ FAR_PLANE_IN_CAMERA_DISTANCES = 3
 
 
 class Renderer:
-    """Renders grayscale images of one mesh at a time under a fixed camera."""
+    """Renders grayscale (or rgb) images of one mesh at a time under a fixed camera."""
 
-    def __init__(self, size: int, lighting: Lighting, shading: str = "pixel"):
+    def __init__(self, size: int, lighting: Lighting, shading: str = "pixel",
+                 color: str = GRAY):
         import pyrender  # here, after choose_gl_platform has set PYOPENGL_PLATFORM
 
         check_pyrender()  # before any GL context: an unusable pyrender is one clear line
@@ -71,29 +78,39 @@ class Renderer:
             raise DcignError(f"could not create an OpenGL context ({exc}): {PLATFORM_HELP}"
                              ) from exc
         self.shading = shading
+        self.channels = CHANNELS[color]
         self._shader = use_shaders(self._gl, *(str(SHADER_DIR / name)
-                                               for name in SHADERS[shading]))
+                                               for name in SHADERS[shading]),
+                                   channels=self.channels)
         read_channels(self._gl, size, self._shader)
 
     def set_mesh(self, vertices: np.ndarray, triangles: np.ndarray, albedo: np.ndarray,
                  normals: np.ndarray | None = None, material: np.ndarray | None = None) -> None:
-        """Upload one object: vertices (N, 3), triangles (T, 3), grayscale albedo (N,).
+        """Upload one object: vertices (N, 3), triangles (T, 3), albedo: grayscale (N,), or
+        RGB (N, 3) for an rgb renderer.
 
         `material` (N, 2), optional: per-vertex solid-texture code and pattern scale, carried
-        in colour channels g and b (see shaders/mesh.frag); none means plain albedo.
+        in colour channels g and b (see shaders/mesh.frag), or for an rgb renderer, whose
+        vertex colour is the albedo, in texture coordinates; none means plain albedo.
         """
         pr = self._pyrender
         if normals is None:
             normals = vertex_normals(vertices, triangles)
         colors = np.zeros((len(vertices), 4), np.float32)
-        colors[:, 0] = albedo
-        if material is not None:
-            colors[:, 1:3] = material
+        texcoords = None
+        if self.channels == 1:
+            colors[:, 0] = albedo
+            if material is not None:
+                colors[:, 1:3] = material
+        else:
+            colors[:, :3] = np.asarray(albedo, np.float32).reshape(len(vertices), -1)
+            texcoords = material
         colors[:, 3] = 1.0  # opaque: pyrender would blend any vertex with alpha < 1
         if self._refill(vertices, triangles, normals, colors):
             return
         primitive = pr.Primitive(positions=vertices, normals=normals, color_0=colors,
-                                 indices=triangles, mode=pr.constants.GLTF.TRIANGLES)
+                                 texcoord_0=texcoords, indices=triangles,
+                                 mode=pr.constants.GLTF.TRIANGLES)
         if self._mesh_node is not None:
             self.scene.remove_node(self._mesh_node)
         self._mesh_node = self.scene.add(pr.Mesh([primitive]))
@@ -109,7 +126,8 @@ class Renderer:
                                     normals, colors)
 
     def render(self, rotation: np.ndarray, toward_light: np.ndarray) -> np.ndarray:
-        """One uint8 (size, size) image of the current mesh, rotated, lit from `toward_light`."""
+        """One uint8 (size, size) image, (size, size, 3) rgb, of the current mesh, rotated, lit
+        from `toward_light`."""
         self.scene.set_pose(self._mesh_node, object_pose(rotation))
         self.scene.set_pose(self._light_node, light_pose(toward_light))
         gray, _ = self._gl.render(self.scene)
@@ -119,9 +137,12 @@ class Renderer:
         """uint8 images (L, size, size) of the current mesh, rotated, lit from each of
         `toward_lights` (L, 3) in turn: four lights to one rasterisation, one per colour
         channel, each channel the image `render` gives for its light (per-vertex shading
-        only: the pixel shader lights each fragment once)."""
+        only: the pixel shader lights each fragment once). An rgb image needs its channels:
+        one light a pass, (L, size, size, 3)."""
         if self.shading != "vertex":
             raise ValueError("render_lights needs the per-vertex shader")
+        if self.channels != 1:
+            return np.stack([self.render(rotation, toward) for toward in toward_lights])
         self.scene.set_pose(self._mesh_node, object_pose(rotation))
         extra = [self.scene.add(light) for light in self._lights[1:]]
         self._shader.lights_per_pass = len(CHANNEL_COLOURS)

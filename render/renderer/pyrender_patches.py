@@ -115,27 +115,31 @@ def _require_offscreen_state(offscreen) -> None:
 @dataclass
 class ShaderSettings:
     """What the patched pyrender reads at each render: how many lights our shader shades in
-    one pass (1, or 4 for a light minibatch: one per colour channel), and so which channels
-    the read-back returns."""
+    one pass (1, or 4 for a gray light minibatch: one per colour channel), and so which
+    channels the read-back returns; and the image's channels (1 gray, 3 rgb: set once, with
+    the shader compiled for it, and one light a pass)."""
 
     lights_per_pass: int = 1
+    channels: int = 1
 
 
-def use_shaders(offscreen, vertex_path: str, fragment_path: str) -> ShaderSettings:
-    """Draw meshes with our shader pair, compiled for the settings' lights per pass (each
-    count its own program, cached by pyrender); pyrender's other programs (e.g. for points)
-    stay. Returns the settings the caller changes between renders."""
+def use_shaders(offscreen, vertex_path: str, fragment_path: str, channels: int = 1
+                ) -> ShaderSettings:
+    """Draw meshes with our shader pair, compiled for the settings' lights per pass and
+    channels (each its own program, cached by pyrender); pyrender's other programs (e.g. for
+    points) stay. Returns the settings the caller changes between renders."""
     from pyrender.shader_program import ShaderProgramCache  # here: after the GL platform is chosen
 
     _require_offscreen_state(offscreen)
-    settings = ShaderSettings()
+    settings = ShaderSettings(channels=channels)
     cache = ShaderProgramCache()
     original = cache.get_program
 
     def get_program(vertex_shader, fragment_shader, geometry_shader=None, defines=None):
         if vertex_shader == PYRENDER_MESH_SHADER:
             vertex_shader, fragment_shader = vertex_path, fragment_path
-            defines = {**(defines or {}), "LIGHTS_PER_PASS": settings.lights_per_pass}
+            defines = {**(defines or {}), "LIGHTS_PER_PASS": settings.lights_per_pass,
+                       "CHANNELS": settings.channels}
         return original(vertex_shader, fragment_shader, geometry_shader, defines)
 
     cache.get_program = get_program
@@ -144,8 +148,9 @@ def use_shaders(offscreen, vertex_path: str, fragment_path: str) -> ShaderSettin
 
 
 def read_channels(offscreen, size: int, settings: ShaderSettings) -> None:
-    """Read back uint8 rows top-down: the red channel (size, size) when one light was shaded,
-    all four (size, size, 4) when four were. pyrender's own reader also resolves, reads and
+    """Read back uint8 rows top-down: the red channel (size, size) when one light was shaded
+    in gray, all four (size, size, 4) when four were, red, green and blue (size, size, 3) for
+    an rgb image. pyrender's own reader also resolves, reads and
     linearises depth, a third of the frame time in software GL. A depth-only render (the
     benchmarks' floor) waits for the GL and reads nothing."""
     # here, not at the top: after the GL platform is chosen
@@ -165,7 +170,10 @@ def read_channels(offscreen, size: int, settings: ShaderSettings) -> None:
                              GL.GL_LINEAR)
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, inner._main_fb)
         GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)  # rows of `size` bytes, unpadded
-        if settings.lights_per_pass == 1:
+        if settings.channels == 3:
+            buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
+            shape = (size, size, 3)
+        elif settings.lights_per_pass == 1:
             buffer = GL.glReadPixels(0, 0, size, size, GL.GL_RED, GL.GL_UNSIGNED_BYTE)
             shape = (size, size)
         else:
@@ -183,10 +191,12 @@ def refill_vertex_buffer(offscreen, primitive, vertices: np.ndarray, normals: np
     uploaded yet or had another vertex count (then the caller uploads a new mesh).
 
     The buffer holds what pyrender's upload interleaves for such a primitive: position,
-    normal, colour per vertex, float32."""
+    normal, colour per vertex, float32 (one with texture coordinates, an rgb chair's material
+    codes, interleaves more: it is uploaded anew)."""
     from OpenGL import GL  # here: after the GL platform is chosen
 
-    if primitive._vaid is None or len(primitive.positions) != len(vertices):
+    if (primitive._vaid is None or len(primitive.positions) != len(vertices)
+            or primitive.texcoord_0 is not None):
         return False
     primitive.positions, primitive.normals, primitive.color_0 = vertices, normals, colors
     data = np.ascontiguousarray(np.hstack([vertices, normals, colors]), dtype=np.float32)

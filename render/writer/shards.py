@@ -179,8 +179,8 @@ def render_shard(recipe: DatasetRecipe, url: str, task: ShardTask,
     store = open_for_writing(url)
     arrays = store.arrays(task.split, task.factor)
     done = arrays.completed()[task.start:task.stop]
-    b, h, f = store.spec.batch_size, store.spec.image_size, store.spec.n_columns
-    images = np.empty((task.size, b, h, h), np.uint8)
+    b, f = store.spec.batch_size, store.spec.n_columns
+    images = np.empty((task.size, b, *store.spec.image_shape), np.uint8)
     values = np.empty((task.size, b, f), np.float32)
     identity = np.empty((task.size, b), np.int64)
     rendered = 0

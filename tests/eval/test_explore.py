@@ -168,4 +168,20 @@ def test_a_baseline_of_another_size_is_one_line(runs, tmp_path):
     big = write_blob_store(tmp_path / "64.zarr", 64, 1, 1)
     other = train_run(big, tmp_path / "big", steps=1)
     assert_one_line_error(run("--checkpoint", runs["dcign"], "--baseline", other, "--port", 0,
-                              "--no-browser"), "is a 64×64 'blobs' network")
+                              "--no-browser"), "is a 64×64 gray 'blobs' network")
+
+
+def test_a_colour_network_is_explored_in_colour(colour_faces, tmp_path):
+    explorer = build_explorer(str(train_run(colour_faces, tmp_path / "rgb", steps=2)), None,
+                              str(colour_faces), folder=tmp_path)
+    image = explorer.pick({"held_out": 0})
+    assert pixels(image["input"]).shape == (32, 32, 3)
+    answer = explorer.render({"id": image["id"], "code": image["code"], "values": [1, 0, -1]})
+    edit = em.edited(np.asarray(image["code"], np.float32), explorer.controls,
+                     {0: 1, 1: 0, 2: -1})
+    assert np.array_equal(pixels(answer["render"]), em.decode(explorer.main, edit))
+    assert pixels(answer["render"]).shape == (32, 32, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((40, 40, 3), (200, 30, 30), np.uint8)).save(buffer, format="PNG")
+    upload = explorer.upload(buffer.getvalue())
+    assert (pixels(upload["input"])[0, 0] == (200, 30, 30)).all()  # red kept, not grayed

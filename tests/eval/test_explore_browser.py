@@ -160,7 +160,7 @@ def test_an_uploaded_image_is_shown_gray_and_reconstructed(page, run, tmp_path):
     rgb = np.zeros((48, 60, 3), np.uint8)
     rgb[10:30, 15:45] = (250, 180, 40)  # a colour blob, another size than the model's
     Image.fromarray(rgb).save(tmp_path / "mine.png")
-    gray = em.image_gray((tmp_path / "mine.png").read_bytes(), trained.image_size)
+    gray = em.read_image((tmp_path / "mine.png").read_bytes(), trained.image_size)
     digest = hashlib.sha256(gray.tobytes()).hexdigest()[:12]
     page.set_input_files("#upload", str(tmp_path / "mine.png"))
     page.wait_for_selector(f"#recon[data-id='{digest}']")

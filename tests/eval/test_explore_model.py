@@ -97,10 +97,10 @@ def test_encode_decode_and_interpolate_meet_the_ends(runs):
 def test_an_image_is_read_as_rerender_reads_it_and_junk_is_one_line(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")
-    gray = em.image_gray((tmp_path / "a.png").read_bytes(), 32)
+    gray = em.read_image((tmp_path / "a.png").read_bytes(), 32)
     assert gray.shape == (32, 32) and gray.dtype == np.uint8
     with pytest.raises(DcignError, match="the upload is not a readable image"):
-        em.image_gray(b"not a picture", 32, "the upload")
+        em.read_image(b"not a picture", 32, name="the upload")
 
 
 def test_the_baseline_takes_the_main_runs_first_latent_of_each_factor():

@@ -543,3 +543,32 @@ def test_each_store_shard_becomes_one_file_and_gaps_stay_gaps(tmp_path, monkeypa
     card = (out / "README.md").read_text()
     assert card.startswith('---\nlicense: other\nlicense_name: "blob-terms"\n')
     assert "(the store records no command)" in card
+
+
+def test_a_colour_store_exports_rgb_pngs_equal_to_its_images(colour_faces, tmp_path):
+    """Colour (issue 22 item 4): load_dataset reads each image as mode RGB, the store's
+    (H, W, 3) pixels exactly; the export reads back as the store's minibatches; the card
+    says colour."""
+    torch = pytest.importorskip("torch")
+    from dcign.train.dataset import MinibatchDataset
+
+    out = tmp_path / "faces-rgb"
+    result = store_tool(["export", colour_faces, out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    store = open_store(colour_faces)
+    data = load(out, tmp_path=tmp_path)
+    for split in COUNTS:
+        groups = regrouped(data[split])
+        for factor in FACTORS:
+            for m in store.minibatches(split, factor):
+                rows = groups.pop((factor, m.index))
+                assert all(r["image"].mode == "RGB" for r in rows)
+                images = np.stack([np.asarray(r["image"]) for r in rows])
+                assert images.shape == (4, 32, 32, 3) and np.array_equal(images, m.images)
+        assert groups == {}
+    for a, b in zip(MinibatchDataset(colour_faces, "test"), MinibatchDataset(out, "test"),
+                    strict=True):
+        assert torch.equal(a["images"], b["images"])
+    assert "colour (RGB)" in (out / "README.md").read_text()
+    field = pq.read_schema(next((out / "data" / "light").glob("train-*.parquet"))).field("image")
+    assert field.metadata[b"encoding"] == b"PNG, 8-bit RGB (mode RGB), lossless"

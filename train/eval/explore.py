@@ -87,7 +87,7 @@ class Explorer:
                              "step": 1 if s.angle else round((s.high - s.low) / 200, 4)}
                             for s in self.controls]}
 
-    def image(self, gray: np.ndarray, label: str) -> dict:
+    def image(self, gray: np.ndarray, label: str) -> dict:  # (H, W), or (H, W, 3) rgb
         """An image the page will edit: written (for the command), encoded, reconstructed."""
         digest = hashlib.sha256(gray.tobytes()).hexdigest()[:12]
         path = self.folder / f"input-{digest}.png"
@@ -111,7 +111,8 @@ class Explorer:
         return self.image(self.held_out[k], self.held_out_labels[k])
 
     def upload(self, data: bytes) -> dict:
-        return self.image(em.image_gray(data, self.main.image_size, "the upload"), "upload")
+        return self.image(em.read_image(data, self.main.image_size,
+                                        self.main.model.arch.channels, "the upload"), "upload")
 
     def render(self, request: dict) -> dict:
         start = time.perf_counter()
@@ -185,12 +186,9 @@ def build_explorer(checkpoint: str, baseline: str | None, store_path: str | None
     other = None
     if baseline is not None:
         other = load_trained(em.resolve_checkpoint(baseline), dev)
-        if (other.image_size, other.store_spec.dataset) != (main.image_size,
-                                                           main.store_spec.dataset):
-            raise DcignError(f"--baseline {other.checkpoint} is a {other.image_size}×"
-                             f"{other.image_size} {other.store_spec.dataset!r} network; "
-                             f"{main.checkpoint} a {main.image_size}×{main.image_size} "
-                             f"{main.store_spec.dataset!r} one")
+        if describe(other) != describe(main):
+            raise DcignError(f"--baseline {other.checkpoint} is a {describe(other)} network; "
+                             f"{main.checkpoint} a {describe(main)} one")
     controls = em.sliders(main, store)
     if not controls:
         raise DcignError(f"{main.checkpoint}: no factor has a latent to slide")
@@ -200,6 +198,12 @@ def build_explorer(checkpoint: str, baseline: str | None, store_path: str | None
     if store is not None:
         explorer.held_out, explorer.held_out_labels = held_out_images(store)
     return explorer
+
+
+def describe(trained: Trained) -> str:
+    """What a baseline must share with the main run: '32×32 gray 'blobs''."""
+    return (f"{trained.image_size}×{trained.image_size} {trained.store_spec.color} "
+            f"{trained.store_spec.dataset!r}")
 
 
 class Handler(BaseHTTPRequestHandler):

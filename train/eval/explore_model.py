@@ -34,7 +34,7 @@ from dcign.shared.factors import Factor, latent_slice
 from dcign.shared.store import Store
 
 from .encoding import baseline_latent, encode_split, to_tensor
-from .rerender import model_gray
+from .rerender import model_image
 from .trained import Trained, check_same_kind, decode_images
 
 LATENT_RANGE = 6.0  # a latent slider's ends, ± this, when no store shows the codes' spread
@@ -146,22 +146,24 @@ def _spread(trained: Trained, store: Store | None, factor: Factor, latent: int
     return (round(min(lo - pad, -MIN_RANGE), 2), round(max(hi + pad, MIN_RANGE), 2))
 
 
-def image_gray(data: bytes, size: int, name: str = "the image") -> np.ndarray:
-    """Image file bytes (any format PIL reads) → uint8 (size, size) gray, as dcign-rerender
-    reads its --image."""
-    return model_gray(io.BytesIO(data), size, name)[0]
+def read_image(data: bytes, size: int, channels: int = 1, name: str = "the image"
+               ) -> np.ndarray:
+    """Image file bytes (any format PIL reads) → uint8 (size, size) gray, or (size, size, 3)
+    for a network trained on rgb (`channels` 3), as dcign-rerender reads its --image."""
+    return model_image(io.BytesIO(data), size, channels, name)[0]
 
 
 @torch.no_grad()
 def encode(trained: Trained, gray: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) at the model's size → its posterior mean, float32 (latents,)."""
+    """uint8 (H, W), or (H, W, 3) rgb, at the model's size → its posterior mean, float32
+    (latents,)."""
     device = next(trained.model.parameters()).device
     return trained.model.encode(to_tensor(gray[None], device))[0][0].float().cpu().numpy()
 
 
 @torch.no_grad()
 def decode(trained: Trained, code: np.ndarray) -> np.ndarray:
-    """A code (latents,) → uint8 (H, W), the decoder's mean output."""
+    """A code (latents,) → uint8 (H, W), or (H, W, 3) rgb, the decoder's mean output."""
     device = next(trained.model.parameters()).device
     z = torch.as_tensor(np.asarray(code, np.float32)[None], device=device)
     return decode_images(trained.model, z)[0]
@@ -222,8 +224,9 @@ def rerender_command(checkpoint: Path | str, image: Path | str, code: np.ndarray
     return shlex.join([*args, "--out", out])
 
 
-def png_bytes(gray: np.ndarray) -> bytes:
-    """uint8 (H, W) → PNG bytes (lossless: the page shows the decoder's very pixels)."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 (H, W) gray or (H, W, 3) rgb → PNG bytes (lossless: the page shows the decoder's
+    very pixels)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.asarray(gray, np.uint8), "L").save(buffer, format="PNG")
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()

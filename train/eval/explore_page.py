@@ -39,7 +39,8 @@ textarea { width: 100%; font-family: monospace; font-size: 12px; }
   &nbsp; or upload <input type="file" id="upload" accept="image/*">
 </fieldset>
 <div class="row">
-  <figure><img id="input" alt="input"><figcaption>input (gray, model-sized)</figcaption></figure>
+  <figure><img id="input" alt="input"><figcaption>input, as the network reads it
+  </figcaption></figure>
   <figure><img id="recon" alt="reconstruction"><figcaption>reconstruction</figcaption></figure>
   <figure><img id="render" alt="re-render"><figcaption id="render-caption">re-render</figcaption>
   </figure>

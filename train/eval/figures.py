@@ -15,8 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from dcign.shared.images import from_unit  # noqa: E402
-
+from ..data import network_output  # noqa: E402
 from ..model import DCIGN  # noqa: E402
 from .encoding import EncodedSplit, to_tensor  # noqa: E402
 
@@ -27,9 +26,8 @@ GAP = 2  # pixels between tiles
 
 @torch.no_grad()
 def reconstruction_grid(model: DCIGN, images: np.ndarray, device: torch.device) -> np.ndarray:
-    """uint8 (2H, N·W): the images on top, their reconstructions below."""
-    rec = from_unit(model.reconstruct(to_tensor(images, device)).float().squeeze(1).cpu()
-                    .numpy())
+    """uint8 (2H, N·W), (2H, N·W, 3) rgb: the images on top, their reconstructions below."""
+    rec = network_output(model.reconstruct(to_tensor(images, device)))
     return np.concatenate([np.concatenate(list(images), 1), np.concatenate(list(rec), 1)], 0)
 
 
@@ -55,9 +53,11 @@ def save_latent_scatter(results: dict, encoded: dict[str, EncodedSplit], factors
 # ----------------------------------------------------------------------------- dcign-eval
 
 def mosaic(grid: np.ndarray) -> np.ndarray:
-    """uint8 (R, C, H, W) → one gray image with thin white gaps between tiles."""
-    rows, cols, h, w = grid.shape
-    out = np.full((rows * (h + GAP) - GAP, cols * (w + GAP) - GAP), 255, np.uint8)
+    """uint8 (R, C, H, W) → one gray image with thin white gaps between tiles; (R, C, H, W,
+    3) → one rgb image."""
+    rows, cols, h, w = grid.shape[:4]
+    out = np.full((rows * (h + GAP) - GAP, cols * (w + GAP) - GAP, *grid.shape[4:]), 255,
+                  np.uint8)
     for r in range(rows):
         for c in range(cols):
             out[r * (h + GAP): r * (h + GAP) + h, c * (w + GAP): c * (w + GAP) + w] = grid[r, c]
@@ -69,8 +69,11 @@ def column_labels(values: np.ndarray) -> list[str]:
 
 
 def tile_axes(ax, grid: np.ndarray, labels: list[str]) -> None:
-    _, cols, _, w = grid.shape
-    ax.imshow(mosaic(grid), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    _, cols, _, w = grid.shape[:4]
+    if grid.ndim == 5:  # rgb tiles are shown in their own colours
+        ax.imshow(mosaic(grid), interpolation="nearest")
+    else:
+        ax.imshow(mosaic(grid), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks([c * (w + GAP) + w / 2 for c in range(cols)], labels, fontsize=7)
     ax.set_yticks([])
     for side in ("top", "right", "left", "bottom"):
@@ -85,8 +88,9 @@ def _figure_for(grid: np.ndarray, blocks: int = 1):
 
 
 def save(fig, path: Path) -> Path:
-    """Write the figure as a 256-colour PNG: the tiles are gray and the plots use few colours,
-    so this keeps each file small (docs/ and report.html carry them) at no visible cost."""
+    """Write the figure as a 256-colour PNG: the tiles are gray (rgb ones few enough colours
+    for a median-cut palette) and the plots use few colours, so this keeps each file small
+    (docs/ and report.html carry them) at no visible cost."""
     fig.canvas.draw()
     rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     plt.close(fig)

@@ -37,31 +37,40 @@ Examples:
 
 def load_gray(path: Path, size: int) -> np.ndarray:
     """Any PIL-readable image → uint8 (size, size) gray; warns on stderr when resizing."""
+    return load_image(path, size, channels=1)
+
+
+def load_image(path: Path, size: int, channels: int = 1) -> np.ndarray:
+    """Any PIL-readable image → uint8 (size, size) gray, or (size, size, 3) for a network
+    trained on rgb; warns on stderr when resizing."""
     if not path.is_file():
         raise DcignError(f"no image at {path}")
     with open(path, "rb") as f:
-        gray, (w, h) = model_gray(f, size, str(path))
+        image, (w, h) = model_image(f, size, channels, str(path))
     if (w, h) != (size, size):
         click.echo(f"warning: {path} is {w}×{h}; resized to the model's {size}×{size}",
                    err=True)
-    return gray
+    return image
 
 
-def model_gray(file: BinaryIO, size: int, name: str) -> tuple[np.ndarray, tuple[int, int]]:
-    """An open image file → (uint8 (size, size) gray, its original (width, height)): colour
-    converted with the paper's weights, other sizes resized (Lanczos). dcign-rerender and
-    dcign-explore read images alike through it, so an explorer's edit re-renders the same."""
+def model_image(file: BinaryIO, size: int, channels: int, name: str
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+    """An open image file → (uint8 (size, size) gray, or (size, size, 3) for a network trained
+    on rgb; its original (width, height)): colour made gray with the paper's weights for a
+    gray network, other sizes resized (Lanczos). dcign-rerender and dcign-explore read images
+    alike through it, so an explorer's edit re-renders the same."""
     try:
         with Image.open(file) as im:
             im.load()
             rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
         raise DcignError(f"{name} is not a readable image ({type(exc).__name__})") from None
-    gray = Image.fromarray(to_gray(rgb).round().clip(0, 255).astype(np.uint8))
-    original = gray.size
-    if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(gray), original
+    image = Image.fromarray(rgb.astype(np.uint8) if channels == 3 else
+                            to_gray(rgb).round().clip(0, 255).astype(np.uint8))
+    original = image.size
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image), original
 
 
 TILE_MIN = 96  # tiles narrower than this are enlarged (nearest) so the labels fit
@@ -78,16 +87,19 @@ def strip_labels(values: np.ndarray, latent: int) -> list[str]:
 
 
 def strip_image(row: np.ndarray, labels: list[str]) -> Image.Image:
-    """uint8 (T, H, W) tiles side by side on white, each under its label."""
-    tile = tile_size(row.shape[-1])
+    """uint8 (T, H, W) tiles, or rgb (T, H, W, 3), side by side on white, each under its
+    label."""
+    tile = tile_size(row.shape[2])
     width = len(row) * (tile + GAP) - GAP
-    strip = Image.new("L", (width, tile + LABEL_HEIGHT), 255)
+    rgb = row.ndim == 4
+    strip = Image.new("RGB" if rgb else "L", (width, tile + LABEL_HEIGHT),
+                      (255,) * 3 if rgb else 255)
     draw = ImageDraw.Draw(strip)
     for i, (image, label) in enumerate(zip(row, labels, strict=True)):
         x = i * (tile + GAP)
         strip.paste(Image.fromarray(image).resize((tile, tile), Image.Resampling.NEAREST),
                     (x, LABEL_HEIGHT))
-        draw.text((x + 2, 2), label, fill=0)
+        draw.text((x + 2, 2), label, fill=(0,) * 3 if rgb else 0)
     return strip
 
 
@@ -118,8 +130,8 @@ def main(checkpoint, image_path, factor, values_text, latent, fixed_text, out, d
     trained = load_trained(checkpoint, dev)
     z = resolve_latent(trained, factor, latent)
     fixed = parse_fixed(fixed_text, trained.model.arch.latent_size)
-    gray = load_gray(image_path, trained.image_size)
-    row = sweep(trained.model, gray[None], z, values, dev, fixed)[0]
+    image = load_image(image_path, trained.image_size, trained.model.arch.channels)
+    row = sweep(trained.model, image[None], z, values, dev, fixed)[0]
     try:
         strip_image(row, strip_labels(values, z)).save(out)
     except (OSError, ValueError) as exc:

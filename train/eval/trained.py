@@ -15,11 +15,11 @@ import torch
 
 from dcign.shared.errors import DcignError
 from dcign.shared.factors import Factor, factor_named, latent_slice
-from dcign.shared.images import from_unit
 from dcign.shared.store import StoreSpec
 
 from ..checkpoint import Checkpoint, checkpoint_file
 from ..config import TrainConfig
+from ..data import network_output
 from ..model import DCIGN
 from ..modes import Method, method_for
 from .encoding import to_tensor
@@ -80,11 +80,15 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
 
 
 def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
-    """Refuse a store of another dataset kind, image size or factor table than trained on."""
+    """Refuse a store of another dataset kind, colour, image size or factor table than trained
+    on."""
     ours = trained.store_spec
     if ours.dataset != spec.dataset:
         raise DcignError(f"{trained.checkpoint} was trained on a {ours.dataset!r} store; "
                          f"{store_path} is a {spec.dataset!r} store")
+    if trained.model.arch.channels != spec.channels:
+        raise DcignError(f"{trained.checkpoint} was trained on {ours.color} images; "
+                         f"{store_path} has {spec.color} images")
     if trained.image_size != spec.image_size:
         s, t = trained.image_size, spec.image_size
         raise DcignError(f"{trained.checkpoint} holds a {s}×{s} network; {store_path} has "
@@ -110,9 +114,9 @@ def parse_values(text: str, option: str = "--values") -> np.ndarray:
 
 @torch.no_grad()
 def decode_images(model: DCIGN, z: torch.Tensor) -> np.ndarray:
-    """Latents → uint8 (N, H, W) from the decoder's mean output (no sampling)."""
-    out = torch.sigmoid(model.decode(z)).squeeze(1).float().cpu().numpy()
-    return from_unit(out)
+    """Latents → uint8 (N, H, W), (N, H, W, 3) rgb, from the decoder's mean output (no
+    sampling)."""
+    return network_output(torch.sigmoid(model.decode(z)))
 
 
 @torch.no_grad()

@@ -6,6 +6,14 @@
 // no UVs and stick to the object as it turns. The per-vertex material code selects one:
 // 0 plain albedo (faces, user meshes: exactly the shading above), 1-3 wood with its grain
 // along x, y or z, 4 fabric weave, 5 brushed metal, 6 leather, 7 matte plastic.
+//
+// CHANNELS (set by the Renderer) is 1, or 3 for rgb: the albedo is then a colour, textures
+// scale all three channels alike and the highlight is white.
+#if CHANNELS == 3
+#define ALBEDO vec3
+#else
+#define ALBEDO float
+#endif
 struct DirectionalLight {
     vec3 color;
     float intensity;
@@ -17,7 +25,7 @@ uniform vec3 cam_pos;
 
 in vec3 frag_position;
 in vec3 frag_normal;
-in float frag_albedo;
+in ALBEDO frag_albedo;
 in vec3 frag_object;
 flat in vec2 frag_material;
 
@@ -80,7 +88,7 @@ void main()
     vec3 n = normalize(frag_normal);
     vec3 l = -normalize(directional_lights[0].direction);
     vec3 v = normalize(cam_pos - frag_position);
-    float albedo = frag_albedo;
+    ALBEDO albedo = frag_albedo;
     float specular = SPECULAR;
     float shininess = SHININESS;
     int material = int(frag_material.x * 8.0 + 0.5);
@@ -104,7 +112,11 @@ void main()
     float lambert = max(dot(n, l), 0.0);
     float highlight = lambert > 0.0 ? pow(max(dot(n, normalize(l + v)), 0.0), shininess) : 0.0;
     float intensity = directional_lights[0].intensity;
-    float radiance = albedo * (ambient_light.r + intensity * lambert)
-                   + specular * intensity * highlight;
+    ALBEDO radiance = albedo * (ambient_light.r + intensity * lambert)
+                    + specular * intensity * highlight;
+#if CHANNELS == 3
+    frag_color = vec4(pow(clamp(radiance, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+#else
     frag_color = vec4(vec3(pow(clamp(radiance, 0.0, 1.0), 1.0 / 2.2)), 1.0);
+#endif
 }

@@ -10,6 +10,14 @@
 // (R, G, B, A). pyrender binds its lights in no fixed order, so each light's colour names
 // its channel: (1,0,0) red, (0,1,0) green, (0,0,1) blue, (0,0,0) alpha. A channel's value is
 // the one-light value exactly (the other lights add 0 to it).
+//
+// CHANNELS is 1, or 3 for rgb (always one light a pass): the albedo is the vertex colour's
+// rgb, lit alike in each channel, with a white highlight.
+#if CHANNELS == 3
+#define ALBEDO vec3
+#else
+#define ALBEDO float
+#endif
 layout(location = 0) in vec3 position;
 layout(location = NORMAL_LOC) in vec3 normal;
 #ifdef COLOR_0_LOC
@@ -29,7 +37,9 @@ uniform mat4 M;
 uniform mat4 V;
 uniform mat4 P;
 
-#if LIGHTS_PER_PASS == 1
+#if CHANNELS == 3
+out vec3 frag_radiance;
+#elif LIGHTS_PER_PASS == 1
 out float frag_radiance;
 #else
 out vec4 frag_radiance;
@@ -38,7 +48,7 @@ out vec4 frag_radiance;
 const float SPECULAR = 0.08;  // as mesh.frag
 const float SHININESS = 24.0;
 
-float radiance(DirectionalLight light, float albedo, vec3 n, vec3 v)
+ALBEDO radiance(DirectionalLight light, ALBEDO albedo, vec3 n, vec3 v)
 {
     vec3 l = -normalize(light.direction);
     float lambert = max(dot(n, l), 0.0);
@@ -52,14 +62,22 @@ void main()
     mat4 model = M * inst_m;
     vec4 world = model * vec4(position, 1.0);
     gl_Position = P * V * world;
+#if CHANNELS == 3
+#ifdef COLOR_0_LOC
+    vec3 albedo = color_0.rgb;  // rgb reflectance
+#else
+    vec3 albedo = vec3(0.7);
+#endif
+#else
 #ifdef COLOR_0_LOC
     float albedo = color_0.r;  // grayscale reflectance
 #else
     float albedo = 0.7;
 #endif
+#endif
     vec3 n = normalize(mat3(model) * normal);  // rigid transforms: M is its own normal matrix
     vec3 v = normalize(cam_pos - world.xyz);
-#if LIGHTS_PER_PASS == 1
+#if CHANNELS == 3 || LIGHTS_PER_PASS == 1
     frag_radiance = radiance(directional_lights[0], albedo, n, v);
 #else
     frag_radiance = vec4(0.0);
