@@ -1,15 +1,10 @@
-"""`dcign-explore`'s server and command, without a browser: the page's JSON calls answered
-from the networks, bad input as one line (in the page and on the command line), 127.0.0.1
-only. tests/eval/test_explore_browser.py drives the page itself."""
+"""`dcign-explore` without a browser: what the page's events are answered from (`Explorer`,
+the networks' own pixels as numpy arrays), the Gradio page's functions, bad input as one
+line (in the page and on the command line), 127.0.0.1 only.
+tests/eval/test_explore_browser.py drives the page itself."""
 
-import base64
 import io
-import json
-import re
 import socket
-import threading
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -19,7 +14,7 @@ from PIL import Image
 
 from dcign.shared.errors import DcignError
 from dcign.train.eval import explore_model as em
-from dcign.train.eval.explore import HOST, bind, build_explorer, main, serve
+from dcign.train.eval.explore import HOST, build_explorer, free_port, main
 from dcign.train.synthetic import write_blob_store
 
 
@@ -32,90 +27,87 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(runs):
-    explorer = build_explorer(str(runs["dcign"]), str(runs["vae"]), str(runs["store"]),
-                              folder=runs["root"])
-    http = serve(explorer, bind(0))
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{http.server_address[1]}", explorer
-    http.shutdown()
-    http.server_close()
+def explorer(runs):
+    return build_explorer(str(runs["dcign"]), str(runs["vae"]), str(runs["store"]),
+                          folder=runs["root"])
 
 
-def call(base, path, body=None, raw=False):
-    data = None if body is None else (body if raw else json.dumps(body).encode())
-    request = urllib.request.Request(base + path, data=data, method="GET" if data is None
-                                     else "POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+@pytest.fixture(scope="module")
+def page(explorer):
+    from dcign.train.eval.explore_page import build_page
+
+    return build_page(explorer)
 
 
-def pixels(data_url):
-    head, _, data = data_url.partition(",")
-    assert head == "data:image/png;base64"
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+def handler(page, name: str):
+    """The page's function `name` (pick, upload, render, between, ...), as Gradio calls it."""
+    return next(f.fn for f in page.fns.values() if f.name == name)
 
 
-def test_the_page_and_its_calls_show_the_networks_edit(server, runs):
-    base, explorer = server
-    status, page = call(base, "/")
-    assert status == 200 and b"dcign-explore" in page
-    assert not re.search(rb"(src|href)=.http|fetch\(.http|@import", page)  # self-contained
-    status, body = call(base, "/api/info")
-    info = json.loads(body)
+def jpeg(shape, value) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full(shape, value, np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_the_explorer_gives_the_networks_edit(explorer, runs):
+    info = explorer.info()
     assert info["baseline"] == "vae" and info["held_out"] == 80
     assert [s["label"] for s in info["sliders"]] == ["azimuth (z1)", "elevation (z2)",
                                                      "light (z3)"]
-    status, body = call(base, "/api/image", {"held_out": 5})
-    image = json.loads(body)
-    assert status == 200 and pixels(image["input"]).shape == (32, 32)
-    assert np.array_equal(pixels(image["input"]), explorer.held_out[5])
-    status, body = call(base, "/api/render", {"id": image["id"], "code": image["code"],
-                                              "baseline_code": image["baseline_code"],
-                                              "values": [0.5, -1.0, 2.0]})
-    answer = json.loads(body)
-    assert status == 200, answer
+    image = explorer.pick({"held_out": 5.0})  # a number field's value
+    assert image["input"].shape == (32, 32)
+    assert np.array_equal(image["input"], explorer.held_out[5])
+    answer = explorer.render({"id": image["id"], "code": image["code"],
+                              "baseline_code": image["baseline_code"],
+                              "values": [0.5, -1.0, 2.0]})
     code = np.asarray(image["code"], np.float32)
     edit = em.edited(code, explorer.controls, {0: 0.5, 1: -1.0, 2: 2.0})
-    assert np.array_equal(pixels(answer["render"]), em.decode(explorer.main, edit))
-    assert pixels(answer["baseline_render"]).shape == (32, 32)
+    assert np.array_equal(answer["render"], em.decode(explorer.main, edit))
+    assert answer["baseline_render"].shape == (32, 32)
     assert answer["latents"] == "z1=0.5  z2=-1  z3=2"
     assert answer["command"].startswith("dcign-rerender --checkpoint ")
     assert f"input-{image['id']}.png" in answer["command"]
     assert (runs["root"] / f"input-{image['id']}.png").is_file()
-    b = json.loads(call(base, "/api/image", {"held_out": 6})[1])
-    status, body = call(base, "/api/interpolate", {"a": image["code"], "b": b["code"], "t": 0})
-    assert np.array_equal(pixels(json.loads(body)["render"]), pixels(image["recon"]))
+    b = explorer.pick({"held_out": 6})
+    between = explorer.interpolate({"a": image["code"], "b": b["code"], "t": 0})
+    assert np.array_equal(between["render"], image["recon"])
 
 
-def test_an_upload_is_read_gray_and_model_sized(server):
-    base, _ = server
-    buffer = io.BytesIO()
-    Image.fromarray(np.full((50, 70, 3), 200, np.uint8)).save(buffer, format="JPEG")
-    status, body = call(base, "/api/upload", buffer.getvalue(), raw=True)
-    answer = json.loads(body)
-    assert status == 200 and pixels(answer["input"]).shape == (32, 32)
-    assert answer["label"] == "upload"
+def test_the_gradio_page_renders_through_the_explorer(page, explorer):
+    state, shown, recon, label, *rest = handler(page, "pick")(5)
+    values, error = rest[:-1], rest[-1]
+    assert np.array_equal(shown, explorer.held_out[5]) and error == ""
+    assert label == explorer.held_out_labels[5] and len(values) == 3
+    render, theirs, latents, command, timing, _ = handler(page, "render")(state, 0.5, -1, 2)
+    edit = em.edited(np.asarray(state["code"], np.float32), explorer.controls,
+                     {0: 0.5, 1: -1.0, 2: 2.0})
+    assert np.array_equal(render, em.decode(explorer.main, edit))
+    assert latents == "z1=0.5  z2=-1  z3=2" and command.startswith("dcign-rerender")
+    second, image_b, _ = handler(page, "<lambda>")(6)
+    mixed, caption, _ = handler(page, "between")(state, second, 0.0)
+    assert np.array_equal(mixed, recon) and caption.startswith("t = 0 (test/")
 
 
-@pytest.mark.parametrize("path, body, needle", [
-    ("/api/upload", b"this is not a picture", "the upload is not a readable image"),
-    ("/api/image", {"held_out": 999}, "held-out image 999: choose 0 to 79"),
-    ("/api/image", b"{", "the request is not JSON"),
-    ("/api/render", {"id": "0" * 12, "code": [1.0], "values": [0, 0, 0]},
-     "a code of 200 finite numbers"),
-    ("/api/render", {"code": [0.0] * 200, "values": [0, 0, 0]}, "pick or upload an image"),
-    ("/api/interpolate", {"a": [0.0] * 200, "b": [0.0] * 200, "t": 2}, "t 2: a number from 0"),
+def test_an_upload_is_read_gray_and_model_sized(page):
+    state, shown, *_ = handler(page, "upload")(jpeg((50, 70, 3), 200))
+    assert shown.shape == (32, 32) and state["label"] == "upload"
+
+
+@pytest.mark.parametrize("name, args, needle", [
+    ("upload", (b"this is not a picture",), "the upload is not a readable image"),
+    ("pick", (999,), "held-out image 999: choose 0 to 79"),
+    ("pick", (2.5,), "held-out image 2.5: choose 0 to 79"),
+    ("render", (None, 0, 0, 0), "pick or upload an image first"),
+    ("render", ({"id": "0" * 12, "code": [1.0], "values": [0, 0, 0], "baseline_code": None},
+                0, 0, 0), "a code of 200 finite numbers"),
+    ("between", ({"code": [0.0] * 200}, {"code": [0.0] * 200, "label": "x"}, 2),
+     "t 2.0: a number from 0"),
 ])
-def test_bad_input_in_the_page_is_one_line(server, path, body, needle):
-    base, _ = server
-    status, answer = call(base, path, body, raw=isinstance(body, bytes))
-    error = json.loads(answer)["error"]
-    assert status == 400 and needle in error and "\n" not in error
+def test_bad_input_in_the_page_is_one_line(page, name, args, needle):
+    with pytest.warns(UserWarning, match=needle[:20]):  # gr.Warning: a toast in the page
+        error = handler(page, name)(*args)[-1]
+    assert needle in error and error.startswith('<div role="alert">') and "\n" not in error
 
 
 def run(*args):
@@ -164,6 +156,16 @@ def test_without_a_store_the_page_takes_uploads_only(runs):
         explorer.pick({"held_out": 0})
 
 
+def test_a_port_is_checked_before_gradio_and_zero_is_a_free_one():
+    port = free_port(0)
+    assert 0 < port < 65536
+    with socket.socket() as taken:
+        taken.bind((HOST, port))
+        taken.listen()
+        with pytest.raises(DcignError, match=f"port {port} on 127.0.0.1 is in use"):
+            free_port(port)
+
+
 def test_a_baseline_of_another_size_is_one_line(runs, tmp_path):
     big = write_blob_store(tmp_path / "64.zarr", 64, 1, 1)
     other = train_run(big, tmp_path / "big", steps=1)
@@ -175,13 +177,13 @@ def test_a_colour_network_is_explored_in_colour(colour_faces, tmp_path):
     explorer = build_explorer(str(train_run(colour_faces, tmp_path / "rgb", steps=2)), None,
                               str(colour_faces), folder=tmp_path)
     image = explorer.pick({"held_out": 0})
-    assert pixels(image["input"]).shape == (32, 32, 3)
+    assert image["input"].shape == (32, 32, 3)
     answer = explorer.render({"id": image["id"], "code": image["code"], "values": [1, 0, -1]})
     edit = em.edited(np.asarray(image["code"], np.float32), explorer.controls,
                      {0: 1, 1: 0, 2: -1})
-    assert np.array_equal(pixels(answer["render"]), em.decode(explorer.main, edit))
-    assert pixels(answer["render"]).shape == (32, 32, 3)
+    assert np.array_equal(answer["render"], em.decode(explorer.main, edit))
+    assert answer["render"].shape == (32, 32, 3)
     buffer = io.BytesIO()
     Image.fromarray(np.full((40, 40, 3), (200, 30, 30), np.uint8)).save(buffer, format="PNG")
     upload = explorer.upload(buffer.getvalue())
-    assert (pixels(upload["input"])[0, 0] == (200, 30, 30)).all()  # red kept, not grayed
+    assert (upload["input"][0, 0] == (200, 30, 30)).all()  # red kept, not grayed

@@ -1,7 +1,8 @@
 """`dcign-explore` in a real browser: the installed command started on a free 127.0.0.1 port,
-its page driven by Playwright on Debian's Chromium (no browser download; `.ci/run` installs
-the package), sliders moved, an image uploaded, and the page's pixels checked against what
-the network's own decoding of those latents gives, within seconds.
+its Gradio page driven by Playwright on Debian's Chromium (no browser download; `.ci/run`
+installs the package), sliders moved, an image uploaded, and the page's pixels (the PNG files
+Gradio serves) checked against what the network's own decoding of the latents the page shows
+gives, within seconds. Every request the page makes stays on 127.0.0.1.
 
 The tiny run trains for seconds, so whether its light latent moves the brightness to one side
 is the network's business; the test asks the network which way (and how far) the centroid
@@ -9,10 +10,8 @@ moves between the light slider's ends for the held-out image where it moves most
 that the page shows that very move, and the very pixels, after a lossless PNG round-trip.
 """
 
-import base64
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -70,22 +69,57 @@ def explorer_url(run):
 
 
 @pytest.fixture(scope="module")
-def page(explorer_url):
+def browser_page(explorer_url):
+    """The page as it opens, and every URL it requested."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)
         page = browser.new_page(viewport={"width": 1100, "height": 1000})
         page.set_default_timeout(20_000)
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
         page.goto(explorer_url)
-        page.wait_for_selector("body[data-ready='1']")
-        yield page
+        page.wait_for_function("(document.querySelector('#command textarea') || {}).value"
+                               "?.startsWith('dcign-rerender')")
+        yield page, explorer_url, requests
         browser.close()
 
 
-def shown(page, selector: str) -> np.ndarray:
-    src = page.get_attribute(selector, "src")
-    head, _, data = src.partition(",")
-    assert head == "data:image/png;base64", head
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+@pytest.fixture
+def page(browser_page):
+    return browser_page[0]
+
+
+def text(page, elem_id: str) -> str:
+    return page.input_value(f"#{elem_id} textarea")
+
+
+def shown(page, elem_id: str) -> np.ndarray:
+    """The image a Gradio picture shows, as the PNG file the server sent."""
+    src = page.get_attribute(f"#{elem_id} img", "src")
+    response = page.request.get(src)
+    assert response.ok, src
+    return np.asarray(Image.open(io.BytesIO(response.body())))
+
+
+def upload(page, elem_id: str, path) -> None:
+    """A file given to a Gradio upload button (its file chooser)."""
+    with page.expect_file_chooser() as chooser:
+        page.click(f"#{elem_id}")
+    chooser.value.set_files(str(path))
+
+
+def wait_text(page, elem_id: str, needle: str) -> None:
+    page.wait_for_function("([id, needle]) => (document.querySelector(`#${id} textarea`) ||"
+                           " {}).value?.includes(needle)", arg=[elem_id, needle])
+
+
+def shown_code(page, code: np.ndarray) -> np.ndarray:
+    """The code the page says it renders: the image's, with the latents it lists."""
+    out = np.array(code, np.float32)
+    for item in text(page, "latents").split():
+        name, value = item.split("=")
+        out[int(name[1:]) - 1] = np.float32(value)
+    return out
 
 
 def centroid_x(image: np.ndarray) -> float:
@@ -94,13 +128,21 @@ def centroid_x(image: np.ndarray) -> float:
     return float((weights * np.arange(image.shape[1])).sum() / weights.sum())
 
 
-def decoded(trained, code) -> np.ndarray:
+def one_thread(function, *args):
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the server decodes: the same arithmetic, the same pixels
+    torch.set_num_threads(1)  # as the server runs: the same arithmetic, the same pixels
     try:
-        return em.decode(trained, code)
+        return function(*args)
     finally:
         torch.set_num_threads(threads)
+
+
+def decoded(trained, code) -> np.ndarray:
+    return one_thread(em.decode, trained, code)
+
+
+def encoded(trained, image) -> np.ndarray:
+    return one_thread(em.encode, trained, image)
 
 
 def close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -109,47 +151,56 @@ def close(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def test_the_first_view_shows_a_held_out_image_its_reconstruction_and_sliders(page):
-    assert page.get_attribute("#input", "src").startswith("data:image/png")
-    assert page.get_attribute("#recon", "src").startswith("data:image/png")
-    labels = page.locator("#sliders label").all_inner_texts()
+    for picture in ("input", "recon", "render", "image-b", "between"):
+        assert page.get_attribute(f"#{picture} img", "src").startswith("http://127.0.0.1:")
+    labels = [page.inner_text(f"#slider-{k} [data-testid='block-info']") for k in range(3)]
     assert labels == ["azimuth (z1)", "elevation (z2)", "light (z3)"]
-    assert page.input_value("#command").startswith("dcign-rerender --checkpoint ")
-    assert page.inner_text("#error") == ""
+    assert text(page, "command").startswith("dcign-rerender --checkpoint ")
+    assert page.locator("#error [role=alert]").count() == 0  # no error shown
     if SCREENSHOT:
         page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+def test_the_page_fetches_nothing_from_elsewhere(browser_page):
+    page, url, requests = browser_page
+    assert requests and url.startswith("http://127.0.0.1:")
+    elsewhere = [r for r in requests if not r.startswith(url.rstrip("/"))
+                 and not r.startswith(("data:", "blob:"))]
+    assert not elsewhere, elsewhere
 
 
 def test_the_light_slider_moves_the_brightness_as_the_latent_says(page, run):
     trained = load_trained(run["run"], "cpu")
     store = open_store(run["store"])
     images, labels = held_out_images(store)
-    light = em.sliders(trained, store)[2]
+    controls = em.sliders(trained, store)
+    light = controls[2]
     # the held-out image whose brightness the light latent moves most, by the network's say
     moves = []
     for k in range(len(images)):
-        code = em.encode(trained, images[k])
+        code = encoded(trained, images[k])
         ends = [decoded(trained, em.edited(code, [light], {0: v})) for v in (light.low,
                                                                                light.high)]
         moves.append(centroid_x(ends[1]) - centroid_x(ends[0]))
     k = int(np.argmax(np.abs(moves)))
-    page.fill("#held-out", str(k))
+    digest = hashlib.sha256(images[k].tobytes()).hexdigest()[:12]
+    page.fill("#held-out input", str(k))
     page.click("#pick")
-    page.wait_for_function(f"document.getElementById('input').src.length > 0 && "
-                           f"typeof image !== 'undefined' && image.label === '{labels[k]}'")
-    code = np.asarray(page.evaluate("image.code"), np.float32)
+    wait_text(page, "command", f"input-{digest}.png")
+    assert text(page, "image-label") == labels[k]
+    code = encoded(trained, images[k])
     at = {}
     for end in ("min", "max"):
-        value = float(page.get_attribute("#slider-2", end))
-        page.fill("#slider-2", str(value))
-        page.wait_for_function("(v) => { const d = document.getElementById('render').dataset;"
-                               " return d.values && JSON.parse(d.values)[2] === v; }", arg=value)
-        values = json.loads(page.get_attribute("#render", "data-values"))
-        expected = decoded(trained, em.edited(code, em.sliders(trained, store),
-                                              dict(enumerate(values))))
-        at[end] = shown(page, "#render")
-        assert close(at[end], expected), f"the page's render at light {end} is not the decode"
-        assert f"z3={em.latent_text(value)}" in page.inner_text("#latents")
-        assert f"--set z3={em.latent_text(value)}" in page.input_value("#command")
+        value = float(page.get_attribute("#slider-2 input[type=range]", end))
+        page.fill("#slider-2 input[type=range]", str(value))
+        wait_text(page, "latents", f"z3={em.latent_text(value)}")
+        edit = shown_code(page, code)
+        for s, v in zip(controls[:2], edit[:2], strict=True):  # the others stay where they were
+            assert s.low <= v <= s.high
+        at[end] = shown(page, "render")
+        assert close(at[end], decoded(trained, edit)), (
+            f"the page's render at light {end} is not the decode")
+        assert f"--set z3={em.latent_text(value)}" in text(page, "command")
     page_move = centroid_x(at["max"]) - centroid_x(at["min"])
     assert np.sign(page_move) == np.sign(moves[k]) != 0
     assert page_move == pytest.approx(moves[k], abs=0.05)
@@ -162,33 +213,35 @@ def test_an_uploaded_image_is_shown_gray_and_reconstructed(page, run, tmp_path):
     Image.fromarray(rgb).save(tmp_path / "mine.png")
     gray = em.read_image((tmp_path / "mine.png").read_bytes(), trained.image_size)
     digest = hashlib.sha256(gray.tobytes()).hexdigest()[:12]
-    page.set_input_files("#upload", str(tmp_path / "mine.png"))
-    page.wait_for_selector(f"#recon[data-id='{digest}']")
-    assert np.array_equal(shown(page, "#input"), gray)
-    assert close(shown(page, "#recon"), decoded(trained, em.encode(trained, gray)))
-    page.wait_for_selector(f"#render[data-id='{digest}']")
-    assert f"input-{digest}.png" in page.input_value("#command")
+    upload(page, "upload", tmp_path / "mine.png")
+    wait_text(page, "command", f"input-{digest}.png")
+    assert text(page, "image-label") == "upload"
+    assert np.array_equal(shown(page, "input"), gray)
+    assert close(shown(page, "recon"), decoded(trained, encoded(trained, gray)))
+    assert close(shown(page, "render"), decoded(trained, shown_code(page, encoded(trained,
+                                                                                  gray))))
 
 
 def test_the_interpolation_ends_at_each_image(page, run, tmp_path):
     trained = load_trained(run["run"], "cpu")
-    page.fill("#held-out-b", "3")
+    page.fill("#held-out-b input", "3")
     page.click("#pick-b")
-    page.fill("#t", "0")
-    page.wait_for_selector("#between[data-t='0']")
-    assert close(shown(page, "#between"), shown(page, "#recon"))
-    Image.fromarray(np.full((32, 32), 90, np.uint8)).save(tmp_path / "b.png")  # uploaded
-    page.set_input_files("#upload-b", str(tmp_path / "b.png"))
-    page.wait_for_function("second.label === 'upload'")
-    page.fill("#t", "1")
-    page.wait_for_selector("#between[data-t='1']")
+    wait_text(page, "between-caption", "image 3)")
+    page.fill("#t input[type=range]", "0")
+    wait_text(page, "between-caption", "t = 0 ")
+    assert close(shown(page, "between"), shown(page, "recon"))
     gray = np.full((32, 32), 90, np.uint8)
-    assert close(shown(page, "#between"), decoded(trained, em.encode(trained, gray)))
+    Image.fromarray(gray).save(tmp_path / "b.png")  # uploaded
+    upload(page, "upload-b", tmp_path / "b.png")
+    wait_text(page, "between-caption", "(upload)")
+    page.fill("#t input[type=range]", "1")
+    wait_text(page, "between-caption", "t = 1 (upload)")
+    assert close(shown(page, "between"), decoded(trained, encoded(trained, gray)))
 
 
 def test_an_unreadable_upload_is_one_line_in_the_page(page, tmp_path):
     (tmp_path / "junk.png").write_text("this is not a picture")
-    page.set_input_files("#upload", str(tmp_path / "junk.png"))
-    page.wait_for_function("document.getElementById('error').textContent.length > 0")
-    assert page.inner_text("#error") == "the upload is not a readable image " \
-                                        "(UnidentifiedImageError)"
+    upload(page, "upload", tmp_path / "junk.png")
+    page.wait_for_selector("#error [role=alert]")
+    assert page.inner_text("#error [role=alert]") == ("the upload is not a readable image "
+                                                      "(UnidentifiedImageError)")

@@ -3,28 +3,22 @@ uploaded image, its reconstruction, and a re-render that follows a slider per fa
 same edit through a baseline beside it; an interpolation between two images; the edit as a
 `dcign-rerender` command.
 
-The page is served by the standard library's HTTP server on 127.0.0.1 (never another
-interface), one self-contained page (`explore_page.py`) and four JSON calls, and the network
-runs as PyTorch, unchanged, in this process (`explore_model.py`). Why not Gradio: it caps
-Pillow below the release the lock pins, brings some forty packages, a telemetry switch and
-tunnels for public links that a local viewer needs none of, and its page's structure is not
-ours to keep stable for the browser test. Nothing here sends anything anywhere.
+The page is a Gradio app (`explore_page.py`, imported only once the checks have passed, so a
+bad flag is one line at once) served on 127.0.0.1 (never another interface, no share link,
+analytics off), and the network runs as PyTorch, unchanged, in this process
+(`explore_model.py`). This module holds the command, the checks, and `Explorer`: what the
+page's events are answered from, as plain numpy arrays. Nothing here sends anything anywhere.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
-import json
 import re
+import socket
 import tempfile
-import threading
 import time
-import webbrowser
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import click
@@ -36,7 +30,6 @@ from dcign.shared.store import Store, open_store
 
 from ..device import pick_device
 from . import explore_model as em
-from .explore_page import PAGE
 from .trained import Trained, check_same_kind, load_trained
 
 HOST = "127.0.0.1"
@@ -94,8 +87,8 @@ class Explorer:
         if not path.exists():
             path.write_bytes(em.png_bytes(gray))
         code = em.encode(self.main, gray)
-        answer = {"id": digest, "label": label, "input": data_url(gray),
-                  "recon": data_url(em.decode(self.main, code)), "code": code.tolist(),
+        answer = {"id": digest, "label": label, "input": gray,
+                  "recon": em.decode(self.main, code), "code": code.tolist(),
                   "values": [s.value(code) for s in self.controls], "baseline_code": None}
         if self.baseline is not None:
             answer["baseline_code"] = em.encode(self.baseline, gray).tolist()
@@ -106,6 +99,8 @@ class Explorer:
         k = request.get("held_out")
         if not n:
             raise DcignError("no held-out images: start dcign-explore with --store")
+        if isinstance(k, float) and k.is_integer():  # a number field gives 3.0
+            k = int(k)
         if not isinstance(k, int) or not 0 <= k < n:
             raise DcignError(f"held-out image {k!r}: choose 0 to {n - 1}")
         return self.image(self.held_out[k], self.held_out_labels[k])
@@ -125,11 +120,11 @@ class Explorer:
                 or not all(isinstance(v, int | float) and np.isfinite(v) for v in values)):
             raise DcignError(f"values: {len(self.controls)} finite numbers, one a slider")
         edit = em.edited(code, self.controls, dict(enumerate(values)))
-        answer = {"render": data_url(em.decode(self.main, edit)), "baseline_render": None}
+        answer = {"render": em.decode(self.main, edit), "baseline_render": None}
         if self.baseline is not None:
             theirs = self._code(request.get("baseline_code"), self.baseline)
             same = em.same_edit(self.controls, self.baseline_controls, theirs, edit)
-            answer["baseline_render"] = data_url(em.decode(self.baseline, same))
+            answer["baseline_render"] = em.decode(self.baseline, same)
         image = self.folder / f"input-{digest}.png"
         answer["command"] = em.rerender_command(self.main.checkpoint, image, edit, self.controls,
                                                 self.main.method.assigns_latents)
@@ -143,7 +138,7 @@ class Explorer:
         t = request.get("t")
         if not isinstance(t, int | float) or not 0 <= t <= 1:
             raise DcignError(f"t {t!r}: a number from 0 to 1")
-        return {"render": data_url(em.decode(self.main, em.interpolate(a, b, float(t))))}
+        return {"render": em.decode(self.main, em.interpolate(a, b, float(t)))}
 
     @staticmethod
     def _code(values, trained: Trained) -> np.ndarray:
@@ -152,10 +147,6 @@ class Explorer:
         if code.shape != (size,) or not np.isfinite(code).all():
             raise DcignError(f"a code of {size} finite numbers is needed")
         return code.astype(np.float32)
-
-
-def data_url(gray: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(em.png_bytes(gray)).decode()
 
 
 def held_out_images(store: Store, limit: int = MAX_HELD_OUT) -> tuple[np.ndarray, list[str]]:
@@ -206,83 +197,19 @@ def describe(trained: Trained) -> str:
             f"{trained.store_spec.dataset!r}")
 
 
-class Handler(BaseHTTPRequestHandler):
-    explorer: Explorer  # set on the subclass `serve` makes
-    lock: threading.Lock  # one network call at a time: torch's threads are the parallelism
-
-    def log_message(self, format, *args):  # quiet: the terminal keeps the URL line
-        pass
-
-    def _send(self, status: int, body: bytes, kind: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, answer: dict) -> None:
-        self._send(status, json.dumps(answer).encode(), "application/json")
-
-    def do_GET(self):
-        if self.path in ("/", "/index.html"):
-            self._send(200, PAGE.encode(), "text/html; charset=utf-8")
-        elif self.path == "/api/info":
-            self._json(200, self.explorer.info())
-        else:
-            self._json(404, {"error": f"no page {self.path}"})
-
-    def do_POST(self):
-        calls: dict[str, Callable] = {"/api/image": self.explorer.pick,
-                                      "/api/render": self.explorer.render,
-                                      "/api/interpolate": self.explorer.interpolate}
+def free_port(port: int) -> int:
+    """`port` on 127.0.0.1 if nothing listens there (0: a free one, chosen now: Gradio takes
+    a port number, not 0), or one line saying why not; checked before anything is loaded or
+    Gradio launched."""
+    with socket.socket() as probe:
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_UPLOAD:
-                raise DcignError(f"the upload is {length / 2**20:.0f} MiB; at most "
-                                 f"{MAX_UPLOAD // 2**20} MiB")
-            body = self.rfile.read(length)
-            with self.lock:
-                if self.path == "/api/upload":
-                    answer = self.explorer.upload(body)
-                elif self.path in calls:
-                    try:
-                        request = json.loads(body or b"{}")
-                    except ValueError:
-                        raise DcignError("the request is not JSON") from None
-                    if not isinstance(request, dict):
-                        raise DcignError("the request is not a JSON object")
-                    answer = calls[self.path](request)
-                else:
-                    self._json(404, {"error": f"no call {self.path}"})
-                    return
-        except DcignError as exc:
-            self._json(400, {"error": str(exc).splitlines()[0]})
-            return
-        except Exception as exc:  # one line in the page, never a traceback
-            self._json(500, {"error": f"internal error: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''}"})
-            return
-        self._json(200, answer)
-
-
-def bind(port: int) -> ThreadingHTTPServer:
-    """A server on 127.0.0.1:port (0: any free port), or one line saying why not."""
-    try:
-        return ThreadingHTTPServer((HOST, port), Handler)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise DcignError(f"port {port} on {HOST} is in use; give --port another "
-                             "(--port 0 takes any free one)") from None
-        raise DcignError(f"cannot listen on {HOST}:{port} ({exc.strerror})") from None
-
-
-def serve(explorer: Explorer, server: ThreadingHTTPServer) -> ThreadingHTTPServer:
-    """Answer the page's calls from `explorer` on an already bound server."""
-    server.RequestHandlerClass = type("ExplorerHandler", (Handler,),
-                                      {"explorer": explorer, "lock": threading.Lock()})
-    server.daemon_threads = True
-    return server
+            probe.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DcignError(f"port {port} on {HOST} is in use; give --port another "
+                                 "(--port 0 takes any free one)") from None
+            raise DcignError(f"cannot listen on {HOST}:{port} ({exc.strerror})") from None
+        return probe.getsockname()[1]
 
 
 @click.command(cls=DcignCommand, epilog=EPILOG,
@@ -302,24 +229,15 @@ def serve(explorer: Explorer, server: ThreadingHTTPServer) -> ThreadingHTTPServe
 def main(checkpoint, baseline, store_path, port, no_browser, device):
     """Explore a trained network in the browser: sliders per factor re-render an image.
 
-    Serves one page on 127.0.0.1 only (nothing public, nothing sent anywhere) until Ctrl-C.
-    Inputs shown are written to a temporary folder, so the dcign-rerender command the page
-    gives re-renders the same edit.
+    Serves one Gradio page on 127.0.0.1 only (no share link, analytics off, nothing sent
+    anywhere) until Ctrl-C. Inputs shown are written to a temporary folder, so the
+    dcign-rerender command the page gives re-renders the same edit.
     """
-    server = bind(port)  # a port in use is one line before anything is loaded
-    try:
-        explorer = build_explorer(checkpoint, baseline, store_path, device)
-        serve(explorer, server)
-        url = f"http://{HOST}:{server.server_address[1]}/"
-        click.echo(f"dcign-explore: {url} (Ctrl-C to stop)", err=False)
-        if not no_browser:
-            webbrowser.open(url)
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("\nstopped")
-    finally:
-        server.server_close()
+    port = free_port(port)  # a port in use is one line before anything is loaded
+    explorer = build_explorer(checkpoint, baseline, store_path, device)
+    from .explore_page import launch  # Gradio: imported once the checks have passed
 
+    launch(explorer, HOST, port, MAX_UPLOAD, browser=not no_browser)
 
 if __name__ == "__main__":
     main()

@@ -1,195 +1,225 @@
-"""The one page `dcign-explore` serves: HTML, CSS and a small script, self-contained (no font,
-script or style fetched from anywhere), talking JSON to `train/eval/explore.py`.
+"""The page `dcign-explore` serves: a Gradio app (`gradio.Blocks`) whose events call an
+`Explorer` (explore.py, which imports this module only to launch), which calls
+`explore_model.py`. Gradio runs the PyTorch network unchanged in this process and keeps the
+page's state per browser tab (`gr.State`: the image's code, the second image's);
+every answer is a numpy image that Gradio sends as a lossless PNG.
 
-The browser holds the state (the image's code, the slider values); every request carries
-what it needs, so the server keeps none. A slider sends at most one request at a time and, if
-moved meanwhile, the newest values when that one returns. Each output image records what it
-shows in data-* attributes, which the browser test reads.
+Launched on 127.0.0.1 only, no share link, analytics off (set before gradio is imported),
+and a theme of the system's fonts, so the page fetches nothing from anywhere but the
+server. A slider's events run `always_last`: while one render runs, only the newest values
+wait. Bad input is one line in the page (`#error`, and a `gr.Warning`), never a traceback;
+loading an image clears it (a render that follows a failed upload leaves it).
 """
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>dcign-explore</title>
-<style>
-body { font: 14px system-ui, sans-serif; margin: 16px; color: #222; max-width: 1100px; }
-h1 { font-size: 18px; margin: 0 0 4px; }
-.sub { color: #666; margin-bottom: 12px; }
-.row { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
-figure { margin: 0; text-align: center; }
-figure img { width: 192px; height: 192px; image-rendering: pixelated; background: #eee;
-             border: 1px solid #ccc; display: block; }
-figcaption { font-size: 12px; color: #555; margin-top: 4px; }
-fieldset { border: 1px solid #ddd; border-radius: 6px; margin: 12px 0; padding: 8px 12px; }
-legend { font-weight: 600; }
-.slider { display: grid; grid-template-columns: 200px 320px 70px; gap: 8px;
-          align-items: center; margin: 4px 0; }
-.slider output { font-family: monospace; }
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio reads it
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import click  # noqa: E402
+import gradio as gr  # noqa: E402
+
+from dcign.shared.errors import DcignError  # noqa: E402
+
+# System fonts only: Gradio's own theme fonts are served by Gradio, but a Google font would
+# be fetched from the internet
+THEME = gr.themes.Default(font=["system-ui", "sans-serif"],
+                          font_mono=["ui-monospace", "monospace"])
+CSS = """
+.dcign-image img { image-rendering: pixelated; width: 100%; height: 100%;
+                   object-fit: contain; }
 #error { color: #b00020; font-weight: 600; min-height: 1.2em; }
-textarea { width: 100%; font-family: monospace; font-size: 12px; }
-#latents { font-family: monospace; font-size: 12px; color: #333; }
-.hidden { display: none; }
-</style></head>
-<body>
-<h1>dcign-explore</h1>
-<div class="sub" id="about"></div>
-<div id="error" role="alert"></div>
-<fieldset><legend>Image</legend>
-  <label>held-out image <input type="number" id="held-out" min="0" value="0" style="width:6em">
-  </label> <span id="held-out-count"></span> <button id="pick">show</button>
-  &nbsp; or upload <input type="file" id="upload" accept="image/*">
-</fieldset>
-<div class="row">
-  <figure><img id="input" alt="input"><figcaption>input, as the network reads it
-  </figcaption></figure>
-  <figure><img id="recon" alt="reconstruction"><figcaption>reconstruction</figcaption></figure>
-  <figure><img id="render" alt="re-render"><figcaption id="render-caption">re-render</figcaption>
-  </figure>
-  <figure id="baseline-figure" class="hidden"><img id="baseline-render" alt="baseline">
-    <figcaption id="baseline-caption">baseline, same edit</figcaption></figure>
-</div>
-<fieldset><legend>Factors</legend><div id="sliders"></div>
-  <button id="reset">back to the image's code</button>
-  <div id="latents"></div></fieldset>
-<fieldset><legend>The same edit with dcign-rerender</legend>
-  <textarea id="command" rows="3" readonly></textarea>
-  <button id="copy">copy</button></fieldset>
-<fieldset><legend>Interpolate to a second image</legend>
-  <label>held-out image <input type="number" id="held-out-b" min="0" value="1"
-   style="width:6em"></label> <button id="pick-b">show</button>
-  &nbsp; or upload <input type="file" id="upload-b" accept="image/*">
-  <div class="row" style="margin-top:8px">
-    <figure><img id="image-b" alt="second image"><figcaption>second image</figcaption></figure>
-    <figure><img id="between" alt="interpolation"><figcaption id="between-caption">
-      t = 0.5</figcaption></figure>
-  </div>
-  <div class="slider"><span>t (first → second)</span>
-    <input type="range" id="t" min="0" max="1" step="0.05" value="0.5"><output id="t-value">
-    0.5</output></div>
-</fieldset>
-<script>
-"use strict";
-const $ = (id) => document.getElementById(id);
-let info = null, image = null, second = null, values = [];
-let busy = false, pending = false, betweenBusy = false, betweenPending = false;
-
-function fail(message) { $("error").textContent = message; }
-async function call(path, body, raw) {
-  const response = await fetch(path, {method: "POST", body: raw ? body : JSON.stringify(body),
-    headers: {"Content-Type": raw ? "application/octet-stream" : "application/json"}});
-  let answer;
-  try { answer = await response.json(); } catch (e) { answer = {error: "no answer"}; }
-  if (!response.ok || answer.error) throw new Error(answer.error || response.statusText);
-  return answer;
-}
-function show(id, url, data) {
-  const img = $(id); img.src = url;
-  for (const [k, v] of Object.entries(data || {})) img.dataset[k] = v;
-}
-function buildSliders() {
-  const box = $("sliders"); box.innerHTML = "";
-  info.sliders.forEach((s, k) => {
-    const row = document.createElement("div"); row.className = "slider";
-    row.innerHTML = `<label for="slider-${k}">${s.label}</label>` +
-      `<input type="range" id="slider-${k}" min="${s.low}" max="${s.high}" step="${s.step}">` +
-      `<output id="slider-${k}-value"></output>`;
-    box.appendChild(row);
-    row.querySelector("input").addEventListener("input", (e) => {
-      values[k] = parseFloat(e.target.value); showValues(); render();
-    });
-  });
-}
-function showValues() {
-  info.sliders.forEach((s, k) => {
-    $(`slider-${k}`).value = values[k];
-    $(`slider-${k}-value`).textContent = values[k].toFixed(s.angle ? 0 : 2);
-  });
-}
-async function load(request, raw) {
-  fail("");
-  try {
-    const path = raw ? "/api/upload" : "/api/image";
-    image = await call(path, request, raw);
-  } catch (e) { fail(e.message); return; }
-  show("input", image.input, {id: image.id});
-  show("recon", image.recon, {id: image.id});
-  values = image.values.slice();
-  showValues();
-  await render();
-  if (second) await between();
-}
-async function render() {
-  if (!image) return;
-  if (busy) { pending = true; return; }
-  busy = true;
-  const sent = values.slice();
-  try {
-    const r = await call("/api/render", {id: image.id, code: image.code,
-      baseline_code: image.baseline_code, values: sent});
-    const data = {values: JSON.stringify(sent), id: image.id, ms: r.ms};
-    show("render", r.render, data);
-    if (r.baseline_render) show("baseline-render", r.baseline_render, data);
-    $("latents").textContent = r.latents;
-    $("command").value = r.command;
-    $("render-caption").textContent = `re-render (${r.ms} ms)`;
-    fail("");
-  } catch (e) { fail(e.message); }
-  busy = false;
-  if (pending) { pending = false; await render(); }
-}
-async function pickSecond(upload) {
-  fail("");
-  try {
-    second = upload ? await call("/api/upload", upload, true)
-      : await call("/api/image", {held_out: parseInt($("held-out-b").value)});
-  } catch (e) { fail(e.message); return; }
-  show("image-b", second.input, {id: second.id});
-  await between();
-}
-async function between() {
-  if (!image || !second) return;
-  if (betweenBusy) { betweenPending = true; return; }
-  betweenBusy = true;
-  const t = parseFloat($("t").value);
-  try {
-    const r = await call("/api/interpolate", {a: image.code, b: second.code, t: t});
-    show("between", r.render, {t: t});
-    $("between-caption").textContent = `t = ${t}`;
-  } catch (e) { fail(e.message); }
-  betweenBusy = false;
-  if (betweenPending) { betweenPending = false; await between(); }
-}
-async function start() {
-  try { info = await (await fetch("/api/info")).json(); } catch (e) { fail(e.message); return; }
-  $("about").textContent = info.about;
-  if (info.baseline) {
-    $("baseline-figure").classList.remove("hidden");
-    $("baseline-caption").textContent = `${info.baseline}, same edit`;
-  }
-  $("held-out-count").textContent = info.held_out ? `of ${info.held_out} (0–${info.held_out - 1})`
-    : "(no --store given)";
-  $("held-out").max = $("held-out-b").max = Math.max(0, info.held_out - 1);
-  buildSliders();
-  $("pick").onclick = () => load({held_out: parseInt($("held-out").value)});
-  $("upload").onchange = async (e) => {
-    const file = e.target.files[0];
-    if (file) await load(await file.arrayBuffer(), true);
-  };
-  $("reset").onclick = () => { values = image.values.slice(); showValues(); render(); };
-  $("copy").onclick = () => navigator.clipboard.writeText($("command").value);
-  $("pick-b").onclick = () => pickSecond();
-  $("upload-b").onchange = async (e) => {
-    const file = e.target.files[0];
-    if (file) await pickSecond(await file.arrayBuffer());
-  };
-  $("t").addEventListener("input", (e) => { $("t-value").textContent = e.target.value;
-                                             between(); });
-  if (info.held_out) {
-    await load({held_out: 0});
-    if (info.held_out > 1) await pickSecond();
-  }
-  document.body.dataset.ready = "1";
-}
-start();
-</script>
-</body></html>
+#latents textarea, #command textarea { font-family: monospace; font-size: 12px; }
 """
+
+
+def _error(exc: Exception) -> str:
+    """One line for the page: a DcignError's first line, anything else named."""
+    if isinstance(exc, DcignError):
+        line = str(exc).splitlines()[0]
+    else:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        line = f"internal error: {type(exc).__name__}: {first}"
+    gr.Warning(line)
+    return line
+
+
+def _html_error(line: str) -> str:
+    return f'<div role="alert">{html.escape(line)}</div>' if line else ""
+
+
+def build_page(explorer: Any, max_upload: int = 32 * 2**20) -> gr.Blocks:
+    """The Blocks app: its functions are the page's behaviour (tested without a browser
+    through `page.fns`, and in Chromium by tests/eval/test_explore_browser.py)."""
+    info = explorer.info()
+    controls = explorer.controls
+    n = info["held_out"]
+    skip = gr.skip
+
+    def load(request, raw: bool):
+        """A held-out index or uploaded bytes → the image's state, pictures and sliders."""
+        try:
+            image = explorer.upload(request) if raw else explorer.pick({"held_out": request})
+        except Exception as exc:  # one line in the page, never a traceback
+            return [skip()] * (4 + len(controls)) + [_html_error(_error(exc))]
+        state = {k: image[k] for k in ("id", "label", "code", "values", "baseline_code")}
+        return [state, image["input"], image["recon"], image["label"],
+                *(float(v) for v in image["values"]), ""]
+
+    def pick(k):
+        return load(k, False)
+
+    def upload(data):
+        if data is None:
+            return [skip()] * (5 + len(controls))
+        if len(data) > max_upload:
+            line = _error(DcignError(f"the upload is {len(data) / 2**20:.0f} MiB; at most "
+                                     f"{max_upload // 2**20} MiB"))
+            return [skip()] * (4 + len(controls)) + [_html_error(line)]
+        return load(data, True)
+
+    def render(state, *values):
+        try:
+            if not state:
+                raise DcignError("pick or upload an image first")
+            answer = explorer.render({"id": state["id"], "code": state["code"],
+                                      "baseline_code": state["baseline_code"],
+                                      "values": [float(v) for v in values]})
+        except Exception as exc:
+            return [skip()] * 5 + [_html_error(_error(exc))]
+        return [answer["render"], answer["baseline_render"], answer["latents"],
+                answer["command"], f"re-render ({answer['ms']} ms)", skip()]
+
+    def reset(state):
+        if not state:
+            return [skip()] * len(controls)
+        return [float(v) for v in state["values"]]
+
+    def load_second(request, raw: bool):
+        try:
+            if raw:
+                if request is None:
+                    return skip(), skip(), skip()
+                image = explorer.upload(request)
+            else:
+                image = explorer.pick({"held_out": request})
+        except Exception as exc:
+            return skip(), skip(), _html_error(_error(exc))
+        return {"code": image["code"], "label": image["label"]}, image["input"], ""
+
+    def between(state, second, t):
+        if not state or not second:
+            return skip(), skip(), skip()
+        try:
+            answer = explorer.interpolate({"a": state["code"], "b": second["code"],
+                                           "t": float(t)})
+        except Exception as exc:
+            return skip(), skip(), _html_error(_error(exc))
+        return answer["render"], f"t = {float(t):g} ({second['label']})", skip()
+
+    def start():
+        """The first view: held-out image 0 (and 1 as the second image), when there are."""
+        if not n:
+            return [skip()] * (5 + len(controls))
+        return pick(0)
+
+    def start_second():
+        return load_second(1, False) if n > 1 else (skip(), skip(), skip())
+
+    def picture(label: str, elem_id: str, visible: bool = True) -> gr.Image:
+        return gr.Image(label=label, type="numpy", format="png", interactive=False,
+                        elem_id=elem_id, elem_classes=["dcign-image"], height=224,
+                        buttons=["download"], visible=visible)
+
+    with gr.Blocks(title="dcign-explore", analytics_enabled=False) as page:
+        gr.Markdown(f"## dcign-explore\n{html.escape(info['about'])}", elem_id="about")
+        error = gr.HTML("", elem_id="error")
+        image_state, second_state = gr.State(None), gr.State(None)
+        with gr.Row():
+            held_out = gr.Number(0, label=(f"held-out image, of {n} (0–{n - 1})" if n
+                                           else "held-out image (no --store given)"),
+                                 precision=0, minimum=0, maximum=max(0, n - 1),
+                                 elem_id="held-out", interactive=bool(n))
+            pick_button = gr.Button("show", elem_id="pick", interactive=bool(n))
+            upload_button = gr.UploadButton("or upload an image", type="binary",
+                                            file_types=["image"], elem_id="upload")
+        with gr.Row():
+            shown = picture("input, as the network reads it", "input")
+            recon = picture("reconstruction", "recon")
+            rendered = picture("re-render", "render")
+            theirs = picture(f"{info['baseline']}, same edit" if info["baseline"] else
+                             "baseline", "baseline-render", visible=bool(info["baseline"]))
+        with gr.Row():
+            label = gr.Textbox(label="image", interactive=False, elem_id="image-label")
+            timing = gr.Textbox(label="re-render", interactive=False, elem_id="timing")
+        with gr.Group():
+            sliders = [gr.Slider(s.low, s.high, value=0.0,
+                                 step=1 if s.angle else round((s.high - s.low) / 200, 4),
+                                 label=s.label, elem_id=f"slider-{k}")
+                       for k, s in enumerate(controls)]
+        reset_button = gr.Button("back to the image's code", elem_id="reset")
+        latents = gr.Textbox(label="latents", interactive=False, elem_id="latents")
+        command = gr.Textbox(label="the same edit with dcign-rerender", interactive=False,
+                             lines=2, buttons=["copy"], elem_id="command")
+        with gr.Accordion("Interpolate to a second image", open=True):
+            with gr.Row():
+                held_out_b = gr.Number(1 if n > 1 else 0, label="held-out image", precision=0,
+                                       minimum=0, maximum=max(0, n - 1), elem_id="held-out-b",
+                                       interactive=bool(n))
+                pick_b = gr.Button("show", elem_id="pick-b", interactive=bool(n))
+                upload_b = gr.UploadButton("or upload an image", type="binary",
+                                           file_types=["image"], elem_id="upload-b")
+            with gr.Row():
+                second = picture("second image", "image-b")
+                mixed = picture("interpolation", "between")
+            t = gr.Slider(0, 1, value=0.5, step=0.05, label="t (first → second)", elem_id="t")
+            caption = gr.Textbox(label="interpolation at", interactive=False,
+                                 elem_id="between-caption")
+
+        image_out = [image_state, shown, recon, label, *sliders, error]
+        render_io = ([image_state, *sliders],
+                     [rendered, theirs, latents, command, timing, error])
+        between_io = ([image_state, second_state, t], [mixed, caption, error])
+        second_out = [second_state, second, error]
+
+        def after_image(event):
+            event.then(render, *render_io, trigger_mode="always_last").then(between,
+                                                                           *between_io)
+
+        after_image(pick_button.click(pick, held_out, image_out))
+        after_image(held_out.submit(pick, held_out, image_out))
+        after_image(upload_button.upload(upload, upload_button, image_out))
+        for slider in sliders:
+            slider.input(render, *render_io, trigger_mode="always_last")
+        reset_button.click(reset, image_state, sliders).then(render, *render_io)
+        pick_b.click(lambda k: load_second(k, False), held_out_b, second_out).then(
+            between, *between_io)
+        upload_b.upload(lambda d: load_second(d, True), upload_b, second_out).then(
+            between, *between_io)
+        t.input(between, *between_io, trigger_mode="always_last")
+        page.load(start, None, image_out).then(render, *render_io).then(
+            start_second, None, second_out).then(between, *between_io)
+    return page
+
+
+def launch(explorer: Any, host: str, port: int, max_upload: int, browser: bool = True
+           ) -> None:
+    """Serve the page on host:port (127.0.0.1) until Ctrl-C; the first line printed is its
+    address."""
+    page = build_page(explorer, max_upload)
+    page.queue(default_concurrency_limit=1)  # one network call at a time
+    page.launch(server_name=host, server_port=port, share=False, inbrowser=browser,
+                quiet=True, prevent_thread_lock=True, show_error=False, ssr_mode=False,
+                max_file_size=max_upload, theme=THEME, css=CSS, footer_links=[],
+                allowed_paths=[], pwa=False, mcp_server=False)
+    click.echo(f"dcign-explore: http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        page.block_thread()
+    except KeyboardInterrupt:
+        click.echo("\nstopped")
+    finally:
+        page.close()
