@@ -5,6 +5,7 @@ tests/eval/test_explore_browser.py drives the page itself."""
 
 import io
 import socket
+import sys
 
 import numpy as np
 import pytest
@@ -187,3 +188,10 @@ def test_a_colour_network_is_explored_in_colour(colour_faces, tmp_path):
     Image.fromarray(np.full((40, 40, 3), (200, 30, 30), np.uint8)).save(buffer, format="PNG")
     upload = explorer.upload(buffer.getvalue())
     assert (upload["input"][0, 0] == (200, 30, 30)).all()  # red kept, not grayed
+
+
+def test_without_gradio_the_command_says_which_extra(runs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # an install without the explorer extra
+    monkeypatch.delitem(sys.modules, "dcign.train.eval.explore_page", raising=False)
+    assert_one_line_error(run("--checkpoint", runs["dcign"], "--port", 0, "--no-browser"),
+                          "needs Gradio: pip install 'dcign[explorer]'")

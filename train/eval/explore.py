@@ -235,7 +235,13 @@ def main(checkpoint, baseline, store_path, port, no_browser, device):
     """
     port = free_port(port)  # a port in use is one line before anything is loaded
     explorer = build_explorer(checkpoint, baseline, store_path, device)
-    from .explore_page import launch  # Gradio: imported once the checks have passed
+    try:
+        from .explore_page import launch  # Gradio: imported once the checks have passed
+    except ModuleNotFoundError as exc:
+        if exc.name != "gradio":
+            raise
+        raise DcignError("dcign-explore's page needs Gradio: pip install 'dcign[explorer]'"
+                         ) from None
 
     launch(explorer, HOST, port, MAX_UPLOAD, browser=not no_browser)
 
