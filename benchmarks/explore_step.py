@@ -1,6 +1,8 @@
 """What one slider step of `dcign-explore` costs on one CPU thread (issue 23: at most 100 ms
-at 64×64): the decode alone, the server's whole answer (the edit, the decode, the PNG, the
-command; `Explorer.render`), and that answer over HTTP on 127.0.0.1 as the page asks for it.
+at 64×64): the decode alone, the explorer's answer (the edit, the decode, the command;
+`Explorer.render`), and the Gradio event the slider fires, whole (`Blocks.process_api` on the
+page's render function: Gradio's preprocessing, the answer, the PNG written to Gradio's cache
+and the reply built), as the server runs it for the page, less the browser's fetch.
 
     OMP_NUM_THREADS=1 python benchmarks/explore_step.py [--checkpoint RUN --store STORE]
         [--steps 200] [--size 64 --arch small]
@@ -14,14 +16,13 @@ the figure is the median.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
-import json
+import os
 import statistics
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 
 from dcign.train.cli import main as train_main
 from dcign.train.eval import explore_model as em
-from dcign.train.eval.explore import HOST, bind, build_explorer, serve
+from dcign.train.eval.explore import build_explorer
 from dcign.train.synthetic import write_blob_store
 
 
@@ -60,6 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GRADIO_TEMP_DIR"] = str(Path(tmp) / "gradio")  # its cache, removed after
+        from gradio.state_holder import SessionState
+
+        from dcign.train.eval.explore_page import build_page
+
         run, store = ((args.checkpoint, args.store) if args.checkpoint
                       else a_run(Path(tmp), args.size, args.arch))
         explorer = build_explorer(run, None, store, "cpu", Path(tmp))
@@ -81,20 +87,21 @@ def main() -> None:
         def answer(k: int) -> None:
             explorer.render({"id": image["id"], "code": image["code"], "values": values(k)})
 
-        server = serve(explorer, bind(0))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://{HOST}:{server.server_address[1]}/api/render"
+        page = build_page(explorer)
+        (fn,) = [f for f in page.fns.values() if f.name == "render"][:1]
+        state = {k: image[k] for k in ("id", "label", "code", "values", "baseline_code")}
+        session = SessionState(page)
+        session[fn.inputs[0]._id] = state  # a gr.State's value lives in the session
+        loop = asyncio.new_event_loop()
 
-        def http(k: int) -> None:
-            body = json.dumps({"id": image["id"], "code": image["code"],
-                               "values": values(k)}).encode()
-            with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as r:
-                r.read()
+        def gradio(k: int) -> None:
+            reply = loop.run_until_complete(page.process_api(fn, [state, *values(k)], session))
+            assert str(reply["data"][0]).count(".png"), reply["data"]
 
         rows = [(name, timed(step, args.steps)) for name, step in
-                (("decode one latent → image", decode), ("the server's answer", answer),
-                 ("over HTTP on 127.0.0.1", http))]
-        server.shutdown()
+                (("decode one latent → image", decode), ("the explorer's answer", answer),
+                 ("the Gradio event, whole", gradio))]
+        loop.close()
     print(f"dcign-explore slider step, {size}×{size}, one thread, median of {args.steps}")
     print(f"{'step':<28} {'ms':>8}")
     for name, ms in rows:
