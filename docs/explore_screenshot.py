@@ -1,6 +1,6 @@
 """The README's picture of `dcign-explore`, as a user first sees it: the installed command
-started on a free port, its page opened in Debian's Chromium by Playwright (as the browser
-test does), and the page captured once it has drawn its first image.
+started on a free port, its Gradio page opened in Debian's Chromium by Playwright (as the
+browser test does), and the page captured once it has drawn its first re-render.
 
     python docs/explore_screenshot.py --checkpoint runs/faces64-dcign \\
         --baseline runs/faces64-vae --store datasets/faces64.zarr --out docs/explore.png
@@ -38,7 +38,8 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"))
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.goto(url)
-            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            page.wait_for_function("(document.querySelector('#between-caption textarea') || "
+                                   "{}).value?.startsWith('t = ')", timeout=60_000)
             shot = page.screenshot(full_page=True)
             browser.close()
     finally:
