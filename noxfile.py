@@ -20,7 +20,8 @@ LOCK = str(ROOT / "requirements" / "dev.txt")
 # its find-links folder (pip's configuration here); uv is told the same folder.
 TORCH = "torch==2.13.0"
 FIND_LINKS = os.environ.get("PIP_FIND_LINKS", "/opt/wheels")
-SCRIPTS = ["dcign-render", "dcign-store", "dcign-train", "dcign-eval", "dcign-rerender"]
+SCRIPTS = ["dcign-render", "dcign-store", "dcign-train", "dcign-eval", "dcign-rerender",
+           "dcign-explore"]
 
 
 @nox.session

@@ -72,6 +72,21 @@ def test_a_vae_run_sweeps_the_latent_given(runs, tmp_path):
     assert "z7" in result.stdout
 
 
+def test_set_fixes_latents_before_the_sweep_and_the_sweep_wins_on_its_own(runs, tmp_path):
+    image = write_image(tmp_path / "f.png", (32, 32), "L")
+
+    def views(*extra):
+        out = tmp_path / "s.png"
+        result = rerender("--checkpoint", runs["dcign"], "--image", image, "--factor",
+                          "azimuth", "--values", "0.5:0.5:1", *extra, "--out", out)
+        assert result.exit_code == 0, result.output
+        return np.asarray(Image.open(out))[:, 2 * (TILE_MIN + GAP):]
+
+    plain = views()
+    assert np.array_equal(views("--set", "z1=-4"), plain)  # the swept latent is the sweep's
+    assert not np.array_equal(views("--set", "z3=4", "--set", "z2=-4"), plain)
+
+
 @pytest.mark.parametrize("case, needle", [
     ("not an image", "is not a readable image"),
     ("missing image", "no image at"),
@@ -81,6 +96,8 @@ def test_a_vae_run_sweeps_the_latent_given(runs, tmp_path):
     ("vae without a latent", "give --latent N"),
     ("latent out of range", "the code has 200 latents"),
     ("missing checkpoint", "no checkpoint at"),
+    ("bad set", "is not zN=V"),
+    ("set out of range", "the code has latents z1 to z200"),
 ])
 def test_bad_input_is_one_line_with_a_non_zero_exit(case, needle, runs, tmp_path):
     good = write_image(tmp_path / "ok.png", (32, 32, 3))
@@ -96,6 +113,8 @@ def test_bad_input_is_one_line_with_a_non_zero_exit(case, needle, runs, tmp_path
         "vae without a latent": {"--checkpoint": runs["vae"]},
         "latent out of range": {"--latent": "201"},
         "missing checkpoint": {"--checkpoint": tmp_path / "none"},
+        "bad set": {"--set": "light=2"},
+        "set out of range": {"--set": "z201=1"},
     }[case]
     args = [str(x) for k, v in (base | change).items() for x in (k, v)]
     assert_one_line_error(rerender(*args), needle)

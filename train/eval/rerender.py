@@ -5,6 +5,7 @@ requested value (paper figures 4, 5 and 7)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 import numpy as np
@@ -27,6 +28,10 @@ Examples:
   # relight it
   dcign-rerender --checkpoint runs/faces64-dcign --image face.png --factor light \\
                  --values -3:3:7 --out relit.png
+\b
+  # an edit made in dcign-explore: its latents set, one view
+  dcign-rerender --checkpoint runs/faces64-dcign --image face.png --factor azimuth \\
+                 --values 1.2:1.2:1 --set z1=1.2 --set z3=-2.5 --out edit.png
 """
 
 
@@ -40,20 +45,32 @@ def load_image(path: Path, size: int, channels: int = 1) -> np.ndarray:
     trained on rgb; warns on stderr when resizing."""
     if not path.is_file():
         raise DcignError(f"no image at {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DcignError(f"{path} is not a readable image ({type(exc).__name__})") from None
-    image = Image.fromarray(rgb.astype(np.uint8) if channels == 3 else
-                            to_gray(rgb).round().clip(0, 255).astype(np.uint8))
-    if image.size != (size, size):
-        w, h = image.size
+    with open(path, "rb") as f:
+        image, (w, h) = model_image(f, size, channels, str(path))
+    if (w, h) != (size, size):
         click.echo(f"warning: {path} is {w}×{h}; resized to the model's {size}×{size}",
                    err=True)
+    return image
+
+
+def model_image(file: BinaryIO, size: int, channels: int, name: str
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+    """An open image file → (uint8 (size, size) gray, or (size, size, 3) for a network trained
+    on rgb; its original (width, height)): colour made gray with the paper's weights for a
+    gray network, other sizes resized (Lanczos). dcign-rerender and dcign-explore read images
+    alike through it, so an explorer's edit re-renders the same."""
+    try:
+        with Image.open(file) as im:
+            im.load()
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise DcignError(f"{name} is not a readable image ({type(exc).__name__})") from None
+    image = Image.fromarray(rgb.astype(np.uint8) if channels == 3 else
+                            to_gray(rgb).round().clip(0, 255).astype(np.uint8))
+    original = image.size
+    if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(image)
+    return np.asarray(image), original
 
 
 TILE_MIN = 96  # tiles narrower than this are enlarged (nearest) so the labels fit
@@ -97,9 +114,12 @@ def strip_image(row: np.ndarray, labels: list[str]) -> Image.Image:
 @click.option("--latent", type=click.IntRange(1), default=None,
               help="Sweep this latent (1-based) instead of the factor's; needed for a VAE run, "
                    "whose factors have no tied latent (dcign-eval reports its best guesses).")
+@click.option("--set", "fixed_text", multiple=True, metavar="zN=V",
+              help="Set latent N (1-based) to V before the sweep; repeatable (dcign-explore "
+                   "writes its edits this way).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The strip PNG.")
 @click.option("--device", default="auto", show_default=True)
-def main(checkpoint, image_path, factor, values_text, latent, out, device):
+def main(checkpoint, image_path, factor, values_text, latent, fixed_text, out, device):
     """Re-render one image at new values of one factor with the learned decoder.
 
     The strip shows the input (gray, model-sized), its reconstruction, then one view per
@@ -109,14 +129,33 @@ def main(checkpoint, image_path, factor, values_text, latent, out, device):
     dev = pick_device(device)
     trained = load_trained(checkpoint, dev)
     z = resolve_latent(trained, factor, latent)
+    fixed = parse_fixed(fixed_text, trained.model.arch.latent_size)
     image = load_image(image_path, trained.image_size, trained.model.arch.channels)
-    row = sweep(trained.model, image[None], z, values, dev)[0]
+    row = sweep(trained.model, image[None], z, values, dev, fixed)[0]
     try:
         strip_image(row, strip_labels(values, z)).save(out)
     except (OSError, ValueError) as exc:
         raise DcignError(f"cannot write {out}: {exc}") from None
     click.echo(f"strip: {out} ({len(values)} views of {factor}, z{z + 1} from "
                f"{values[0]:+g} to {values[-1]:+g})")
+
+
+def parse_fixed(texts: tuple[str, ...], size: int) -> dict[int, float]:
+    """`--set zN=V` options → {latent index (0-based): value}; one line for a bad one."""
+    fixed = {}
+    for text in texts:
+        name, _, value = text.partition("=")
+        try:
+            if not (name[:1] in "zZ" and name[1:].isdigit()):
+                raise ValueError
+            index, number = int(name[1:]), float(value)
+        except ValueError:
+            raise DcignError(f"--set {text!r} is not zN=V (e.g. z3=1.5)") from None
+        if not 1 <= index <= size or not np.isfinite(number):
+            raise DcignError(f"--set {text!r}: the code has latents z1 to z{size} and V must "
+                             "be finite")
+        fixed[index - 1] = number
+    return fixed
 
 
 def resolve_latent(trained, factor: str, latent: int | None) -> int:

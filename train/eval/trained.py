@@ -121,13 +121,17 @@ def decode_images(model: DCIGN, z: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def sweep(model: DCIGN, images: np.ndarray, latent: int, values: np.ndarray,
-          device: torch.device) -> np.ndarray:
+          device: torch.device, fixed: dict[int, float] | None = None) -> np.ndarray:
     """uint8 (N, 2 + V, H, W): each image, its reconstruction, then its code with one latent
-    set to each value (all other latents at the posterior mean) decoded."""
+    set to each value (all other latents at the posterior mean, but those `fixed` sets:
+    latent index → value) decoded."""
     mu = model.encode(to_tensor(images, device))[0].float()
     rows = [images, decode_images(model, mu)]
+    edited = mu.clone()
+    for i, v in (fixed or {}).items():
+        edited[:, i] = float(v)
     for v in values:
-        z = mu.clone()
+        z = edited.clone()
         z[:, latent] = float(v)
         rows.append(decode_images(model, z))
     return np.stack(rows, axis=1)
