@@ -3,8 +3,11 @@ per image, that Hugging Face `datasets` and Croissant readers load with no dcign
 is read back as minibatches, the same ones the store holds, so `MinibatchDataset` serves an
 export as it serves a store.
 
-An export is known by its marker, `dcign-export.json`, written last (a folder without it is
-not an export, or a killed one). The marker records the store's attributes (factor table,
+An export is read where it lies: a local folder, or any fsspec URL, the same as a store's
+(`s3://bucket/exports/faces`, or a Hugging Face Hub dataset the export was uploaded to as it
+is, `hf://datasets/OWNER/NAME`, through huggingface_hub's filesystem). An export is known by
+its marker, `dcign-export.json`, written last (a folder without it is not an export, or a
+killed one). The marker records the store's attributes (factor table,
 minibatch size) and which minibatches each Parquet file holds; the rows themselves say which
 minibatch and position each image has, and are regrouped by (varying, minibatch), ordered by
 position. pyarrow is imported only to read rows, so finding out whether a folder is an export
@@ -24,6 +27,7 @@ from PIL import Image
 
 from .errors import DcignError, StoreError
 from .factors import continuous_factors
+from .location import Location, locate
 from .store import SPLITS, Minibatch, StoreSpec, spec_from_attrs
 
 MARKER = "dcign-export.json"
@@ -36,14 +40,21 @@ FIXED_COLUMNS = (IMAGE, IDENTITY, MINIBATCH, POSITION, VARYING)
 
 
 def is_export(path: str | Path) -> bool:
-    """Whether `path` is a finished export (its marker is there)."""
-    return "://" not in str(path) and (Path(path) / MARKER).is_file()
+    """Whether `path` (a folder or a URL) is a finished export (its marker is there)."""
+    if "://" not in str(path):  # no filesystem to make for a local folder: the trainer asks
+        return (Path(path) / MARKER).is_file()
+    try:
+        location = locate(path)
+        return location.fs.isfile(location.key(MARKER))
+    except (StoreError, OSError, ValueError):  # not reachable as an export: as a store, then
+        return False
 
 
 def read_marker(path: str | Path) -> dict:
     """An export's marker; one line if it is not one of this format."""
+    location = locate(path)
     try:
-        text = (Path(path) / MARKER).read_text()
+        text = location.fs.cat_file(location.key(MARKER)).decode()
     except (OSError, ValueError) as exc:
         raise DcignError(f"{path}: unreadable export marker {MARKER} ({exc})") from None
     return parse_marker(text, str(path))
@@ -92,7 +103,8 @@ class Export:
     """An opened export, read as the store's minibatches (the subset of `Store`'s reading
     API that `MinibatchDataset` uses: `spec`, `factors_present`, `complete`, `minibatch`)."""
 
-    path: Path
+    path: str  # as the user gave it
+    location: Location
     spec: StoreSpec
     files: dict[tuple[str, str], list[dict]]  # (split, factor) -> [{path, minibatches}]
     _groups: dict = field(default_factory=dict, repr=False)  # file -> {k: row groups}
@@ -123,9 +135,11 @@ class Export:
                       if k in e["minibatches"]), None)
         if entry is None:
             raise StoreError(f"{split}/{factor} minibatch {k} is not in the export {self.path}")
-        path = self.path / entry["path"]
+        path = self.location.key(entry["path"])
         try:
-            rows = _pyarrow().ParquetFile(path).read_row_groups(self._row_groups(path)[k])
+            groups = self._row_groups(path)[k]
+            with self.location.fs.open(path, "rb") as file:
+                rows = _pyarrow().ParquetFile(file).read_row_groups(groups)
         except (OSError, KeyError) as exc:  # pyarrow's errors for damage are OSErrors too
             raise StoreError(f"{path}: cannot read {split}/{factor}/{k} "
                              f"({type(exc).__name__}: {str(exc)[:120]}); export the store "
@@ -147,21 +161,24 @@ class Export:
                          values.reshape(len(picked), len(names)),
                          np.array([columns[IDENTITY][i] for i in picked], np.int64))
 
-    def _row_groups(self, path: Path) -> dict[int, list[int]]:
+    def _row_groups(self, path: str) -> dict[int, list[int]]:
         """Which row groups of a file hold each minibatch (its `minibatch` column read once)."""
         if path not in self._groups:
-            parquet, found = _pyarrow().ParquetFile(path), {}
-            for g in range(parquet.num_row_groups):
-                column = parquet.read_row_group(g, columns=[MINIBATCH]).column(0)
-                for k in np.unique(column.to_numpy()):
-                    found.setdefault(int(k), []).append(g)
+            found = {}
+            with self.location.fs.open(path, "rb") as file:
+                parquet = _pyarrow().ParquetFile(file)
+                for g in range(parquet.num_row_groups):
+                    column = parquet.read_row_group(g, columns=[MINIBATCH]).column(0)
+                    for k in np.unique(column.to_numpy()):
+                        found.setdefault(int(k), []).append(g)
             self._groups[path] = found
         return self._groups[path]
 
 
 def open_export(path: str | Path) -> Export:
-    """An export read back as minibatches; one line if `path` is not a finished export."""
-    path = Path(path)
+    """An export (a folder or a URL) read back as minibatches; one line if `path` is not a
+    finished export."""
+    path = str(path)
     if not is_export(path):
         raise DcignError(f"{path} is not a dcign export (no {MARKER})")
     marker = read_marker(path)
@@ -171,4 +188,4 @@ def open_export(path: str | Path) -> Export:
     except (KeyError, TypeError) as exc:
         raise DcignError(f"{path}/{MARKER} is malformed ({type(exc).__name__}: {exc})"
                          ) from None
-    return Export(path, spec, files)
+    return Export(path, locate(path), spec, files)

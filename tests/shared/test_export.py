@@ -470,12 +470,13 @@ def test_an_unreachable_scheduler_is_one_line_saying_where_it_came_from_and_writ
     assert not out.exists() and not list(tmp_path.glob(".faces.*"))
 
 
-def test_minibatch_dataset_over_the_export_equals_over_the_store(exported, tiny_store):
+def _same_items(store, export) -> None:
+    """MinibatchDataset over the export yields exactly what it yields over the store."""
     torch = pytest.importorskip("torch")
     from dcign.train.dataset import MinibatchDataset
 
     for split in COUNTS:
-        ours, theirs = MinibatchDataset(tiny_store, split), MinibatchDataset(exported, split)
+        ours, theirs = MinibatchDataset(store, split), MinibatchDataset(export, split)
         assert len(ours) == len(theirs) == 4 * COUNTS[split]
         assert theirs.columns == ours.columns
         for a, b in zip(ours, theirs, strict=True):
@@ -484,6 +485,18 @@ def test_minibatch_dataset_over_the_export_equals_over_the_store(exported, tiny_
                 same = torch.equal(a[key], b[key]) if isinstance(a[key], torch.Tensor) \
                     else a[key] == b[key]
                 assert same, key
+
+
+def test_minibatch_dataset_over_the_export_equals_over_the_store(exported, tiny_store):
+    _same_items(tiny_store, exported)
+
+
+def test_minibatch_dataset_reads_an_export_in_a_bucket_where_it_lies(tiny_store, bucket):
+    """An export is read through its URL's filesystem (s3 here; huggingface_hub's for an
+    hf://datasets/... upload), not only from a local folder."""
+    out = f"{bucket}/exports/faces"
+    assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 0
+    _same_items(tiny_store, out)
 
 
 def test_training_on_an_export_says_how_in_one_line(exported, tmp_path):
