@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -75,6 +76,31 @@ def test_a_two_worker_render_listens_on_no_port_and_writes_nothing_on_the_termin
     assert len(workers_seen) >= 2  # the pool's workers (and multiprocessing's helper)
     assert ports == set()
     assert stderr == "" and "rendered 20 minibatches" in stdout
+
+
+def test_ctrl_c_under_two_workers_is_one_line_and_leaves_no_worker_behind(tmp_path):
+    """Ctrl-C reaches the whole foreground process group: the run stops at once, says how to
+    resume, and no worker process outlives it; the rerun completes the store."""
+    args = [DCIGN_RENDER, "faces", *TWO_WORKERS[:-3], "--workers", "2", "--batches", "1500",
+            "--vary", "elevation", "--out", str(tmp_path / "faces.zarr")]
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True,  # its own group, as a terminal's job
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while len(workers := _process_tree(run.pid)[1:]) < 2:
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.1)
+    time.sleep(1)  # the workers are rendering
+    os.killpg(run.pid, signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    lines = [line for line in stderr.replace("\r", "\n").splitlines()
+             if line.strip() and "img/s" not in line]
+    assert run.returncode == 130 and "Traceback" not in stderr
+    assert lines == ["interrupted: finished work is kept; rerun the same command to resume"]
+    psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    again = subprocess.run(args + ["--quiet"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
 
 
 # ------------------------------------------------------------ a scheduler from the environment
