@@ -43,5 +43,6 @@ def is_disk_error(exc: BaseException) -> bool:
 
 def retryable(exc: BaseException) -> bool:
     """Worth another try: not the disk (the same disk fails the same way), not one of our
-    one-line errors (a lost lock, a damaged store)."""
-    return not (is_disk_error(exc) or isinstance(exc, DcignError))
+    one-line errors (a lost lock, a damaged store), not an interrupt or exit."""
+    return isinstance(exc, Exception) and not (is_disk_error(exc)
+                                               or isinstance(exc, DcignError))

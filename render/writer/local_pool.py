@@ -183,7 +183,14 @@ def _drain(pool: ProcessPoolExecutor, waiting: deque, url: str, workers: int,
     while in_flight or (waiting and not broken):
         while waiting and not broken and len(in_flight) < workers:
             task, attempt = waiting.popleft()
-            in_flight[pool.submit(_run_task, url, task, attempt)] = (task, attempt)
+            try:
+                in_flight[pool.submit(_run_task, url, task, attempt)] = (task, attempt)
+            except BrokenProcessPool:  # a worker died since the last result came back
+                waiting.appendleft((task, attempt))  # never started: no try spent
+                _log_death(log, [t for t, _ in in_flight.values()])
+                broken = True
+        if not in_flight:
+            return
         done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
         for future in done:
             task, attempt = in_flight.pop(future)

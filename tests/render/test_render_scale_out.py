@@ -112,6 +112,46 @@ def test_a_task_that_fails_or_kills_its_worker_is_retried_and_the_store_complete
     assert content_digest(out) == content_digest(tiny_store)
 
 
+class _PoolThatBreaks:
+    """An executor whose worker dies once `breaks_after` tasks were submitted: the next
+    submit raises as a real pool's does once its manager has seen a worker die."""
+
+    def __init__(self, breaks_after: int):
+        self.breaks_after, self.submitted = breaks_after, []
+
+    def submit(self, fn, url, task, attempt):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        if len(self.submitted) >= self.breaks_after:
+            raise BrokenProcessPool("a child process terminated abruptly")
+        self.submitted.append((task, attempt))
+        done = Future()
+        done.set_result(task.size)
+        return done
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def test_a_worker_dying_between_two_results_loses_no_task(monkeypatch):
+    """A pool can break after one result came back and before the next task is submitted:
+    that task was never started, so it waits for the fresh pool with no try spent, and
+    every task is yielded exactly once."""
+    from dcign.render.writer import local_pool
+    from dcign.render.writer.shards import ShardTask
+
+    pools = iter([_PoolThatBreaks(1), _PoolThatBreaks(99)])
+    made = []
+    monkeypatch.setattr(local_pool, "_new_pool",
+                        lambda *args: made.append(next(pools)) or made[-1])
+    tasks = [ShardTask("train", "light", s, s + 10) for s in (0, 10, 20)]
+    done = list(local_pool.run_on_pool(tasks, None, "unused", WorkerSettings(None, 1), 2))
+    assert sorted((task for task, _ in done), key=lambda t: t.start) == tasks  # each once
+    assert len(made) == 2
+    assert [attempt for _, attempt in made[1].submitted] == [0, 0]  # no try charged
+
+
 def _wait_for(path: Path, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + SERVER_START_SECONDS
     while not path.exists():
