@@ -51,6 +51,24 @@ def read_range(path: str, offset: int, nbytes: int) -> bytes:
         os.close(fd)
 
 
+ZSTD_MAGIC = 0xFD2FB528
+
+
+def frame_content_size(frame: bytes) -> int | None:
+    """The decoded size a zstd frame's header declares (RFC 8878, 3.1.1.1), or None when it
+    declares none or is not a zstd frame."""
+    if len(frame) < 6 or int.from_bytes(frame[:4], "little") != ZSTD_MAGIC:
+        return None
+    descriptor = frame[4]
+    single_segment = (descriptor >> 5) & 1
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    if size == 0 or len(frame) < at + size:
+        return None
+    value = int.from_bytes(frame[at:at + size], "little")
+    return value + 256 if size == 2 else value
+
+
 class MissingChunk(Exception):
     """The minibatch's chunk is not in its shard file, or the file is gone."""
 
@@ -95,9 +113,14 @@ class LocalShards:
         if len(data) != nbytes:
             raise ValueError(f"{path}: minibatch {k} runs past the end of its shard file")
         body = _checked(data, f"{path}: minibatch {k}")
-        if out is not None:  # zstd refuses a frame of any other size than out's
+        if out is not None and frame_content_size(body) == out.nbytes:
+            # zstd refuses a larger frame than out, not a smaller one: sized first
             return self.zstd.decode(body, out=out.reshape(-1)).reshape(self.shape)
         raw = self.zstd.decode(body)
         if len(raw) != int(np.prod(self.shape)):
             raise ValueError(f"{path}: minibatch {k} decodes to {len(raw)} bytes")
-        return np.frombuffer(raw, np.uint8).reshape(self.shape)
+        images = np.frombuffer(raw, np.uint8).reshape(self.shape)
+        if out is not None:
+            out[...] = images
+            return out
+        return images

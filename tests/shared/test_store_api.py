@@ -80,6 +80,39 @@ def test_images_read_from_the_shard_files_are_zarrs_every_minibatch(tiny_store, 
             images = zarr.open_array(f"{path}/{split}/{factor}/images", mode="r")
             assert all(np.array_equal(d, images[k]) for d, k in zip(direct, ks, strict=True))
 
+def test_minibatches_decoded_into_a_step_buffer_equal_those_read_alone(tiny_store):
+    """The loader hands read_images a step's buffer (`out`): each minibatch is decoded into
+    its place, the same pixels as a plain read."""
+    store = open_store(tiny_store)
+    picks = [("light", 2), ("azimuth", 0), ("intrinsic", 1)]
+    out = np.full((len(picks), *store.minibatch("train", "light", 0).images.shape), 7,
+                  np.uint8)
+    assert store.read_images("train", picks, out=out) is out
+    assert all(np.array_equal(o, a) for o, a in zip(out, store.read_images("train", picks),
+                                                    strict=True))
+
+
+def test_a_checksummed_chunk_of_the_wrong_size_is_damage_even_when_decoded_into_a_buffer(
+        tiny_store, monkeypatch):
+    """zstd decodes a smaller frame into a larger buffer without a word: the frame's declared
+    size is checked first, so a short minibatch is named damage, not trained on."""
+    import google_crc32c
+    from numcodecs import Zstd
+
+    from dcign.shared import local_shards
+
+    store = open_store(tiny_store)
+    images = store.minibatch("train", "light", 0).images
+    short = Zstd().encode(images.reshape(-1)[:-10].copy())
+    assert local_shards.frame_content_size(short) == images.size - 10
+    chunk = short + google_crc32c.value(short).to_bytes(4, "little")
+    monkeypatch.setattr(local_shards, "read_range", lambda path, offset, nbytes: chunk)
+    monkeypatch.setattr(local_shards.LocalShards, "_index", lambda self, shard: (
+        "shard", np.array([[0, len(chunk)]] * self.per_shard, np.uint64)))
+    with pytest.raises(StoreError, match="damaged"):
+        store.read_images("train", [("light", 0)], out=np.empty((1, *images.shape), np.uint8))
+
+
 def test_a_sample_is_a_pure_function_of_the_generator_and_keeps_each_images_truth(tiny_store):
     store = open_store(tiny_store)
     first = store.sample(25, np.random.default_rng(7))
