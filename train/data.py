@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -97,9 +96,10 @@ def open_training_data(path: str, mode: str, ratio: str | None, latent_size: int
     `latent_groups` resizes factors' latent groups (`--latent-group`)."""
     clamps = method_class(mode).clamps
     if is_export(path):  # the loader reads whole steps from Zarr; an export is rows
+        card = f"{str(path).rstrip('/')}/README.md"  # a URL too: not a Path
         raise DcignError(f"{path} is a dcign export (Parquet rows for Hugging Face datasets), "
                          "which dcign-train does not read: train on the store (re-render it "
-                         f"with the command in {Path(path) / 'README.md'}), or read the export "
+                         f"with the command in {card}), or read the export "
                          "with dcign.train.dataset.MinibatchDataset for a model of your own")
     store = open_store(path)
     factors = regroup(store.spec.factors, latent_groups or {}, latent_size)

@@ -174,10 +174,12 @@ def _draw_to_targets(inner, settings: ShaderSettings) -> None:
     configure_viewport = inner._configure_forward_pass_viewport
 
     def with_targets():
-        had = inner._main_fb
         configure_framebuffer()
-        if inner._main_fb != had:  # made anew (the first render, or another size)
+        # made anew (the first render, or another size; GL may hand back the same name)
+        made = (inner._main_fb, tuple(inner._main_fb_dims))
+        if getattr(inner, "_dcign_targets_of", None) != made:
             _add_attachments(inner)
+            inner._dcign_targets_of = made
 
     def viewport(flags):
         configure_viewport(flags)  # binds the multisampled framebuffer to draw to
