@@ -140,7 +140,7 @@ class Export:
             groups = self._row_groups(path)[k]
             with self.location.fs.open(path, "rb") as file:
                 rows = _pyarrow().ParquetFile(file).read_row_groups(groups)
-        except (OSError, KeyError) as exc:  # pyarrow's errors for damage are OSErrors too
+        except (OSError, KeyError, ValueError) as exc:  # pyarrow: OSError, ArrowInvalid
             raise StoreError(f"{path}: cannot read {split}/{factor}/{k} "
                              f"({type(exc).__name__}: {str(exc)[:120]}); export the store "
                              "again with --overwrite") from None

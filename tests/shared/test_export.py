@@ -499,6 +499,25 @@ def test_minibatch_dataset_reads_an_export_in_a_bucket_where_it_lies(tiny_store,
     _same_items(tiny_store, out)
 
 
+def test_a_truncated_parquet_file_is_a_one_line_store_error(exported, tmp_path):
+    """pyarrow calls a cut-off file invalid (a ValueError), not an OSError: either way the
+    reader names the file and says to export again."""
+    import shutil
+
+    from dcign.shared.errors import StoreError
+    from dcign.shared.export_reader import open_export
+
+    copy = tmp_path / "faces"
+    shutil.copytree(exported, copy)
+    victim = next(copy.rglob("*.parquet"))
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    export = open_export(copy)
+    with pytest.raises(StoreError, match="export the store again"):
+        for split, factor in export.sections():
+            for _ in export.minibatches(split, factor):
+                pass
+
+
 def test_training_on_an_export_says_how_in_one_line(exported, tmp_path):
     pytest.importorskip("torch")
     from dcign.train.cli import main as train_main
