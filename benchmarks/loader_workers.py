@@ -24,23 +24,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from checkouts import REPO, before_and_after
+
 BEFORE = "8ed8123"  # main before a step's images were decoded straight into shared memory
-PACKAGES = ("render", "train", "shared")
 ONE_RATE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from train_throughput import loader_rate
 print(loader_rate(sys.argv[2], int(sys.argv[3]), False, int(sys.argv[4]), 1))
 """
-
-
-def import_root(checkout: Path, root: Path) -> Path:
-    """A folder whose dcign/ links to a checkout's packages: PYTHONPATH for that code."""
-    (root / "dcign").mkdir(parents=True)
-    for package in PACKAGES:
-        (root / "dcign" / package).symlink_to(checkout / package)
-    return root
 
 
 def rate(root: Path, store: str, workers: int, steps: int) -> float:
@@ -67,20 +59,12 @@ def main() -> None:
             from dcign.train.synthetic import write_blob_store
 
             store = str(write_blob_store(tmp / "blobs150.zarr", 150, 50, 1))
-        worktree = tmp / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
-                        str(worktree), opts.before], check=True)
-        try:
-            roots = {"before": import_root(worktree, tmp / "root-before"),
-                     "after": import_root(REPO, tmp / "root-after")}
+        with before_and_after(opts.before, tmp) as roots:
             for _ in range(opts.repeats):
                 for workers in (0, 2):
                     for way, root in roots.items():
                         rates.setdefault(f"{way}, {workers} workers", []).append(
                             rate(root, store, workers, opts.steps))
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(worktree)], check=True)
     report(rates, opts)
 
 

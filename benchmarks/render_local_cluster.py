@@ -31,9 +31,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from checkouts import before_and_after
+
 BEFORE = "ca9eb76"  # main while local rendering ran on a private Dask cluster
-PACKAGES = ("render", "train", "shared")
 
 ONE_RUN = """
 import json, os, sys, tempfile, time
@@ -72,14 +72,6 @@ print(json.dumps({"seconds": seconds, "images": summary.rendered * recipe.batch_
 WAYS = ("pool", "bare pool", "local Dask cluster")
 
 
-def import_root(checkout: Path, root: Path) -> Path:
-    """A folder whose dcign/ links to a checkout's packages: PYTHONPATH for that code."""
-    (root / "dcign").mkdir(parents=True)
-    for package in PACKAGES:
-        (root / "dcign" / package).symlink_to(checkout / package)
-    return root
-
-
 def one_run(way: str, root: Path, size: int) -> dict:
     done = subprocess.run([sys.executable, "-c", ONE_RUN, way, str(size)],
                           env=os.environ | {"PYTHONPATH": str(root)}, check=True,
@@ -97,18 +89,12 @@ def main() -> None:
     runs: dict[str, list[dict]] = {way: [] for way in WAYS}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        worktree = tmp / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
-                        str(worktree), opts.before], check=True)
-        try:
-            now, before = import_root(REPO, tmp / "now"), import_root(worktree, tmp / "before-root")
-            roots = {"pool": now, "bare pool": now, "local Dask cluster": before}
+        with before_and_after(opts.before, tmp) as code:
+            roots = {"pool": code["after"], "bare pool": code["after"],
+                     "local Dask cluster": code["before"]}
             for _ in range(opts.repeats):
                 for way in WAYS:
                     runs[way].append(one_run(way, roots[way], opts.size))
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(worktree)], check=True)
     report(runs, opts)
 
 

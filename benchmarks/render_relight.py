@@ -31,18 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from checkouts import before_and_after
+
 BEFORE = "403d06a"  # main before light minibatches were shaded several lights to a pass
-PACKAGES = ("render", "train", "shared")
 CLI = "from dcign.render.cli import main; main()"
-
-
-def import_root(checkout: Path, root: Path) -> Path:
-    """A folder whose dcign/ links to a checkout's packages: PYTHONPATH for that code."""
-    (root / "dcign").mkdir(parents=True)
-    for package in PACKAGES:
-        (root / "dcign" / package).symlink_to(checkout / package)
-    return root
 
 
 def run_cli(root: Path, args: list[str], out: Path) -> float:
@@ -111,17 +103,9 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        worktree = tmp / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q",
-                        str(worktree), opts.before], check=True)
-        try:
-            roots = {"before": import_root(worktree, tmp / "root-before"),
-                     "after": import_root(REPO, tmp / "root-after")}
+        with before_and_after(opts.before, tmp) as roots:
             rates = steady_rates(roots["after"], opts.size, opts.rate_batches, opts.repeats)
             times = command_times(roots, opts.size, opts.batches, opts.repeats, tmp)
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(worktree)], check=True)
     report(rates, times, opts)
 
 
