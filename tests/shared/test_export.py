@@ -205,12 +205,12 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tiny_store, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
-def test_a_killed_export_never_looks_finished(tiny_store, tmp_path, monkeypatch):
+def die_on_the_second_file(monkeypatch):
+    """The export is interrupted (Ctrl-C) as it writes its second Parquet file; returns the
+    real file writer, to put back."""
     import dcign.shared.export as export
 
-    stale = tmp_path / f".out.partial-{dead_pid()}"  # what a killed run left
-    stale.mkdir()
-    calls = []
+    real, calls = export.write_file, []
 
     def dies_on_the_second_file(store, file, root):
         calls.append(file)
@@ -218,8 +218,14 @@ def test_a_killed_export_never_looks_finished(tiny_store, tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return real(store, file, root)
 
-    real = export.write_file
     monkeypatch.setattr(export, "write_file", dies_on_the_second_file)
+    return real
+
+
+def test_a_killed_export_never_looks_finished(tiny_store, tmp_path, monkeypatch):
+    stale = tmp_path / f".out.partial-{dead_pid()}"  # what a killed run left
+    stale.mkdir()
+    die_on_the_second_file(monkeypatch)
     result = store_tool(["export", tiny_store, tmp_path / "out", "--quiet"])
     assert result.exit_code == 130, result.output
     assert not (tmp_path / "out").exists()
@@ -345,16 +351,7 @@ def test_a_killed_export_to_a_bucket_is_recognised_and_redone(tiny_store, bucket
     import dcign.shared.export as export
 
     out = f"{bucket}/faces"
-    calls = []
-
-    def dies_on_the_second_file(store, file, root):
-        calls.append(file)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(store, file, root)
-
-    real = export.write_file
-    monkeypatch.setattr(export, "write_file", dies_on_the_second_file)
+    real = die_on_the_second_file(monkeypatch)
     assert store_tool(["export", tiny_store, out, "--quiet"]).exit_code == 130
     left = bucket_files(out)
     assert "dcign-export.incomplete" in left and "dcign-export.json" not in left
