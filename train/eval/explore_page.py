@@ -135,18 +135,23 @@ def build_page(explorer: Any, max_upload: int = 32 * 2**20) -> gr.Blocks:
                         elem_id=elem_id, elem_classes=["dcign-image"], height=224,
                         buttons=["download"], visible=visible)
 
+    def chooser(first: int, label: str, suffix: str) -> tuple:
+        """A held-out image's number, its "show" button and an upload button (for a row)."""
+        number = gr.Number(first, label=label, precision=0, minimum=0, maximum=max(0, n - 1),
+                           elem_id=f"held-out{suffix}", interactive=bool(n))
+        show = gr.Button("show", elem_id=f"pick{suffix}", interactive=bool(n))
+        upload = gr.UploadButton("or upload an image", type="binary", file_types=["image"],
+                                 elem_id=f"upload{suffix}")
+        return number, show, upload
+
     with gr.Blocks(title="dcign-explore", analytics_enabled=False) as page:
         gr.Markdown(f"## dcign-explore\n{html.escape(info['about'])}", elem_id="about")
         error = gr.HTML("", elem_id="error")
         image_state, second_state = gr.State(None), gr.State(None)
         with gr.Row():
-            held_out = gr.Number(0, label=(f"held-out image, of {n} (0–{n - 1})" if n
-                                           else "held-out image (no --store given)"),
-                                 precision=0, minimum=0, maximum=max(0, n - 1),
-                                 elem_id="held-out", interactive=bool(n))
-            pick_button = gr.Button("show", elem_id="pick", interactive=bool(n))
-            upload_button = gr.UploadButton("or upload an image", type="binary",
-                                            file_types=["image"], elem_id="upload")
+            held_out, pick_button, upload_button = chooser(
+                0, f"held-out image, of {n} (0–{n - 1})" if n
+                else "held-out image (no --store given)", "")
         with gr.Row():
             shown = picture("input, as the network reads it", "input")
             recon = picture("reconstruction", "recon")
@@ -167,12 +172,8 @@ def build_page(explorer: Any, max_upload: int = 32 * 2**20) -> gr.Blocks:
                              lines=2, buttons=["copy"], elem_id="command")
         with gr.Accordion("Interpolate to a second image", open=True):
             with gr.Row():
-                held_out_b = gr.Number(1 if n > 1 else 0, label="held-out image", precision=0,
-                                       minimum=0, maximum=max(0, n - 1), elem_id="held-out-b",
-                                       interactive=bool(n))
-                pick_b = gr.Button("show", elem_id="pick-b", interactive=bool(n))
-                upload_b = gr.UploadButton("or upload an image", type="binary",
-                                           file_types=["image"], elem_id="upload-b")
+                held_out_b, pick_b, upload_b = chooser(1 if n > 1 else 0, "held-out image",
+                                                       "-b")
             with gr.Row():
                 second = picture("second image", "image-b")
                 mixed = picture("interpolation", "between")
