@@ -167,8 +167,7 @@ def _task_error(failure: TaskFailed, location: Location, request: RenderRequest 
         return cause
     if isinstance(cause, WorkerDied):
         return DcignError(f"{verb} {location.url} stopped: a worker process died each time it "
-                          f"rendered {failure.task.split}/{failure.task.factor} minibatches "
-                          f"{failure.task.start}-{failure.task.stop - 1} (out of memory?); "
+                          f"rendered {failure.task} (out of memory?); "
                           f"{_progress(location, request)}. Rerunning the same command "
                           f"resumes.{_where_logged(log)}")
     if log:

@@ -29,8 +29,7 @@ class TaskFailed(Exception):
     """A shard task failed for good (`cause`: what it raised, or WorkerDied)."""
 
     def __init__(self, task: ShardTask, cause: BaseException):
-        super().__init__(f"{task.split}/{task.factor} minibatches {task.start}-{task.stop - 1}: "
-                         f"{type(cause).__name__}: {cause}")
+        super().__init__(f"{task}: {type(cause).__name__}: {cause}")
         self.task, self.cause = task, cause
 
 

@@ -94,9 +94,8 @@ def _run_task(url: str, task: ShardTask, attempt: int) -> int:
     try:
         return render_shard(_worker["recipe"], url, task, _worker["settings"])
     except BaseException:
-        print(f"shard task {task.split}/{task.factor} minibatches {task.start}-{task.stop - 1}"
-              f", try {attempt + 1} of {TASK_RETRIES + 1}, failed in process {os.getpid()}:\n"
-              f"{traceback.format_exc()}", file=sys.stderr, flush=True)
+        print(f"shard task {task}, try {attempt + 1} of {TASK_RETRIES + 1}, failed in process "
+              f"{os.getpid()}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
         raise
 
 
@@ -163,8 +162,7 @@ def run_on_pool(tasks: list[ShardTask], recipe: DatasetRecipe, url: str,
 
 def _log_death(log: str | None, running: list[ShardTask]) -> None:
     """Say in the workers' log (where their own output would have been) that one died."""
-    names = ", ".join(f"{t.split}/{t.factor} minibatches {t.start}-{t.stop - 1}"
-                      for t in running)
+    names = ", ".join(str(t) for t in running)
     line = (f"a worker process died while the pool ran {names}; those tasks run again on a "
             "fresh pool unless they have had their tries\n")
     if log is None:

@@ -45,6 +45,9 @@ class ShardTask:
     def size(self) -> int:
         return self.stop - self.start
 
+    def __str__(self) -> str:  # as messages and the workers' log name it
+        return f"{self.split}/{self.factor} minibatches {self.start}-{self.stop - 1}"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
