@@ -44,6 +44,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import types
 import typing
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ FORMAT_NAME = "dcign-train-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
 CHECKPOINT_NAME = "checkpoint.pt"
+SNAPSHOTS = "snapshots"  # a run's kept checkpoints (--snapshot-every): snapshots/step-N.pt
 
 # What a checkpoint may declare: well above any network dcign builds (paper150 is 150×150,
 # 200 latents, 96 channels, 4.1 M parameters and 3.1 M convolution outputs an image; small at
@@ -153,7 +155,31 @@ def checkpoint_file(run: str | Path) -> Path:
     return file
 
 
+def snapshot_files(run: str | Path) -> list[Path]:
+    """A run's kept snapshots (--snapshot-every), in step order."""
+    return sorted((Path(run) / SNAPSHOTS).glob("step-*.pt"),
+                  key=lambda f: int(f.stem.removeprefix("step-")))
+
+
 # ----------------------------------------------------------------------------- writing
+
+def keep_snapshot(checkpoint: Path, step: int) -> Path:
+    """Keep the checkpoint just written as snapshots/step-N.pt: a hard link (no copy; the
+    next checkpoint is renamed over checkpoint.pt, not written into it), a copy where the
+    filesystem has none."""
+    folder = checkpoint.parent / SNAPSHOTS
+    kept = folder / f"step-{step}.pt"
+    try:
+        folder.mkdir(exist_ok=True)
+        kept.unlink(missing_ok=True)  # a resumed run passing the same step again
+        try:
+            os.link(checkpoint, kept)
+        except OSError:
+            shutil.copyfile(checkpoint, kept)
+    except OSError as exc:
+        raise DcignError(f"could not keep the snapshot {kept} ({_reason(exc)})") from None
+    return kept
+
 
 def write_atomically(state: dict, path: Path) -> Path:
     """torch.save `state` to a temporary file, fsync it, rename it over `path`, fsync the

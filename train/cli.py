@@ -149,6 +149,9 @@ Examples:
 @click.option("--checkpoint-every", type=int, default=default("checkpoint_every"),
               show_default=True,
               help="Steps between checkpoints (a killed run loses at most these).")
+@click.option("--snapshot-every", type=int, default=default("snapshot_every"), metavar="N",
+              help="Also keep the checkpoint of every N-th step as snapshots/step-N.pt, for a "
+                   "learning curve (dcign-eval --curve RUN).")
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN]",
               help="Continue a run from its checkpoint: RUN (a run directory or its "
                    "checkpoint.pt), or --out's run when RUN is left out. The resumed run "

@@ -22,7 +22,7 @@ from .modes import method_class
 # command line, everything else from the checkpoint.
 RUNTIME_FIELDS = ("steps", "max_minutes", "device", "precision", "channels_last", "workers",
                   "pin_memory", "in_memory", "compile", "log_every", "checkpoint_every",
-                  "progress")
+                  "snapshot_every", "progress")
 PRECISIONS = ("auto", "fp32", "bf16")
 CLAMP_RULES = ("mean", "first")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -59,6 +59,7 @@ class TrainConfig:
     compile: bool = False
     log_every: int = 10
     checkpoint_every: int = 200
+    snapshot_every: int | None = None  # keep snapshots/step-N.pt every N steps (learning curves)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -78,6 +79,8 @@ class TrainConfig:
                             ("--checkpoint-every", self.checkpoint_every)):
             if value < 1:
                 raise DcignError(f"{flag} must be at least 1 (got {value})")
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise DcignError(f"--snapshot-every must be at least 1 (got {self.snapshot_every})")
         if not self.lr > 0 or not self.invariance >= 0:
             raise DcignError(f"--lr must be positive and --invariance non-negative (got "
                              f"{self.lr} and {self.invariance})")

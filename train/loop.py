@@ -30,7 +30,7 @@ from tqdm import tqdm
 from dcign.shared.errors import DamagedMinibatch, DcignError, StoreError
 from dcign.shared.factors import LATENT_SIZE
 
-from .checkpoint import CHECKPOINT_NAME, Checkpoint, store_sha256
+from .checkpoint import CHECKPOINT_NAME, Checkpoint, keep_snapshot, store_sha256
 from .clamping import active_mask
 from .config import TrainConfig
 from .data import (
@@ -257,8 +257,11 @@ def step_through(run: Run, loader: DataLoader, log: RunLog, bar: tqdm) -> None:
         bar.update(1)
         if run.step % cfg.log_every == 0 or run.step == cfg.steps:
             log_window(run, log, bar, window, out["grad_norm"])
-        if run.step % cfg.checkpoint_every == 0:
+        snapshot = cfg.snapshot_every is not None and run.step % cfg.snapshot_every == 0
+        if run.step % cfg.checkpoint_every == 0 or snapshot:
             save_checkpoint(run)
+        if snapshot and run.ranks.is_main:
+            keep_snapshot(run.checkpoint_path, run.step)
 
 
 # ----------------------------------------------------------------------------- one step
