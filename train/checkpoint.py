@@ -157,8 +157,12 @@ def checkpoint_file(run: str | Path) -> Path:
 
 def snapshot_files(run: str | Path) -> list[Path]:
     """A run's kept snapshots (--snapshot-every), in step order."""
-    return sorted((Path(run) / SNAPSHOTS).glob("step-*.pt"),
-                  key=lambda f: int(f.stem.removeprefix("step-")))
+    return sorted((Path(run) / SNAPSHOTS).glob("step-*.pt"), key=snapshot_step)
+
+
+def snapshot_step(file: Path) -> int:
+    """The step a snapshot was kept at, from its name (step-N.pt)."""
+    return int(file.stem.removeprefix("step-"))
 
 
 # ----------------------------------------------------------------------------- writing

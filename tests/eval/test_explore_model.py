@@ -119,14 +119,6 @@ def test_the_latent_text_reads_back_as_the_same_float32():
     assert em.latent_text(3.0) == "3" and em.latent_text(-1.5) == "-1.5"
 
 
-def test_named_checkpoints_are_a_hook_for_shipped_runs(monkeypatch, tmp_path):
-    with pytest.raises(DcignError, match="'faces64' is not shipped yet"):
-        em.resolve_checkpoint("faces64")
-    monkeypatch.setitem(em.SHIPPED, "faces64", tmp_path / "faces64-dcign")
-    assert em.resolve_checkpoint("faces64") == str(tmp_path / "faces64-dcign")
-    assert em.resolve_checkpoint("runs/mine") == "runs/mine"
-
-
 @pytest.mark.parametrize("mode", ["dcign", "vae"])
 def test_the_command_re_renders_the_very_pixels_of_the_edit(runs, mode, tmp_path):
     """The command the page shows, run as written, draws the edit the page drew."""

@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 from conftest import assert_one_line_error, train_run, tree_digest
 
-from dcign.train.checkpoint import Checkpoint, read_checkpoint
+from dcign.train.checkpoint import Checkpoint, read_checkpoint, snapshot_files
 from dcign.train.cli import main as train_main
 from dcign.train.eval.cli import main as eval_main
 from dcign.train.eval.trained import load_trained
@@ -296,3 +296,18 @@ def test_a_checkpoint_is_fsynced_before_its_rename_and_its_directory_after(train
     saved.write(tmp_path / "checkpoint.pt")
     assert events == ["fsync file", "rename", "fsync directory"]
     assert Checkpoint.read(tmp_path / "checkpoint.pt").step == saved.step
+
+
+def test_snapshot_every_keeps_each_nth_steps_checkpoint_untouched_by_later_steps(
+        tiny_store, tmp_path):
+    run = train_run(tiny_store, tmp_path / "run", steps=4, snapshot_every=2, checkpoint_every=3)
+    kept = snapshot_files(run)
+    assert [f.name for f in kept] == ["step-2.pt", "step-4.pt"]
+    first = kept[0].read_bytes()
+    assert [Checkpoint.read(f).step for f in kept] == [2, 4]
+    result = train("--store", tiny_store, "--resume", run, "--steps", 6, "--snapshot-every", 2)
+    assert result.exit_code == 0, result.output
+    assert [f.name for f in snapshot_files(run)] == ["step-2.pt", "step-4.pt", "step-6.pt"]
+    assert kept[0].read_bytes() == first  # a hard link: the renamed checkpoint left it alone
+    a, b = (Checkpoint.read(f).weights for f in (kept[0], run / "checkpoint.pt"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)

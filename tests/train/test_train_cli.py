@@ -120,6 +120,7 @@ def test_paper150_on_a_small_store_is_refused(blobs):
     ("--steps", 0, "--steps must be at least 1"),
     ("--log-every", 0, "--log-every must be at least 1"),
     ("--checkpoint-every", 0, "--checkpoint-every must be at least 1"),
+    ("--snapshot-every", 0, "--snapshot-every must be at least 1"),
     ("--minibatches-per-step", 0, "--minibatches-per-step must be at least 1"),
     ("--lr", -1, "--lr must be positive"),
     ("--invariance", -0.5, "--invariance non-negative"),

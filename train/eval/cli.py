@@ -9,18 +9,20 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from dcign.shared.cli import DcignCommand
 from dcign.shared.errors import DcignError
-from dcign.shared.factors import Factor, latent_slice
+from dcign.shared.factors import Factor
 from dcign.shared.store import Store, open_store
 
-from ..checkpoint import checkpoint_file
 from ..device import pick_device
 from . import report
+from .curve import DEFAULT_POINTS, curve_checkpoints, curve_rows, measure_point
 from .disentanglement import DEFAULT_BINS, DEFAULT_SAMPLES
 from .figures import (
     compare_figure,
+    curve_figure,
     novel_view_figure,
     pair_grid_figure,
     scatter_figure,
@@ -34,9 +36,17 @@ from .measures import (
     inferred_vs_true,
     reconstruction,
     traversal_inputs,
+    view_latents,
 )
 from .novel_views import NovelViews, measure_novel_views
-from .trained import Trained, check_same_kind, load_trained, parse_values, sweep
+from .trained import (
+    Trained,
+    check_same_kind,
+    default_report,
+    load_trained,
+    parse_values,
+    sweep,
+)
 
 EPILOG = """\b
 Examples:
@@ -49,6 +59,12 @@ Examples:
 \b
   # several runs' numbers in one table and one plot
   dcign-eval --compare runs/faces64-dcign runs/faces64-vae --store datasets/faces64.zarr
+\b
+  # a learning curve from the snapshots of dcign-train --snapshot-every 1000
+  dcign-eval --curve runs/faces64-dcign --store datasets/faces64.zarr
+\b
+  # a shipped model (see docs/models.md)
+  dcign-eval --checkpoint faces64 --store datasets/faces64.zarr
 """
 
 
@@ -72,20 +88,6 @@ class Measured:
     inferred: dict
     disentanglement: dict
     novel: NovelViews
-
-
-def view_latents(trained: Trained, latents: dict) -> dict[str, list[int]]:
-    """Per factor, the latents a novel view sets: the factor's whole group where the method
-    assigns the table's groups (DC-IGN), else the one chosen latent."""
-    size = trained.model.arch.latent_size
-    chosen = {}
-    for f in trained.factors:
-        z = latents.get(f.name, {}).get("latent")
-        if z is None or f.is_intrinsic:
-            continue
-        assigned = trained.method.assigns_latents
-        chosen[f.name] = list(range(size))[latent_slice(f, size)] if assigned else [z]
-    return chosen
 
 
 def measure(run: str | Path, opts: Options) -> Measured:
@@ -205,7 +207,7 @@ def novel_views(main_run: Measured, baseline: Measured, values: np.ndarray, imag
 
 def evaluate_one(checkpoint: str, baseline: str | None, values: np.ndarray, images: int,
                  opts: Options, out: Path | None) -> tuple[Path, str]:
-    out = report.check_out(out or checkpoint_file(checkpoint).parent / "report")
+    out = report.check_out(out or default_report(checkpoint, "report"))
     main_run = measure(checkpoint, opts)
     report.prepare_out(out)
     factors = list(opts.store.spec.factors)
@@ -296,7 +298,7 @@ def scientific(mse: float | None) -> str | None:
 
 
 def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Path, str]:
-    out = report.check_out(out or checkpoint_file(runs[0]).parent.parent / "compare")
+    out = report.check_out(out or default_report(runs[0], "compare", up=1))
     measured = [measure(r, opts) for r in runs]
     report.prepare_out(out)
     rows = [{"name": m.trained.name, "values": metric_values(m)} for m in measured]
@@ -322,7 +324,47 @@ def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Pat
     return html, report.text_table(header, table)
 
 
+# ----------------------------------------------------------------------------- a learning curve
+
+def learning_curve(run: str, points: int, opts: Options, out: Path | None) -> tuple[Path, str]:
+    """Every chosen snapshot of `run` measured: report.json, curve.png and a table."""
+    checkpoints = curve_checkpoints(run, points)
+    out = report.check_out(out or default_report(run, "curve"))
+    measured = []
+    with tqdm(checkpoints, desc="snapshots", unit="snapshot", leave=False) as bar:
+        for checkpoint in bar:
+            measured.append(measure_point(checkpoint, opts.store, opts.device, opts.seed))
+    report.prepare_out(out)
+    data = [p.to_dict() for p in measured]
+    plot = curve_figure(data, f"{run}: learning curve on {opts.store.path}", out / "curve.png")
+    report.write_json({"run": str(run), "store": str(opts.store.path), "seed": opts.seed,
+                       "device": str(opts.device), "points": data, "how": NOVEL_VIEW_NOTE,
+                       "figures": [plot.name]}, out)
+    header, rows = curve_rows(measured)
+    return plot, report.text_table(header, rows)
+
+
 # ----------------------------------------------------------------------------- the command
+
+def check_request(runs: tuple[str, ...], checkpoint: str | None, baseline: str | None,
+                  compare_runs: bool, curve_run: str | None) -> None:
+    """One of: --checkpoint RUN [--baseline RUN], --compare RUN_A RUN_B …, --curve RUN."""
+    if curve_run is not None:
+        if compare_runs or runs or checkpoint or baseline:
+            raise DcignError("--curve RUN takes one run and no --checkpoint, --baseline or "
+                             "--compare")
+    elif compare_runs:
+        if len(runs) < 2:
+            raise DcignError("--compare needs at least two runs as arguments")
+        if checkpoint or baseline:
+            raise DcignError("--compare takes its runs as arguments, not --checkpoint or "
+                             "--baseline")
+    elif runs:
+        raise DcignError(f"unexpected argument {runs[0]!r} (give runs with --compare, or one "
+                         "run with --checkpoint)")
+    elif checkpoint is None:
+        raise DcignError("give --checkpoint RUN (or --compare RUN_A RUN_B …, or --curve RUN)")
+
 
 @click.command(cls=DcignCommand, epilog=EPILOG,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -337,6 +379,11 @@ def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Pat
               help="A second run (e.g. the VAE baseline) for the side-by-side novel views.")
 @click.option("--compare", "compare_runs", is_flag=True,
               help="Compare the RUNS given as arguments: one table and one plot.")
+@click.option("--curve", "curve_run", default=None, metavar="RUN",
+              help="A learning curve of RUN instead: held-out MSE and novel-view error at "
+                   "each snapshot it kept (dcign-train --snapshot-every N).")
+@click.option("--points", type=click.IntRange(2), default=DEFAULT_POINTS, show_default=True,
+              help="--curve: snapshots measured at most, evenly spread, the last always.")
 @click.option("--sweep", "sweep_text", default="-15:15:9", show_default=True,
               help="Traversal values START:STOP:N (the paper sweeps -15 … +15).")
 @click.option("--traversal-images", type=click.IntRange(1, 16), default=4, show_default=True,
@@ -348,8 +395,8 @@ def compare(runs: tuple[str, ...], opts: Options, out: Path | None) -> tuple[Pat
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the metric sampling and the ELBO's noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
-def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, traversal_images,
-         samples, bins, seed, device):
+def main(runs, checkpoint, store, out, baseline, compare_runs, curve_run, points, sweep_text,
+         traversal_images, samples, bins, seed, device):
     """Evaluate a DC-IGN (or VAE baseline) checkpoint on a store's held-out minibatches.
 
     Writes PNG figures (latent traversals, inferred vs true factors, optionally the
@@ -357,20 +404,12 @@ def main(runs, checkpoint, store, out, baseline, compare_runs, sweep_text, trave
     minibatch type, Pearson/Spearman r, MIG, DCI, SAP, FactorVAE, with sample counts and
     seeds) and a self-contained report.html; prints a table and the report's path.
     """
-    if compare_runs:
-        if len(runs) < 2:
-            raise DcignError("--compare needs at least two runs as arguments")
-        if checkpoint or baseline:
-            raise DcignError("--compare takes its runs as arguments, not --checkpoint or "
-                             "--baseline")
-    elif runs:
-        raise DcignError(f"unexpected argument {runs[0]!r} (give runs with --compare, or one "
-                         "run with --checkpoint)")
-    elif checkpoint is None:
-        raise DcignError("give --checkpoint RUN (or --compare RUN_A RUN_B …)")
+    check_request(runs, checkpoint, baseline, compare_runs, curve_run)
     values = parse_values(sweep_text, "--sweep")
     opts = Options(open_store(store), pick_device(device), seed, samples, bins)
-    if compare_runs:
+    if curve_run is not None:
+        html, table = learning_curve(curve_run, points, opts, out)
+    elif compare_runs:
         html, table = compare(runs, opts, out)
     else:
         html, table = evaluate_one(checkpoint, baseline, values, traversal_images, opts, out)

@@ -29,6 +29,7 @@ from dcign.shared.errors import DcignError
 from dcign.shared.store import Store, open_store
 
 from ..device import pick_device
+from ..shipped import NAMES, held_out_store, shipped_name
 from . import explore_model as em
 from .trained import Trained, check_same_kind, load_trained
 
@@ -49,8 +50,11 @@ Examples:
   # any image of your own (upload it on the page), another port, no browser opened
   dcign-explore --checkpoint runs/faces64-dcign/checkpoint.pt --port 8000 --no-browser
 \b
-Shipped checkpoints: {', '.join(em.COMING)} will be named here (--checkpoint faces64) once
-dcign ships them; until then give a run directory or checkpoint.pt.
+  # a shipped model (faces64 is the default), held-out images rendered on the spot
+  dcign-explore
+  dcign-explore --checkpoint chairs64
+\b
+Shipped checkpoints: {', '.join(NAMES)} (their model cards: docs/models.md).
 """
 
 
@@ -126,7 +130,8 @@ class Explorer:
             same = em.same_edit(self.controls, self.baseline_controls, theirs, edit)
             answer["baseline_render"] = em.decode(self.baseline, same)
         image = self.folder / f"input-{digest}.png"
-        answer["command"] = em.rerender_command(self.main.checkpoint, image, edit, self.controls,
+        checkpoint = shipped_name(self.main.checkpoint) or self.main.checkpoint
+        answer["command"] = em.rerender_command(checkpoint, image, edit, self.controls,
                                                 self.main.method.assigns_latents)
         answer["latents"] = "  ".join(f"z{i + 1}={em.latent_text(edit[i])}"
                                       for s in self.controls for i in s.latents)
@@ -169,22 +174,26 @@ def build_explorer(checkpoint: str, baseline: str | None, store_path: str | None
                    device: str = "cpu", folder: Path | None = None) -> Explorer:
     """Load and check everything the page needs; every mismatch is one line."""
     dev = pick_device(device)
-    main = load_trained(em.resolve_checkpoint(checkpoint), dev)
+    main = load_trained(checkpoint, dev)
+    folder = folder or Path(tempfile.mkdtemp(prefix="dcign-explore-"))
+    name = shipped_name(main.checkpoint)
+    if store_path is None and name is not None:
+        click.echo(f"rendering held-out images for {name} with dcign-render…", err=True)
+        store_path = str(held_out_store(name, folder / f"{name}-held-out.zarr"))
     store = None
     if store_path is not None:
         store = open_store(store_path)
         check_same_kind(main, store.spec, store_path)
     other = None
     if baseline is not None:
-        other = load_trained(em.resolve_checkpoint(baseline), dev)
+        other = load_trained(baseline, dev)
         if describe(other) != describe(main):
             raise DcignError(f"--baseline {other.checkpoint} is a {describe(other)} network; "
                              f"{main.checkpoint} a {describe(main)} one")
     controls = em.sliders(main, store)
     if not controls:
         raise DcignError(f"{main.checkpoint}: no factor has a latent to slide")
-    explorer = Explorer(main, controls, folder or Path(tempfile.mkdtemp(prefix="dcign-explore-")),
-                        other, em.sliders(other, store) if other else [],
+    explorer = Explorer(main, controls, folder, other, em.sliders(other, store) if other else [],
                         store_path=store_path)
     if store is not None:
         explorer.held_out, explorer.held_out_labels = held_out_images(store)
@@ -214,8 +223,9 @@ def free_port(port: int) -> int:
 
 @click.command(cls=DcignCommand, epilog=EPILOG,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--checkpoint", required=True,
-              help="Run directory or checkpoint.pt (a shipped name once there are some).")
+@click.option("--checkpoint", default=NAMES[0], show_default=True,
+              help=f"Run directory, checkpoint.pt, or a shipped model: {', '.join(NAMES)} "
+                   "(then held-out images are rendered on the spot unless --store is given).")
 @click.option("--baseline", default=None,
               help="A second run (e.g. the VAE baseline) shown beside, with the same edit.")
 @click.option("--store", "store_path", default=None,

@@ -41,22 +41,6 @@ LATENT_RANGE = 6.0  # a latent slider's ends, ± this, when no store shows the c
 MIN_RANGE = 3.0  # with a store: the held-out codes' spread padded by half, and at least ± this
 FULL_TURN = 360.0
 
-# Checkpoints that dcign will ship (issue 23, items 3-4), by name → run directory or
-# checkpoint.pt; `--checkpoint faces64` will name one. None is shipped yet.
-SHIPPED: dict[str, Path] = {}
-COMING = ("faces64", "chairs64")
-
-
-def resolve_checkpoint(text: str) -> str:
-    """A shipped checkpoint's name → its file; anything else is a path, as given."""
-    if text in SHIPPED:
-        return str(SHIPPED[text])
-    if text in COMING and not Path(text).exists():
-        raise DcignError(f"{text!r} is not shipped yet; give a run directory or checkpoint.pt "
-                         "(dcign-train writes one)")
-    return text
-
-
 @dataclass(frozen=True)
 class Slider:
     """One factor's control: which latents it sets, and how."""

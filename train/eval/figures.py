@@ -183,3 +183,30 @@ def pair_grid_figure(rows: list[tuple[str, np.ndarray]], labels: list[str], titl
     axes[0, 0].set_title(title, fontsize=9)
     fig.tight_layout()
     return save(fig, path)
+
+
+def curve_figure(points: list[dict], title: str, path: Path) -> Path:
+    """A learning curve: held-out MSE against step (left); per factor, the novel-view MSE
+    against step with its floors, the training mean of the target view (dashed) and half
+    of it (dotted: the shipped faces model's target) (right)."""
+    steps = [p["step"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    left.plot(steps, [p["mse_per_pixel"] for p in points], "o-", color="k", ms=3)
+    left.set_title("held-out reconstruction", fontsize=9)
+    left.set_ylabel("MSE/pixel", fontsize=8)
+    for i, factor in enumerate(points[0]["novel_view"]):
+        colour = f"C{i}"
+        right.plot(steps, [p["novel_view"][factor] for p in points], "o-", ms=3, color=colour,
+                   label=factor)
+        floor = points[-1]["floors"][factor]["view_mean"]
+        right.axhline(floor, color=colour, ls="--", lw=0.8)
+        right.axhline(floor / 2, color=colour, ls=":", lw=0.8)
+    right.set_title("novel view (dashed: view-mean floor; dotted: half)", fontsize=9)
+    right.legend(fontsize=7, frameon=False)
+    for ax in (left, right):
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_yscale("log")
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)

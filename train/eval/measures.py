@@ -99,6 +99,20 @@ def reconstruction(trained: Trained, store: Store, test: EncodedTest, device: to
             "paper_chairs_mse_per_pixel": PAPER_CHAIRS_MSE}
 
 
+def view_latents(trained: Trained, latents: dict) -> dict[str, list[int]]:
+    """Per factor, the latents a novel view sets: the factor's whole group where the method
+    assigns the table's groups (DC-IGN), else the one chosen latent."""
+    size = trained.model.arch.latent_size
+    chosen = {}
+    for f in trained.factors:
+        z = latents.get(f.name, {}).get("latent")
+        if z is None or f.is_intrinsic:
+            continue
+        assigned = trained.method.assigns_latents
+        chosen[f.name] = list(range(size))[latent_slice(f, size)] if assigned else [z]
+    return chosen
+
+
 def choose_latents(trained: Trained, test: EncodedTest) -> dict:
     """{factor: {latent, rule}}: the table's group where the method assigns latents; the
     paper's largest-variance rule where it learns no assignment."""

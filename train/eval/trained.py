@@ -22,6 +22,7 @@ from ..config import TrainConfig
 from ..data import network_output
 from ..model import DCIGN
 from ..modes import Method, method_for
+from ..shipped import resolve_checkpoint, shipped_name
 from .encoding import to_tensor
 
 
@@ -44,8 +45,10 @@ class Trained:
 
     @property
     def name(self) -> str:
-        """The run's name: its directory (runs/faces64-dcign → faces64-dcign)."""
-        return self.checkpoint.parent.name or str(self.checkpoint)
+        """The run's name: its directory (runs/faces64-dcign → faces64-dcign), or a shipped
+        checkpoint's name (faces64)."""
+        return shipped_name(self.checkpoint) or self.checkpoint.parent.name or str(
+            self.checkpoint)
 
     @property
     def image_size(self) -> int:
@@ -68,8 +71,9 @@ class Trained:
 
 
 def load_trained(run: str | Path, device: torch.device) -> Trained:
-    """A run directory's (or checkpoint file's) network in eval mode on `device`."""
-    file = checkpoint_file(run)
+    """A run directory's (or checkpoint file's, or shipped checkpoint's) network in eval mode
+    on `device`, in float32 whatever precision its weights were stored in."""
+    file = checkpoint_file(resolve_checkpoint(run))
     saved = Checkpoint.read(file)  # checked whole: a network is built only from what fits
     try:
         method = method_for(saved.config)
@@ -77,6 +81,15 @@ def load_trained(run: str | Path, device: torch.device) -> Trained:
         raise DcignError(f"{file} was trained with settings this dcign refuses: {exc}") from None
     model = saved.network().to(device).eval()
     return Trained(file, model, method, saved.step, saved.store, saved.config, saved.factors)
+
+
+def default_report(run: str | Path, folder: str, up: int = 0) -> Path:
+    """Where a report goes unless told: `folder` in the checkpoint's directory (`up` levels
+    above it), or for a shipped checkpoint, which lives inside the installed package,
+    NAME-`folder` in the working directory."""
+    file = checkpoint_file(resolve_checkpoint(run))
+    name = shipped_name(file)
+    return Path(f"{name}-{folder}") if name else file.parents[up] / folder
 
 
 def check_same_kind(trained: Trained, spec: StoreSpec, store_path: str | Path) -> None:
