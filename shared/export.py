@@ -116,19 +116,6 @@ class ExportSummary:
 
 # ----------------------------------------------------------------------------- planning
 
-def store_digest(store: Store) -> str:
-    """What identifies a store's content cheaply: its attributes (factor table, generator,
-    seed, model; not its run history, which a repair extends without changing a byte) and
-    every section's complete minibatches (their markers, not their pixels: a minibatch is a
-    pure function of the settings and its index)."""
-    attrs = {k: v for k, v in store.root.attrs.asdict()[ATTRS_KEY].items() if k != "history"}
-    h = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
-    for split, factor in store.sections():
-        h.update(f"{split}/{factor}:".encode())
-        h.update(store.complete(split, factor).astype("<i8").tobytes())
-    return h.hexdigest()
-
-
 def prepare_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
                    splits: tuple[str, ...] = ()) -> ExportRequest:
     """The files an export of `store` (of the named factors and splits, or all) holds."""
@@ -152,7 +139,7 @@ def prepare_export(store: Store, out: str | Path, factors: tuple[str, ...] = (),
                          + (" of the factors and splits asked for" if factors or splits else ""))
     settings = {"format_version": FORMAT_VERSION, "factors": sorted(factors),
                 "splits": sorted(splits), "png_level": PNG_LEVEL}
-    return ExportRequest(store, target, tuple(files), store_digest(store), settings)
+    return ExportRequest(store, target, tuple(files), store.content_digest(), settings)
 
 
 def existing_export(request: ExportRequest, overwrite: bool) -> bool:
@@ -405,7 +392,7 @@ def export_store(request: ExportRequest, overwrite: bool = False,
         if scheduler and announcement(scheduler, scheduler_from):
             note(announcement(scheduler, scheduler_from))  # reachable: now it is said
         lock = stack.enter_context(writer_lock(locate(request.store.path), note, EXPORT))
-        if store_digest(request.store) != request.digest:
+        if request.store.content_digest() != request.digest:
             raise DcignError(f"{request.store.path} changed since the export was planned (a "
                              "render or repair wrote to it); rerun the export")
         if existing_export(request, overwrite):

@@ -17,6 +17,8 @@ listing rather than by reading them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -409,6 +411,19 @@ class Store:
             return bool(sync(self.root.store.exists(key)))
         except OSError as exc:
             raise StoreReadError(self.path, f"the metadata of {where}", exc) from None
+
+    def content_digest(self) -> str:
+        """What identifies the store's content cheaply (sha256 hex): its attributes (factor
+        table, generator, seed, model; not its run history, which a repair extends without
+        changing a byte) and every section's complete minibatches (their markers, not their
+        pixels: a minibatch is a pure function of the settings and its index). An export and
+        a shipped model's card name their store by it."""
+        attrs = {k: v for k, v in self.root.attrs.asdict()[ATTRS_KEY].items() if k != "history"}
+        h = hashlib.sha256(json.dumps(attrs, sort_keys=True).encode())
+        for split, factor in self.sections():
+            h.update(f"{split}/{factor}:".encode())
+            h.update(self.complete(split, factor).astype("<i8").tobytes())
+        return h.hexdigest()
 
     def complete(self, split: str, factor: str) -> np.ndarray:
         """Indices of the complete minibatches of (split, factor), ascending."""

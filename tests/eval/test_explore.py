@@ -135,16 +135,16 @@ def test_a_baseline_that_ties_nothing_without_a_store_is_one_line(runs):
                           "give --store")
 
 
-def test_a_shipped_name_not_yet_shipped_is_one_line():
-    assert_one_line_error(run("--checkpoint", "chairs64", "--port", 0, "--no-browser"),
-                          "'chairs64' is not shipped yet")
+def test_a_checkpoint_that_is_neither_a_path_nor_a_shipped_name_is_one_line():
+    assert_one_line_error(run("--checkpoint", "faces65", "--port", 0, "--no-browser"),
+                          "no checkpoint at faces65")
 
 
-def test_help_gives_examples_and_names_the_checkpoints_to_come():
+def test_help_gives_examples_and_names_the_shipped_checkpoints():
     result = run("--help")
     assert result.exit_code == 0
     for needle in ("--checkpoint runs/faces64-dcign --baseline runs/faces64-vae",
-                   "faces64, chairs64 will be named here", "127.0.0.1"):
+                   "Shipped checkpoints: faces64, chairs64", "[default: faces64]", "127.0.0.1"):
         assert needle in " ".join(result.output.split()), needle
 
 

@@ -29,7 +29,7 @@ from dcign.shared.errors import DcignError
 from dcign.shared.store import Store, open_store
 
 from ..device import pick_device
-from ..shipped import NAMES, held_out_store, shipped_name
+from ..shipped import NAMES, card, held_out_store, shipped_name
 from . import explore_model as em
 from .trained import Trained, check_same_kind, load_trained
 
@@ -54,7 +54,7 @@ Examples:
   dcign-explore
   dcign-explore --checkpoint chairs64
 \b
-Shipped checkpoints: {', '.join(NAMES)} (their model cards: docs/models.md).
+Shipped checkpoints: {', '.join(NAMES)} (model cards: train/shipped/NAME.md).
 """
 
 
@@ -179,7 +179,7 @@ def build_explorer(checkpoint: str, baseline: str | None, store_path: str | None
     name = shipped_name(main.checkpoint)
     if store_path is None and name is not None:
         click.echo(f"rendering held-out images for {name} with dcign-render…", err=True)
-        store_path = str(held_out_store(name, folder / f"{name}-held-out.zarr"))
+        store_path = str(held_out_store(card(name)["render"], folder / f"{name}-held-out.zarr"))
     store = None
     if store_path is not None:
         store = open_store(store_path)

@@ -66,16 +66,15 @@ def card(name: str) -> dict:
     return json.loads((FOLDER / f"{name}.json").read_text())
 
 
-def held_out_store(name: str, out: Path, minibatches: int = HELD_OUT_MINIBATCHES) -> Path:
-    """Render the first `minibatches` test minibatches of each factor of the store `name` was
-    trained on into a new store at `out`, through dcign-render with the card's settings."""
-    render = card(name)["render"]
+def held_out_store(render: dict, out: Path, minibatches: int = HELD_OUT_MINIBATCHES) -> Path:
+    """Render the first `minibatches` test minibatches of each factor of the store a card's
+    `render` settings made into a new store at `out`, through dcign-render."""
     args = [render["dataset"], *render["options"], "--batches", "1",
             "--test-batches", str(minibatches), "--workers", "1", "--quiet", "--out", str(out)]
     done = subprocess.run([sys.executable, "-m", "dcign.render.cli", *args],
                           capture_output=True, text=True)
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise DcignError(f"could not render held-out images for {name} "
-                         f"(dcign-render {shlex.join(args)}: {why})")
+        raise DcignError(f"could not render held-out images (dcign-render "
+                         f"{shlex.join(args)}: {why})")
     return out
