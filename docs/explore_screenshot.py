@@ -2,8 +2,9 @@
 started on a free port, its Gradio page opened in Debian's Chromium by Playwright (as the
 browser test does), and the page captured once it has drawn its first re-render.
 
+    python docs/explore_screenshot.py --out docs/explore.png   # what `dcign-explore` opens on
     python docs/explore_screenshot.py --checkpoint runs/faces64-dcign \\
-        --baseline runs/faces64-vae --store datasets/faces64.zarr --out docs/explore.png
+        --baseline runs/faces64-vae --store datasets/faces64.zarr --out docs/explore-vae.png
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from playwright.sync_api import sync_playwright
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint")
     parser.add_argument("--baseline")
-    parser.add_argument("--store", required=True)
+    parser.add_argument("--store")
     parser.add_argument("--out", default="docs/explore.png")
     parser.add_argument("--colours", type=int, default=96, help="palette size of the PNG")
     args = parser.parse_args()
-    command = [str(Path(sys.executable).with_name("dcign-explore")), "--checkpoint",
-               args.checkpoint, "--store", args.store, "--port", "0", "--no-browser"]
-    if args.baseline:
-        command += ["--baseline", args.baseline]
+    command = [str(Path(sys.executable).with_name("dcign-explore")), "--port", "0",
+               "--no-browser"]
+    for flag in ("checkpoint", "baseline", "store"):
+        if getattr(args, flag):
+            command += [f"--{flag}", getattr(args, flag)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().split()[1]

@@ -17,6 +17,11 @@ refuses the same files in the same words.
     factors       the run's factor table (the store's, with --latent-group applied)
     store_counts  complete minibatches per batch type when written
 
+With `--snapshot-every N` the run also keeps the checkpoint of every N-th step as
+`snapshots/step-N.pt` (a hard link to the file just written), for `dcign-eval --curve`. A
+shipped checkpoint (`train/shipped/`) is this format with float16 weights and no optimiser
+state; it is read the same way, and its weights become float32 when the network is built.
+
 Older files of version 1 are migrated on read: without `factors` (before --latent-group) they
 get the store's table, without `arch.mirror_odd` (before --mirror-odd) none, and an
 `rng.noise` random generator (before the noise became a function of seed, step and minibatch) is

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,6 @@ if os.environ.get("DCIGN_REQUIRE_BROWSER") != "1":  # .ci/run requires it: no sk
                                                              "chromium; .ci/run does)")
 from playwright import sync_api  # noqa: E402
 
-SCREENSHOT = os.environ.get("DCIGN_EXPLORE_SCREENSHOT")  # where to keep the first view
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -48,17 +47,18 @@ def run(tmp_path_factory):
     return {"store": store, "root": root, "run": train_run(store, root / "dcign", steps=20)}
 
 
-@pytest.fixture(scope="module")
-def explorer_url(run):
-    """The installed dcign-explore on a free port, until the module's tests end."""
+@contextmanager
+def started_explorer(*args, wait_s: float = 60):
+    """The installed dcign-explore with `args` on a free port: its address, until the block
+    ends."""
     process = subprocess.Popen(
-        [installed("dcign-explore"), "--checkpoint", run["run"], "--store", run["store"],
-         "--port", "0", "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        [installed("dcign-explore"), *map(str, args), "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"})
     first = []
     reader = threading.Thread(target=lambda: first.append(process.stdout.readline()))
     reader.start()
-    reader.join(60)
+    reader.join(wait_s)
     try:
         assert first and first[0].startswith("dcign-explore: http://127.0.0.1:"), (
             first, process.poll() is not None and process.stderr.read())
@@ -68,20 +68,35 @@ def explorer_url(run):
         process.wait(10)
 
 
-@pytest.fixture(scope="module")
-def browser_page(explorer_url):
-    """The page as it opens, and every URL it requested."""
+@contextmanager
+def opened(url: str):
+    """Chromium showing the page once it has drawn its first re-render, and every URL the
+    page requested."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)
         page = browser.new_page(viewport={"width": 1100, "height": 1000})
         page.set_default_timeout(20_000)
         requests = []
         page.on("request", lambda request: requests.append(request.url))
-        page.goto(explorer_url)
+        page.goto(url)
         page.wait_for_function("(document.querySelector('#command textarea') || {}).value"
                                "?.startsWith('dcign-rerender')")
-        yield page, explorer_url, requests
+        yield page, requests
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def explorer_url(run):
+    """The installed dcign-explore on a free port, until the module's tests end."""
+    with started_explorer("--checkpoint", run["run"], "--store", run["store"]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser_page(explorer_url):
+    """The page as it opens, and every URL it requested."""
+    with opened(explorer_url) as (page, requests):
+        yield page, explorer_url, requests
 
 
 @pytest.fixture
@@ -157,8 +172,6 @@ def test_the_first_view_shows_a_held_out_image_its_reconstruction_and_sliders(pa
     assert labels == ["azimuth (z1)", "elevation (z2)", "light (z3)"]
     assert text(page, "command").startswith("dcign-rerender --checkpoint ")
     assert page.locator("#error [role=alert]").count() == 0  # no error shown
-    if SCREENSHOT:
-        page.screenshot(path=SCREENSHOT, full_page=True)
 
 
 def test_the_page_fetches_nothing_from_elsewhere(browser_page):
@@ -245,3 +258,13 @@ def test_an_unreadable_upload_is_one_line_in_the_page(page, tmp_path):
     page.wait_for_selector("#error [role=alert]")
     assert page.inner_text("#error [role=alert]") == ("the upload is not a readable image "
                                                       "(UnidentifiedImageError)")
+
+
+def test_with_no_arguments_the_page_opens_the_shipped_faces_model_on_faces_it_rendered():
+    with started_explorer(wait_s=180) as url, opened(url) as (page, requests):
+        assert text(page, "command").startswith("dcign-rerender --checkpoint faces64 ")
+        assert text(page, "image-label") == "test/azimuth minibatch 0 image 0"
+        face = shown(page, "input")
+        assert face.shape[:2] == (64, 64) and face.std() > 10  # a rendered face, not a blank
+        assert page.locator("#error [role=alert]").count() == 0
+        assert all(r.startswith((url.rstrip("/"), "data:", "blob:")) for r in requests)

@@ -121,13 +121,28 @@ def test_the_training_loop_never_imports_evaluation(graph):
     assert [t for t in inside if t.startswith("dcign.train.eval")] == []
 
 
+# Downstream of evaluation: the tools that ship a finished run with its evaluation
+# (train/shipped/ship.py, check.py). The shipped package itself (names → files) stays below.
+SHIPPING_TOOLS = ("dcign.train.shipped.ship", "dcign.train.shipped.check")
+
+
 def test_only_the_training_command_wires_evaluation_into_training(graph):
-    """Data flows one way: train/ → train/eval/, through dcign-train's command alone."""
+    """Data flows one way: train/ → train/eval/, through dcign-train's command alone; only
+    the shipping tools, which package runs that are already trained, sit above evaluation."""
     offending = [(m, t) for m, (inside, _) in graph.items()
                  if m.startswith("dcign.train") and not m.startswith("dcign.train.eval")
-                 and m != "dcign.train.cli"
+                 and m != "dcign.train.cli" and m not in SHIPPING_TOOLS
                  for t in inside if t.startswith("dcign.train.eval")]
     assert offending == []
+
+
+def test_the_shipped_names_sit_below_evaluation_and_the_shipping_tools_above_it(graph):
+    """Evaluation resolves `faces64` through dcign.train.shipped, so that package never
+    imports evaluation; nothing but the shipping tools' own command imports them."""
+    assert [t for t in graph["dcign.train.shipped"][0] if t.startswith("dcign.train.eval")] == []
+    importers = [m for m, (inside, _) in graph.items() if set(SHIPPING_TOOLS) & inside
+                 and m not in SHIPPING_TOOLS]
+    assert importers == []
 
 
 STORE_SCHEMA, STORE_READER, STORE_WRITER = ("dcign.shared.store_schema", "dcign.shared.store",
