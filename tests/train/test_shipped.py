@@ -23,7 +23,7 @@ from dcign.train.eval.cli import main as eval_main
 from dcign.train.eval.explore import build_explorer
 from dcign.train.eval.rerender import main as rerender_main
 from dcign.train.eval.trained import load_trained
-from dcign.train.shipped import NAMES, card, held_out_store, resolve_checkpoint, shipped_file
+from dcign.train.shipped import CHECK_MINIBATCHES, NAMES, card, held_out_store, resolve_checkpoint, shipped_file
 from dcign.train.shipped.check import encoding_check, median_angle_error
 from dcign.train.shipped.ship import main as ship_main
 
@@ -35,7 +35,8 @@ CPU = torch.device("cpu")
 def fresh(tmp_path_factory) -> dict[str, Path]:
     """Per shipped model, its store's first held-out minibatches rendered afresh."""
     root = tmp_path_factory.mktemp("fresh")
-    return {name: held_out_store(card(name)["render"], root / f"{name}.zarr") for name in NAMES}
+    return {name: held_out_store(card(name)["render"], root / f"{name}.zarr", CHECK_MINIBATCHES)
+            for name in NAMES}
 
 
 # ----------------------------------------------------------------------------- what ships
@@ -137,7 +138,7 @@ def test_ship_makes_half_weights_a_card_and_promises_from_a_run(tiny_store, tmp_
     assert facts["training"]["steps"] == 3 and facts["commit"] == "abc1234"
     assert set(facts["eval"]) == {"float32", "float16"}
     assert set(facts["fresh_renders"]) == {"azimuth", "elevation", "light"}
-    assert all(e["images"] == 2 * 4 for e in facts["fresh_renders"].values())
+    assert all(e["images"] == CHECK_MINIBATCHES * 4 for e in facts["fresh_renders"].values())
     card_text = (folder / "tiny.md").read_text()
     assert "## Fidelity target" in card_text and "abc1234" in card_text
     full, half = (load_trained(p, CPU).model for p in (run, folder / "tiny.pt"))

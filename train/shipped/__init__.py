@@ -32,6 +32,9 @@ from dcign.shared.errors import DcignError
 NAMES = ("faces64", "chairs64")
 FOLDER = Path(__file__).resolve().parent
 HELD_OUT_MINIBATCHES = 2  # test minibatches per factor rendered for the explorer
+# The card's promises are measured on more: |r| over 40 images moved by ±0.03 between the
+# first two minibatches and the whole test split, too loose for a promise of 0.9.
+CHECK_MINIBATCHES = 10
 
 
 def shipped_name(path: str | Path) -> str | None:

@@ -33,7 +33,7 @@ from ..checkpoint import Checkpoint, checkpoint_file, write_atomically
 from ..eval.cli import Options, measure, run_summary
 from ..eval.disentanglement import DEFAULT_BINS, DEFAULT_SAMPLES
 from ..eval.trained import load_trained
-from . import FOLDER, held_out_store
+from . import CHECK_MINIBATCHES, FOLDER, held_out_store
 from .check import encoding_check
 from .model_card import model_card
 
@@ -146,10 +146,15 @@ def main(run, name, store_path, render_command, train_command, commit, note, tar
     facts["eval"] = {"float32": evaluation(run, store), "float16": evaluation(shipped, store)}
     (folder / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
     with tempfile.TemporaryDirectory() as tmp:
-        fresh_store = open_store(held_out_store(facts["render"], Path(tmp) / "held-out.zarr"))
+        fresh_store = open_store(held_out_store(facts["render"], Path(tmp) / "held-out.zarr",
+                                                    CHECK_MINIBATCHES))
         trained = load_trained(shipped, torch.device("cpu"))
         facts["fresh_renders"] = encoding_check(trained, fresh_store, torch.device("cpu"))
     facts["promises"] = promises(facts["fresh_renders"])
+    for factor, entry in facts["fresh_renders"].items():
+        if entry.get("abs_r", 1.0) < MIN_ABS_R:
+            click.echo(f"{name}: warning: {factor} |r| {entry['abs_r']:.3f} is below the "
+                       f"{MIN_ABS_R} its test requires; do not ship this run", err=True)
     (folder / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
     (folder / f"{name}.md").write_text(model_card(facts))
     click.echo(f"{name}: {shipped} ({facts['bytes'] / 1e6:.1f} MB), {name}.json, {name}.md")
