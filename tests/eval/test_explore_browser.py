@@ -68,21 +68,28 @@ def started_explorer(*args, wait_s: float = 60):
         process.wait(10)
 
 
-@contextmanager
-def opened(url: str):
-    """Chromium showing the page once it has drawn its first re-render, and every URL the
-    page requested."""
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium for the module: Playwright's sync API runs one instance per thread."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM)
-        page = browser.new_page(viewport={"width": 1100, "height": 1000})
-        page.set_default_timeout(20_000)
-        requests = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(url)
-        page.wait_for_function("(document.querySelector('#command textarea') || {}).value"
-                               "?.startsWith('dcign-rerender')")
-        yield page, requests
+        yield browser
         browser.close()
+
+
+@contextmanager
+def opened(browser, url: str):
+    """A page showing `url` once it has drawn its first re-render, and every URL the page
+    requested."""
+    page = browser.new_page(viewport={"width": 1100, "height": 1000})
+    page.set_default_timeout(20_000)
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(url)
+    page.wait_for_function("(document.querySelector('#command textarea') || {}).value"
+                           "?.startsWith('dcign-rerender')")
+    yield page, requests
+    page.close()
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +100,9 @@ def explorer_url(run):
 
 
 @pytest.fixture(scope="module")
-def browser_page(explorer_url):
+def browser_page(chromium, explorer_url):
     """The page as it opens, and every URL it requested."""
-    with opened(explorer_url) as (page, requests):
+    with opened(chromium, explorer_url) as (page, requests):
         yield page, explorer_url, requests
 
 
@@ -260,8 +267,9 @@ def test_an_unreadable_upload_is_one_line_in_the_page(page, tmp_path):
                                                       "(UnidentifiedImageError)")
 
 
-def test_with_no_arguments_the_page_opens_the_shipped_faces_model_on_faces_it_rendered():
-    with started_explorer(wait_s=180) as url, opened(url) as (page, requests):
+def test_with_no_arguments_the_page_opens_the_shipped_faces_model_on_faces_it_rendered(
+        chromium):
+    with started_explorer(wait_s=180) as url, opened(chromium, url) as (page, requests):
         assert text(page, "command").startswith("dcign-rerender --checkpoint faces64 ")
         assert text(page, "image-label") == "test/azimuth minibatch 0 image 0"
         face = shown(page, "input")
