@@ -23,7 +23,14 @@ from dcign.train.eval.cli import main as eval_main
 from dcign.train.eval.explore import build_explorer
 from dcign.train.eval.rerender import main as rerender_main
 from dcign.train.eval.trained import load_trained
-from dcign.train.shipped import CHECK_MINIBATCHES, NAMES, card, held_out_store, resolve_checkpoint, shipped_file
+from dcign.train.shipped import (
+    CHECK_MINIBATCHES,
+    NAMES,
+    card,
+    held_out_store,
+    resolve_checkpoint,
+    shipped_file,
+)
 from dcign.train.shipped.check import encoding_check, median_angle_error
 from dcign.train.shipped.ship import main as ship_main
 
