@@ -146,8 +146,9 @@ def main(run, name, store_path, render_command, train_command, commit, note, tar
     facts["eval"] = {"float32": evaluation(run, store), "float16": evaluation(shipped, store)}
     (folder / f"{name}.json").write_text(json.dumps(facts, indent=2) + "\n")
     with tempfile.TemporaryDirectory() as tmp:
-        fresh_store = open_store(held_out_store(facts["render"], Path(tmp) / "held-out.zarr",
-                                                    CHECK_MINIBATCHES))
+        held_out = held_out_store(facts["render"], Path(tmp) / "held-out.zarr",
+                                  CHECK_MINIBATCHES)
+        fresh_store = open_store(held_out)
         trained = load_trained(shipped, torch.device("cpu"))
         facts["fresh_renders"] = encoding_check(trained, fresh_store, torch.device("cpu"))
     facts["promises"] = promises(facts["fresh_renders"])
